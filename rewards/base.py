@@ -1,0 +1,35 @@
+"""The scorer interface: every reward model, embedded or real, scores one group of images of one prompt.
+
+A scorer sees the raw prompt with its task metadata (never the CoT) and the group's images as uint8 RGB arrays,
+and returns one :class:`ImageScore` per image. Servers (``rewards/server.py``) host exactly one scorer each.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rollout.types import PromptRecord
+
+
+class ScorerInputError(ValueError):
+    """The request cannot be scored as given (unknown task type, missing metadata, bad image)."""
+
+
+@dataclass
+class ImageScore:
+    score: float
+    # Per-image diagnostics: detected boxes, yes/no probabilities, questions asked... JSON-serialisable values.
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Scorer(ABC):
+    name: str = ""
+    version: str = "0"
+
+    @abstractmethod
+    def score(self, prompt: PromptRecord, images: list[np.ndarray]) -> list[ImageScore]:
+        """One score per image, in order. Raise ScorerInputError for bad input."""

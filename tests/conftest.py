@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny random Janus built once per session, and a loopback-only Ray instance."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports ray, vllm, transformers or deepspeed: everything offline, on loopback, in-process.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (prompt files for tests; read from there, never copied into the repo)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data directory {SHARED_DATA} not found")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cfg(tmp_path_factory):
+    """ModelConfig of the embedded tiny Janus, cached in a per-session directory."""
+    from cluster.config import ModelConfig
+
+    return ModelConfig(cache_dir=str(tmp_path_factory.mktemp("models")))
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tiny_model_cfg):
+    from policy.model import load_policy
+
+    return load_policy(tiny_model_cfg)
+
+
+@pytest.fixture(scope="session")
+def ray_local(tmp_path_factory):
+    """A local Ray instance on 127.0.0.1 shared by the session's Ray tests."""
+    import ray
+
+    repo = str(Path(__file__).resolve().parents[1])
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=256 * 1024**2,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+        runtime_env={"env_vars": {
+            "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            **{k: os.environ[k] for k in (
+                "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+                "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE", "DS_ACCELERATOR", "TOKENIZERS_PARALLELISM")},
+        }},
+    )
+    yield ray
+    ray.shutdown()
