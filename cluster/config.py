@@ -22,12 +22,22 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import (
     ConfigAttributeError,
     ConfigKeyError,
-    MissingMandatoryValue,
+    InterpolationResolutionError,
     OmegaConfBaseException,
     ValidationError,
 )
 
 PRESET_DIR = Path(__file__).parent / "configs"
+
+
+def _required(*_: Any) -> Any:
+    # Presets mark values the user must supply as ${required:}; an override replaces the interpolation, and an
+    # unreplaced one fails here when the config is resolved. (OmegaConf's own "???" does not survive a merge
+    # onto a dataclass default.)
+    raise ValueError("${required:}")
+
+
+OmegaConf.register_resolver("required", _required, replace=True, annotation_validation="off")
 
 # T2I-R1's semantic-CoT prompt (REFERENCE.md section 1). The template is the content of T2I-R1's
 # data/prompt/reasoning_prompt.txt, verbatim (trailing space included); a test pins it against that file.
@@ -168,7 +178,7 @@ class TextSamplingConfig:
     """Semantic-level CoT sampling."""
 
     engine: str = "vllm"  # vllm | transformers (vllm falls back to transformers, with a warning, if it cannot load)
-    max_new_tokens: int = 1024
+    max_new_tokens: int = 32  # T2I-R1 trains with 1024 (the janus-pro presets)
     temperature: float = 1.0
     top_k: int = 50  # 0 = off
     top_p: float = 1.0
@@ -454,8 +464,8 @@ def _explain(err: OmegaConfBaseException, base: DictConfig, source: str) -> Conf
         return ConfigError(msg)
     if isinstance(err, ValidationError):
         return ConfigError(f"{key}: {err.msg.splitlines()[0]} (from {source})")
-    if isinstance(err, MissingMandatoryValue):
-        return ConfigError(f"{key} is required but not set; pass {key}=... on the command line")
+    if isinstance(err, InterpolationResolutionError) and "${required:}" in str(err):
+        return ConfigError(f"{key} is required by the preset but not set; pass {key}=... on the command line")
     return ConfigError(f"{key}: {err} (from {source})")
 
 

@@ -1,0 +1,119 @@
+"""Config loading: presets, overrides, and every validation error a user can hit."""
+
+import pytest
+
+from cluster.config import (
+    Config,
+    ConfigError,
+    PRESET_DIR,
+    SCORER_NAMES,
+    T2I_R1_REASONING_TEMPLATE,
+    from_yaml,
+    load_config,
+    to_yaml,
+)
+
+
+def test_defaults_are_the_tiny_embedded_run():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    assert cfg.model.path is None
+    assert cfg.rewards.color.enabled
+    assert cfg.rollout.group_size >= 2
+
+
+def test_tiny_preset_matches_defaults():
+    assert to_yaml(load_config("tiny")) == to_yaml(load_config())
+
+
+def test_overrides_reach_nested_fields_with_types():
+    cfg = load_config(None, ["seed=7", "trainer.steps=3", "rollout.group_size=6", "rewards.color.replicas=3",
+                             "learner.optim.lr=0.5", "output_dir=/tmp/x", "rollout.cot.engine=transformers"])
+    assert (cfg.seed, cfg.trainer.steps, cfg.rollout.group_size) == (7, 3, 6)
+    assert cfg.rewards.color.replicas == 3 and cfg.learner.optim.lr == 0.5
+    assert cfg.output_dir == "/tmp/x" and cfg.rollout.cot.engine == "transformers"
+
+
+def test_yaml_round_trip():
+    cfg = load_config(None, ["seed=3", "rewards.objects.enabled=true"])
+    assert from_yaml(to_yaml(cfg)) == cfg
+
+
+def test_unknown_key_suggests_the_close_one():
+    with pytest.raises(ConfigError, match=r"unknown key 'rollout.grup_size'.*did you mean 'rollout.group_size'"):
+        load_config(None, ["rollout.grup_size=4"])
+    with pytest.raises(ConfigError, match=r"did you mean 'rewards.gdino'"):
+        load_config(None, ["rewards.gdnio.replicas=2"])
+
+
+def test_unknown_key_in_a_yaml_file_names_the_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("trainer:\n  stpes: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'trainer.stpes' in .*c.yaml.*did you mean 'trainer.steps'"):
+        load_config(str(f))
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"rollout.group_size"):
+        load_config(None, ["rollout.group_size=many"])
+    with pytest.raises(ConfigError, match=r"learner.optim.lr"):
+        load_config(None, ["learner.optim.lr=fast"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("rollout.group_size=1", "rollout.group_size"),
+    ("rollout.image.cfg_weight=-1", "rollout.image.cfg_weight"),
+    ("rollout.cot.temperature=0", "rollout.cot.temperature"),
+    ("rollout.image.temperature=-0.5", "rollout.image.temperature"),
+    ("rollout.cot.top_p=1.5", "rollout.cot.top_p"),
+    ("learner.zero_stage=4", "learner.zero_stage"),
+    ("learner.loss.aggregation=median", "learner.loss.aggregation"),
+    ("trainer.mode=async", "trainer.mode"),
+    ("rewards.color.replicas=0", "rewards.color.replicas"),
+    ("model.tiny.vq_base_channels=48", "model.tiny.vq_base_channels"),
+    ("rewards.color.enabled=false", "rewards.enabled"),
+])
+def test_out_of_range_values(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_missing_model_path_names_path_and_files(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError, match=r"model.path: directory .*nope.* does not exist.*config.json"):
+        load_config(None, [f"model.path={missing}"])
+    incomplete = tmp_path / "half"
+    incomplete.mkdir()
+    (incomplete / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"incomplete, missing \*.safetensors, tokenizer.json"):
+        load_config(None, [f"model.path={incomplete}"])
+
+
+def test_janus_presets_demand_a_model_path():
+    with pytest.raises(ConfigError, match=r"model.path is required"):
+        load_config("janus-pro-7b")
+
+
+def test_janus_preset_has_t2i_r1_hyperparameters(tmp_path):
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.load(PRESET_DIR / "janus-pro-7b.yaml")
+    assert raw.rollout.group_size == 8 and raw.trainer.prompts_per_step == 16 and raw.trainer.steps == 1600
+    assert raw.learner.optim.lr == 1e-6 and raw.learner.loss.beta == 0.01 and raw.learner.zero_stage == 3
+    assert raw.rollout.image.cfg_weight == 5.0 and raw.rollout.cot.max_new_tokens == 1024
+    assert raw.learner.advantage.eps == 1e-4
+    assert {n for n in SCORER_NAMES if raw.rewards.get(n, {}).get("enabled")} == {"hps", "gdino", "git", "orm"}
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError, match=r"no such preset.*janus-pro-1b.*tiny"):
+        load_config("janus-pro-70b")
+
+
+def test_override_syntax_error():
+    with pytest.raises(ConfigError, match=r"key=value"):
+        load_config(None, ["trainer.steps"])
+
+
+def test_builtin_template_is_t2i_r1s_file(shared_data):
+    assert (shared_data / "t2i_r1_reasoning_prompt.txt").read_bytes() == T2I_R1_REASONING_TEMPLATE.encode()
