@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -252,20 +253,50 @@ class ScorerConfig:
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
 
 
-def _enabled_scorer() -> ScorerConfig:
-    return ScorerConfig(enabled=True)
+@dataclass
+class ColorScorerConfig(ScorerConfig):
+    """The embedded colour rule (rewards/scorers/color.py)."""
+
+    radius: float = 20.0  # CIELAB Delta E around a colour's prototype that counts as fully that colour
+    scale: float = 30.0  # Delta E beyond the radius at which a pixel counts as half-close
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.radius >= 0, "radius", "must be >= 0 (Delta E units)")
+        require(self.scale > 0, "scale", "must be > 0 (Delta E units)")
+
+
+@dataclass
+class GdinoScorerConfig(ScorerConfig):
+    """GroundingDINO rules (rewards/detection_rules.py); defaults are T2I-R1's."""
+
+    box_threshold: float = 0.3  # a box counts for a noun when its phrase score is above this
+    nms_iou: float = 0.5  # numeracy: boxes of one noun are counted after NMS at this IoU
+    spatial_iou: float = 0.1  # left/right/above/below: full credit below this IoU, iou_threshold / IoU above
+    near_distance: float = 0.3  # near / next to / on side of: centre distance, as a fraction of the image side
+
+    def validate(self) -> None:
+        super().validate()
+        require(0 <= self.box_threshold < 1, "box_threshold", "must be in [0, 1)")
+        require(0 < self.nms_iou <= 1, "nms_iou", "must be in (0, 1]")
+        require(0 < self.spatial_iou <= 1, "spatial_iou", "must be in (0, 1]")
+        require(self.near_distance > 0, "near_distance", "must be > 0")
+
+
+def _enabled_color() -> ColorScorerConfig:
+    return ColorScorerConfig(enabled=True)
 
 
 @dataclass
 class RewardsConfig:
     # T2I-R1's ensemble (need local weight directories):
     hps: ScorerConfig = field(default_factory=ScorerConfig)
-    gdino: ScorerConfig = field(default_factory=ScorerConfig)
+    gdino: GdinoScorerConfig = field(default_factory=GdinoScorerConfig)
     git: ScorerConfig = field(default_factory=ScorerConfig)
     orm: ScorerConfig = field(default_factory=ScorerConfig)
     clip: ScorerConfig = field(default_factory=ScorerConfig)
     # Embedded, no downloaded weights: a pixel rule for colour words, and an ImageNet object-presence reward.
-    color: ScorerConfig = field(default_factory=_enabled_scorer)
+    color: ColorScorerConfig = field(default_factory=_enabled_color)
     objects: ScorerConfig = field(default_factory=ScorerConfig)
     ensemble: str = "sum"  # sum (T2I-R1) | mean | weighted
     standardize: bool = False  # z-score each scorer over the batch before combining
@@ -284,7 +315,13 @@ class RewardsConfig:
                 "enable at least one scorer, e.g. rewards.color.enabled=true")
 
 
-SCORER_NAMES = tuple(f.name for f in dataclasses.fields(RewardsConfig) if f.type in (ScorerConfig, "ScorerConfig"))
+def _scorer_names() -> tuple[str, ...]:
+    hints = typing.get_type_hints(RewardsConfig)
+    return tuple(f.name for f in dataclasses.fields(RewardsConfig)
+                 if isinstance(hints[f.name], type) and issubclass(hints[f.name], ScorerConfig))
+
+
+SCORER_NAMES = _scorer_names()
 
 
 # --------------------------------------------------------------------------------------------------- learner

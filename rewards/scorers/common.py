@@ -1,0 +1,63 @@
+"""Helpers every scorer shares: checking the group's images, splitting a group into model batches, and
+checking a local weights directory before loading it."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, TypeVar
+
+import numpy as np
+
+from rewards.base import ScorerInputError
+
+T = TypeVar("T")
+
+
+class ModelDirError(FileNotFoundError):
+    """A scorer's weights directory is missing or incomplete. The message names the directory, the files
+    expected in it and how to obtain them."""
+
+
+def check_images(images: Sequence[np.ndarray]) -> None:
+    """Every image must be a non-empty uint8 H x W x 3 RGB array (what rollout/images.py produces)."""
+    if len(images) == 0:
+        raise ScorerInputError("empty group: a group needs at least one image")
+    for i, im in enumerate(images):
+        if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3 \
+                or im.shape[0] == 0 or im.shape[1] == 0:
+            desc = f"{im.dtype} {im.shape}" if isinstance(im, np.ndarray) else type(im).__name__
+            raise ScorerInputError(f"image {i}: expected a uint8 H x W x 3 RGB array, got {desc}")
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items (the model batch of a scorer)."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def model_dir(path: Optional[str], scorer: str, expected: Sequence[Sequence[str]], how_to_get: str) -> Path:
+    """Resolve and check ``rewards.<scorer>.path``.
+
+    ``expected`` lists file requirements; each is a tuple of glob alternatives of which one must be present
+    (e.g. ``("model.safetensors", "pytorch_model*.bin", "model-*.safetensors")``). Raises ModelDirError naming
+    the directory, what is missing and ``how_to_get``.
+    """
+    key = f"rewards.{scorer}.path"
+    wanted = "; ".join(" or ".join(alts) for alts in expected)
+    if not path:
+        raise ModelDirError(f"{key} is not set: scorer {scorer!r} loads its weights from a local directory "
+                            f"holding {wanted}. {how_to_get}")
+    p = Path(os.path.expanduser(path))
+    if not p.is_dir():
+        raise ModelDirError(f"{key}: directory {str(p)!r} does not exist; it should hold {wanted}. {how_to_get}")
+    names = [f.name for f in p.iterdir()]
+    missing = [" or ".join(alts) for alts in expected
+               if not any(fnmatch.filter(names, pattern) for pattern in alts)]
+    if missing:
+        raise ModelDirError(f"{key}: directory {str(p)!r} is incomplete, missing {'; '.join(missing)}. "
+                            f"{how_to_get}")
+    return p
