@@ -1,0 +1,261 @@
+"""The reward client: every group to one replica of every enabled scorer, all in parallel, over gRPC.
+
+* Spreading: each call goes to the scorer's replica with the fewest calls in flight from this client (ties
+  rotate), so a replica added by scaling takes traffic from its first call on.
+* Endpoints are read at the start of every :meth:`RewardClient.score` (a mapping, or a callable such as
+  ``RewardFleet.endpoints``), so replica counts can change between calls without restarting anything.
+* Deadlines: every attempt gets ``rewards.deadline_s``. Retries: up to ``rewards.retries`` more attempts, each on
+  a replica not tried yet for that group while there is one, for failures a retry can fix (replica down,
+  deadline, a scorer crash); a bad request (INVALID_ARGUMENT, UNAUTHENTICATED, RESOURCE_EXHAUSTED) is not retried.
+* A failure is never a zero reward: :meth:`score` raises :class:`RewardServiceError` naming every scorer and
+  group that failed, and each attempt's replica, status and message.
+* Per-scorer latency (client-side wall time of each group's call, retries included, and the server's own
+  decode + scoring time) comes back with the scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import statistics
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import grpc
+import numpy as np
+
+from cluster.config import SCORER_NAMES, RewardsConfig
+from protos import reward_pb2, reward_pb2_grpc
+from rewards import wire
+from rollout.types import PromptRecord
+
+Endpoints = Mapping[str, Sequence[str]]  # scorer name -> replica addresses (host:port)
+EndpointSource = Union[Endpoints, Callable[[], Endpoints]]
+
+# Failures another attempt can fix: the replica is gone or stopping, too slow, or crashed on this call.
+RETRYABLE = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.ABORTED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
+})
+
+
+def enabled_scorers(cfg: RewardsConfig) -> list[str]:
+    return [n for n in SCORER_NAMES if getattr(cfg, n).enabled]
+
+
+@dataclass
+class Attempt:
+    replica: str
+    status: str  # gRPC status name, or BAD_REPLY when the reply did not match the request
+    message: str
+    seconds: float
+
+
+class RewardServiceError(RuntimeError):
+    """Some groups could not be scored. ``failures`` maps (scorer, request id) to the attempts made."""
+
+    def __init__(self, failures: dict[tuple[str, str], list[Attempt]], total_calls: int):
+        self.failures = failures
+        lines = [f"{len(failures)} of {total_calls} reward calls failed (no reward is made up for them):"]
+        for (scorer, rid), attempts in failures.items():
+            tries = "; ".join(f"{a.replica}: {a.status}: {a.message}" for a in attempts) or "no replica to call"
+            lines.append(f"  scorer {scorer!r}, request {rid!r}, {len(attempts)} attempt(s): {tries}")
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class ScorerReply:
+    """One scorer's answer for one group."""
+
+    scorer: str
+    version: str
+    scores: list[float]
+    details: list[dict[str, Any]]
+    replica: str  # the replica that answered
+    latency_s: float  # client-side wall time of this group's call, retries included
+    score_s: float  # the server's decode + scoring time
+    attempts: int
+
+
+@dataclass
+class GroupRewards:
+    prompt: PromptRecord
+    request_id: str
+    replies: dict[str, ScorerReply]  # scorer name -> reply
+
+
+@dataclass
+class LatencyStats:
+    calls: int
+    mean_s: float
+    p50_s: float
+    max_s: float
+    mean_score_s: float  # server-side share of mean_s
+    retries: int  # attempts beyond the first, over all calls
+
+
+@dataclass
+class RewardBatch:
+    groups: list[GroupRewards]
+    wall_s: float = 0.0
+    scorers: list[str] = field(default_factory=list)
+
+    def scores(self, scorer: str) -> np.ndarray:
+        """Scores of one scorer for every image of the batch, groups concatenated in order."""
+        return np.array([s for g in self.groups for s in g.replies[scorer].scores], dtype=np.float64)
+
+    def per_scorer(self) -> dict[str, np.ndarray]:
+        return {name: self.scores(name) for name in self.scorers}
+
+    def group_sizes(self) -> list[int]:
+        return [len(next(iter(g.replies.values())).scores) for g in self.groups]
+
+    def latency(self) -> dict[str, LatencyStats]:
+        out = {}
+        for name in self.scorers:
+            replies = [g.replies[name] for g in self.groups]
+            lat = [r.latency_s for r in replies]
+            out[name] = LatencyStats(
+                calls=len(replies), mean_s=statistics.fmean(lat), p50_s=statistics.median(lat), max_s=max(lat),
+                mean_score_s=statistics.fmean(r.score_s for r in replies),
+                retries=sum(r.attempts - 1 for r in replies))
+        return out
+
+
+class RewardClient:
+    """Calls the reward servers from any thread; owns an event loop thread and one channel per replica."""
+
+    def __init__(self, cfg: RewardsConfig, endpoints: EndpointSource, scorers: Optional[Sequence[str]] = None):
+        self.cfg = cfg
+        self.scorers = list(scorers) if scorers is not None else enabled_scorers(cfg)
+        if not self.scorers:
+            raise ValueError("no scorer to call: enable one in the config (rewards.<name>.enabled=true)")
+        self._endpoints = endpoints
+        self._metadata = ((wire.AUTH_HEADER, wire.auth_value(cfg.token)),) if cfg.token is not None else ()
+        self._channels: dict[str, tuple[grpc.aio.Channel, reward_pb2_grpc.RewardServiceStub]] = {}
+        self._in_flight: dict[str, int] = {}
+        self._turn = itertools.count()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="reward-client")
+        self._thread.start()
+
+    # ------------------------------------------------------------------------------------ public
+
+    def endpoints(self) -> dict[str, list[str]]:
+        """The current replicas of every scorer this client calls; raises if one has none."""
+        source = self._endpoints() if callable(self._endpoints) else self._endpoints
+        out = {name: list(source.get(name, ())) for name in self.scorers}
+        empty = [n for n, addrs in out.items() if not addrs]
+        if empty:
+            raise RewardServiceError({(n, "*"): [] for n in empty}, len(self.scorers))
+        return out
+
+    def score(self, prompts: Sequence[PromptRecord], images: Sequence[Sequence[np.ndarray]]) -> RewardBatch:
+        """Score every group (``images[i]`` are the G images of ``prompts[i]``) with every scorer."""
+        if len(prompts) != len(images):
+            raise ValueError(f"{len(prompts)} prompts but {len(images)} image groups")
+        endpoints = self.endpoints()
+        batch_id = uuid.uuid4().hex[:8]
+        requests = [wire.request_to_proto(f"{batch_id}-{i}-p{p.index}", p, imgs)
+                    for i, (p, imgs) in enumerate(zip(prompts, images))]
+        start = time.perf_counter()
+        replies = asyncio.run_coroutine_threadsafe(self._score_all(requests, endpoints), self._loop).result()
+        groups = [GroupRewards(p, r.request_id, rep) for p, r, rep in zip(prompts, requests, replies)]
+        return RewardBatch(groups, time.perf_counter() - start, list(self.scorers))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._close_channels(set(self._channels)), self._loop).result(30)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+            self._loop.close()
+
+    def __enter__(self) -> "RewardClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------ internals
+
+    async def _score_all(self, requests: list[reward_pb2.ScoreRequest],
+                         endpoints: dict[str, list[str]]) -> list[dict[str, ScorerReply]]:
+        await self._close_channels(set(self._channels) - {a for addrs in endpoints.values() for a in addrs})
+        calls = [(name, req) for req in requests for name in self.scorers]
+        results = await asyncio.gather(*(self._call(name, endpoints[name], req) for name, req in calls))
+        failures = {(name, req.request_id): r for (name, req), r in zip(calls, results) if isinstance(r, list)}
+        if failures:
+            raise RewardServiceError(failures, len(calls))
+        out: list[dict[str, ScorerReply]] = [{} for _ in requests]
+        for i, (name, _) in enumerate(calls):
+            out[i // len(self.scorers)][name] = results[i]
+        return out
+
+    def _stub(self, address: str) -> reward_pb2_grpc.RewardServiceStub:
+        if address not in self._channels:
+            channel = grpc.aio.insecure_channel(address, options=wire.channel_options(self.cfg.max_message_mb))
+            self._channels[address] = (channel, reward_pb2_grpc.RewardServiceStub(channel))
+            self._in_flight.setdefault(address, 0)
+        return self._channels[address][1]
+
+    async def _close_channels(self, addresses: set[str]) -> None:
+        for address in addresses:
+            channel, _ = self._channels.pop(address)
+            self._in_flight.pop(address, None)
+            await channel.close()
+
+    def _pick(self, replicas: list[str], tried: list[str]) -> str:
+        """Fewest calls in flight among replicas not tried yet for this group (all of them once each is)."""
+        fresh = [a for a in replicas if a not in tried] or replicas
+        offset = next(self._turn)
+        rotated = [fresh[(offset + k) % len(fresh)] for k in range(len(fresh))]
+        return min(rotated, key=lambda a: self._in_flight.get(a, 0))
+
+    async def _call(self, scorer: str, replicas: list[str],
+                    request: reward_pb2.ScoreRequest) -> Union[ScorerReply, list[Attempt]]:
+        """The scorer's reply for one group, or the list of failed attempts."""
+        attempts: list[Attempt] = []
+        tried: list[str] = []
+        start = time.perf_counter()
+        for _ in range(self.cfg.retries + 1):
+            address = self._pick(replicas, tried)
+            tried.append(address)
+            stub = self._stub(address)
+            self._in_flight[address] += 1
+            t0 = time.perf_counter()
+            try:
+                reply = await stub.Score(request, timeout=self.cfg.deadline_s, metadata=self._metadata)
+            except grpc.aio.AioRpcError as e:
+                attempts.append(Attempt(address, e.code().name, e.details() or "", time.perf_counter() - t0))
+                if e.code() in RETRYABLE:
+                    continue
+                return attempts
+            finally:
+                if address in self._in_flight:
+                    self._in_flight[address] -= 1
+            problem = self._check_reply(scorer, request, reply)
+            if problem:
+                attempts.append(Attempt(address, "BAD_REPLY", problem, time.perf_counter() - t0))
+                continue
+            return ScorerReply(
+                scorer=scorer, version=reply.version, scores=[r.score for r in reply.results],
+                details=[wire.details_from_proto(r.details) for r in reply.results], replica=address,
+                latency_s=time.perf_counter() - start, score_s=reply.score_seconds, attempts=len(attempts) + 1)
+        return attempts
+
+    @staticmethod
+    def _check_reply(scorer: str, request: reward_pb2.ScoreRequest, reply: reward_pb2.ScoreResponse) -> str:
+        if reply.scorer != scorer:
+            return f"replica serves scorer {reply.scorer!r}, not {scorer!r} (endpoints mixed up?)"
+        if reply.request_id != request.request_id:
+            return f"reply is for request {reply.request_id!r}"
+        if len(reply.results) != len(request.images):
+            return f"{len(reply.results)} scores for {len(request.images)} images"
+        bad = [i for i, r in enumerate(reply.results) if not math.isfinite(r.score)]
+        if bad:
+            return f"non-finite score for image(s) {bad}"
+        return ""

@@ -1,0 +1,180 @@
+"""Reward server replicas on Ray, scaled per scorer, also while training runs.
+
+* :class:`ScorerPool`: the replicas of one scorer, each a :class:`rewards.server.RewardServerActor` with the
+  scorer's share (``rewards.<name>.num_cpus`` / ``num_gpus``); :meth:`ScorerPool.scale` adds or removes replicas.
+* :class:`RewardFleet`: a pool per enabled scorer, started with ``rewards.<name>.replicas`` each; its
+  :meth:`RewardFleet.endpoints` is what :class:`rewards.client.RewardClient` reads before every call.
+* :func:`launch_fleet` runs a RewardFleet as a named Ray actor, so that another process can change replica
+  counts of a running training job without restarting it:
+
+      python -m rewards.pool --address auto scale gdino 4
+      python -m rewards.pool --address auto status
+
+Scaling up starts the new replicas, waits until they serve, then publishes them (the next client call uses
+them). Scaling down unpublishes replicas first, lets their calls in flight finish (``grace_s``), then stops them;
+a call that still reaches a stopping replica fails over to another (the client's retry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any, Callable, Mapping, Optional
+
+from cluster.config import SCORER_NAMES, RewardsConfig
+from rewards.server import RewardServerActor, ScorerSpec
+
+FLEET_ACTOR = "reward_fleet"
+FLEET_NAMESPACE = "t2i_r1"
+
+
+class ScorerPool:
+    """The replicas of one scorer. Thread-safe: ``addresses`` never waits for a scale to finish."""
+
+    def __init__(self, name: str, cfg: RewardsConfig, scorer: Optional[ScorerSpec] = None,
+                 start_timeout_s: float = 600.0, grace_s: float = 5.0):
+        if name not in SCORER_NAMES:
+            raise ValueError(f"unknown scorer {name!r}; expected one of {', '.join(SCORER_NAMES)}")
+        self.name = name
+        self.cfg = cfg
+        self.spec: ScorerSpec = scorer if scorer is not None else name
+        self.start_timeout_s = start_timeout_s
+        self.grace_s = grace_s
+        self._replicas: list[tuple[Any, str]] = []  # (actor handle, host:port), oldest first
+        self._lock = threading.Lock()  # guards _replicas
+        self._scaling = threading.Lock()  # one scale at a time
+
+    @property
+    def addresses(self) -> list[str]:
+        with self._lock:
+            return [address for _, address in self._replicas]
+
+    def scale(self, replicas: int) -> list[str]:
+        """Change the replica count to ``replicas`` (>= 1); return the addresses now published."""
+        if replicas < 1:
+            raise ValueError(f"scorer {self.name!r}: replicas must be >= 1, got {replicas} (to stop scoring with "
+                             f"it, disable it in the config: rewards.{self.name}.enabled=false)")
+        with self._scaling:
+            with self._lock:
+                have = len(self._replicas)
+            if replicas > have:
+                started = self._start(replicas - have)
+                with self._lock:
+                    self._replicas.extend(started)
+            elif replicas < have:
+                with self._lock:
+                    removed, self._replicas = self._replicas[replicas:], self._replicas[:replicas]
+                self._stop(removed)
+        return self.addresses
+
+    def shutdown(self) -> None:
+        with self._scaling:
+            with self._lock:
+                removed, self._replicas = self._replicas, []
+            self._stop(removed)
+
+    def _start(self, count: int) -> list[tuple[Any, str]]:
+        import ray
+
+        share = getattr(self.cfg, self.name)
+        actor_cls = ray.remote(RewardServerActor).options(num_cpus=share.num_cpus, num_gpus=share.num_gpus)
+        handles = [actor_cls.remote(self.spec, self.cfg) for _ in range(count)]
+        try:
+            addresses = ray.get([h.address.remote() for h in handles], timeout=self.start_timeout_s)
+        except Exception as e:
+            for h in handles:
+                ray.kill(h)
+            raise RuntimeError(f"could not start {count} replica(s) of reward scorer {self.name!r}: {e}") from e
+        return list(zip(handles, addresses))
+
+    def _stop(self, replicas: list[tuple[Any, str]]) -> None:
+        import ray
+
+        if not replicas:
+            return
+        try:  # drain: calls in flight finish; a replica that is already dead needs no draining
+            ray.get([h.stop.remote(self.grace_s) for h, _ in replicas], timeout=self.grace_s + 30)
+        except ray.exceptions.RayError:
+            pass
+        for h, _ in replicas:
+            ray.kill(h)
+
+
+class RewardFleet:
+    """One :class:`ScorerPool` per enabled scorer; ``scorers`` (scorer name -> a factory) hosts custom scorer
+    objects under those names instead of the registry's."""
+
+    def __init__(self, cfg: RewardsConfig, scorers: Optional[Mapping[str, ScorerSpec]] = None):
+        if scorers is None:
+            scorers = {n: n for n in SCORER_NAMES if getattr(cfg, n).enabled}
+        self.pools = {name: ScorerPool(name, cfg, spec) for name, spec in scorers.items()}
+        try:
+            for name, pool in self.pools.items():
+                pool.scale(getattr(cfg, name).replicas)
+        except Exception:
+            self.shutdown()
+            raise
+
+    def endpoints(self) -> dict[str, list[str]]:
+        return {name: pool.addresses for name, pool in self.pools.items()}
+
+    def scale(self, scorer: str, replicas: int) -> list[str]:
+        if scorer not in self.pools:
+            raise ValueError(f"scorer {scorer!r} is not running; running: {', '.join(self.pools)}")
+        return self.pools[scorer].scale(replicas)
+
+    def shutdown(self) -> None:
+        for pool in self.pools.values():
+            pool.shutdown()
+
+
+def launch_fleet(cfg: RewardsConfig, name: str = FLEET_ACTOR, namespace: str = FLEET_NAMESPACE):
+    """Start a RewardFleet as a named Ray actor (reachable by :func:`get_fleet` from other processes).
+    Its methods run on several threads, so ``endpoints`` answers while a ``scale`` is starting replicas."""
+    import ray
+
+    actor = ray.remote(RewardFleet).options(name=name, namespace=namespace, num_cpus=0, max_concurrency=8)
+    handle = actor.remote(cfg)
+    ray.get(handle.endpoints.remote())  # surfaces start-up errors here
+    return handle
+
+
+def get_fleet(name: str = FLEET_ACTOR, namespace: str = FLEET_NAMESPACE):
+    import ray
+
+    return ray.get_actor(name, namespace=namespace)
+
+
+def fleet_endpoints(handle) -> Callable[[], dict[str, list[str]]]:
+    """An endpoint source for RewardClient that asks a fleet actor (one small Ray call per batch)."""
+    import ray
+
+    return lambda: ray.get(handle.endpoints.remote())
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m rewards.pool", description="Inspect or scale the reward "
+                                "servers of a running job.")
+    p.add_argument("--address", default="auto", help="Ray cluster address (default: auto)")
+    p.add_argument("--name", default=FLEET_ACTOR, help="name of the fleet actor")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="print every scorer's replica addresses")
+    s = sub.add_parser("scale", help="set a scorer's replica count")
+    s.add_argument("scorer")
+    s.add_argument("replicas", type=int)
+    args = p.parse_args(argv)
+
+    import ray
+
+    ray.init(address=args.address, namespace=FLEET_NAMESPACE, log_to_driver=False)
+    fleet = get_fleet(args.name)
+    if args.command == "scale":
+        ray.get(fleet.scale.remote(args.scorer, args.replicas))
+    for scorer, addresses in ray.get(fleet.endpoints.remote()).items():
+        print(f"{scorer}: {len(addresses)} replica(s) {' '.join(addresses)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,235 @@
+"""Between Python objects and the reward service's messages (protos/reward.proto), both directions.
+
+Server side: a ScoreRequest is checked and turned into (PromptRecord, images); anything wrong with it raises
+:class:`BadRequest`, which the server answers with INVALID_ARGUMENT and this message. Client side: the reverse.
+Only protobuf crosses the wire (PNG bytes, strings, numbers): nothing is pickled.
+
+Per-image details: a scorer's ``ImageScore.details`` dict travels in typed fields where it uses the common
+shapes below, and in a ``google.protobuf.Struct`` for everything else; :func:`details_from_proto` rebuilds the
+same dict (Struct numbers come back as floats).
+
+* ``details["boxes"]``: a list of ``{"label": str, "box": [x0, y0, x1, y1], "score": float}``
+* ``details["questions"]``: a list of ``{"question": str, "p_yes": float, "p_no": float}``
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from google.protobuf import struct_pb2
+
+from protos import reward_pb2
+from rewards.base import ImageScore
+from rollout.images import decode_png, encode_png
+from rollout.types import PromptRecord
+
+# Task types of T2I-R1's training file; the detector and VQA rules branch on them.
+TASK_TYPES = ("spatial", "numeracy", "color", "shape", "texture", "object", "non", "complex")
+
+# Largest decoded image accepted. A PNG of a few KiB can inflate to gigabytes; the message limit alone does not
+# bound the decoded size, so the server reads the size from the PNG header before decoding.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BOX_KEYS = {"label", "box", "score"}
+QUESTION_KEYS = {"question", "p_yes", "p_no"}
+
+
+class BadRequest(ValueError):
+    """A ScoreRequest that cannot be scored as sent; the message says what is wrong and how to fix it."""
+
+
+# ------------------------------------------------------------------------------------------ request
+
+
+def request_to_proto(request_id: str, record: PromptRecord, images: Sequence[np.ndarray]) -> reward_pb2.ScoreRequest:
+    """One group: the raw prompt, its metadata and the images as PNG, with the image count stated."""
+    md = reward_pb2.TaskMetadata(task_type=record.task_type, nouns=list(record.nouns))
+    if record.attr_nouns is not None:
+        md.attr_nouns.values.extend(record.attr_nouns)
+    if record.spatial_info is not None:
+        md.spatial_info.CopyFrom(reward_pb2.SpatialInfo(
+            obj1=str(record.spatial_info.get("obj1", "")), obj2=str(record.spatial_info.get("obj2", "")),
+            locality=str(record.spatial_info.get("locality", ""))))
+    if record.numeracy_info is not None:
+        md.numeracy_info.SetInParent()  # present even when the list is empty
+        for item in record.numeracy_info:
+            md.numeracy_info.items.add(obj_name=str(item.get("obj_name", "")), num=int(item.get("num", 0)))
+    return reward_pb2.ScoreRequest(
+        request_id=request_id, prompt=record.prompt, metadata=md, images=[encode_png(im) for im in images],
+        num_images=len(images), prompt_index=record.index)
+
+
+def record_from_proto(req: reward_pb2.ScoreRequest) -> PromptRecord:
+    """The request's prompt record, checked: a known task type and the metadata fields that type needs."""
+    where = f"request {req.request_id!r}"
+    if not req.prompt.strip():
+        raise BadRequest(f"{where}: empty prompt")
+    if not req.HasField("metadata"):
+        raise BadRequest(f"{where}: no metadata; send task_type and nouns (and spatial_info / numeracy_info)")
+    md = req.metadata
+    if md.task_type not in TASK_TYPES:
+        raise BadRequest(f"{where}: unknown task_type {md.task_type!r}; expected one of {', '.join(TASK_TYPES)}")
+    if not md.nouns or any(not n.strip() for n in md.nouns):
+        raise BadRequest(f"{where}: metadata.nouns is missing or has an empty noun (got {list(md.nouns)})")
+    spatial = numeracy = None
+    if md.task_type == "spatial":
+        s = md.spatial_info
+        missing = [k for k in ("obj1", "obj2", "locality") if not getattr(s, k).strip()]
+        if not md.HasField("spatial_info") or missing:
+            raise BadRequest(f"{where}: task_type 'spatial' needs metadata.spatial_info with obj1, obj2 and "
+                             f"locality; missing {', '.join(missing)}")
+        spatial = {"obj1": s.obj1, "obj2": s.obj2, "locality": s.locality}
+    elif md.HasField("spatial_info"):
+        spatial = {"obj1": md.spatial_info.obj1, "obj2": md.spatial_info.obj2, "locality": md.spatial_info.locality}
+    if md.task_type == "numeracy" and (not md.HasField("numeracy_info") or not md.numeracy_info.items):
+        raise BadRequest(f"{where}: task_type 'numeracy' needs metadata.numeracy_info with at least one "
+                         f"{{obj_name, num}} item")
+    if md.HasField("numeracy_info"):
+        for i, item in enumerate(md.numeracy_info.items):
+            if not item.obj_name.strip() or item.num < 1:
+                raise BadRequest(f"{where}: numeracy_info item {i} needs a non-empty obj_name and num >= 1, got "
+                                 f"obj_name={item.obj_name!r} num={item.num}")
+        numeracy = [{"obj_name": it.obj_name, "num": it.num} for it in md.numeracy_info.items]
+    return PromptRecord(
+        prompt=req.prompt, task_type=md.task_type, nouns=list(md.nouns),
+        attr_nouns=list(md.attr_nouns.values) if md.HasField("attr_nouns") else None,
+        spatial_info=spatial, numeracy_info=numeracy, index=req.prompt_index)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, without decoding. Raises BadRequest if there is none."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise BadRequest("not PNG data (no PNG signature and IHDR header)")
+    return struct.unpack(">II", data[16:24])
+
+
+def images_from_proto(req: reward_pb2.ScoreRequest) -> list[np.ndarray]:
+    """Decode the group's PNGs to uint8 RGB arrays; the count must match ``num_images`` when it is set."""
+    where = f"request {req.request_id!r}"
+    if not req.images:
+        raise BadRequest(f"{where}: empty group (no images); send the G images of one prompt")
+    if req.HasField("num_images") and req.num_images != len(req.images):
+        raise BadRequest(f"{where}: num_images says {req.num_images} but the request carries {len(req.images)} "
+                         f"images")
+    out = []
+    for i, data in enumerate(req.images):
+        try:
+            w, h = png_size(data)
+            if w * h > MAX_IMAGE_PIXELS:
+                raise BadRequest(f"{w}x{h} pixels is more than the {MAX_IMAGE_PIXELS} accepted")
+            out.append(decode_png(data))
+        except ValueError as e:  # BadRequest, or decode_png's "corrupt PNG: ..."
+            raise BadRequest(f"{where}: image {i} ({len(data)} bytes): {e}") from None
+    return out
+
+
+# ------------------------------------------------------------------------------------------ reply
+
+
+def _jsonable(value: Any, key: str) -> Any:
+    """numpy scalars and arrays to plain Python, so that a Struct can hold them; reject anything else."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"details[{key!r}] is a {type(value).__name__}, not a JSON value (str, number, bool, None, "
+                    f"list, dict)")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _typed_boxes(value: Any) -> Optional[list[reward_pb2.Box]]:
+    """The typed form when every entry has exactly the documented shape, else None (the value goes to extra)."""
+    if not isinstance(value, list) or not all(isinstance(b, dict) and set(b) == BOX_KEYS for b in value):
+        return None
+    if not all(isinstance(b["label"], str) and isinstance(b["box"], list) and len(b["box"]) == 4
+               and all(_is_number(x) for x in b["box"]) and _is_number(b["score"]) for b in value):
+        return None
+    return [reward_pb2.Box(label=b["label"], x0=b["box"][0], y0=b["box"][1], x1=b["box"][2], y1=b["box"][3],
+                           score=b["score"]) for b in value]
+
+
+def _typed_questions(value: Any) -> Optional[list[reward_pb2.Question]]:
+    if not isinstance(value, list) or not all(isinstance(q, dict) and set(q) == QUESTION_KEYS for q in value):
+        return None
+    if not all(isinstance(q["question"], str) and _is_number(q["p_yes"]) and _is_number(q["p_no"]) for q in value):
+        return None
+    return [reward_pb2.Question(text=q["question"], p_yes=q["p_yes"], p_no=q["p_no"]) for q in value]
+
+
+def details_to_proto(details: dict[str, Any]) -> reward_pb2.ImageDetails:
+    out = reward_pb2.ImageDetails()
+    extra: dict[str, Any] = {}
+    for key, value in details.items():
+        value = _jsonable(value, key)
+        typed = _typed_boxes(value) if key == "boxes" else _typed_questions(value) if key == "questions" else None
+        if typed is None:
+            extra[key] = value
+        elif key == "boxes":
+            out.boxes.extend(typed)
+        else:
+            out.questions.extend(typed)
+    if extra:
+        out.extra.update(extra)
+    return out
+
+
+def _struct_value(v: struct_pb2.Value) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: _struct_value(x) for k, x in v.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_struct_value(x) for x in v.list_value.values]
+    return None if kind in (None, "null_value") else getattr(v, kind)
+
+
+def details_from_proto(msg: reward_pb2.ImageDetails) -> dict[str, Any]:
+    out = {k: _struct_value(v) for k, v in msg.extra.fields.items()}
+    if msg.boxes:
+        out["boxes"] = [{"label": b.label, "box": [b.x0, b.y0, b.x1, b.y1], "score": b.score} for b in msg.boxes]
+    if msg.questions:
+        out["questions"] = [{"question": q.text, "p_yes": q.p_yes, "p_no": q.p_no} for q in msg.questions]
+    return out
+
+
+def check_scores(scores: Sequence[ImageScore], n_images: int, scorer: str) -> None:
+    """A scorer must return one finite score per image; anything else is the scorer's fault (INTERNAL)."""
+    if len(scores) != n_images:
+        raise ValueError(f"scorer {scorer!r} returned {len(scores)} scores for {n_images} images")
+    for i, s in enumerate(scores):
+        if not isinstance(s, ImageScore) or not isinstance(s.score, (int, float, np.floating, np.integer)):
+            raise ValueError(f"scorer {scorer!r} returned {type(s).__name__} for image {i}, not an ImageScore "
+                             f"with a number")
+        if not math.isfinite(float(s.score)):
+            raise ValueError(f"scorer {scorer!r} returned a non-finite score ({s.score}) for image {i}")
+
+
+# ------------------------------------------------------------------------------------------ both ends
+
+AUTH_HEADER = "authorization"  # metadata key of the shared secret: "Bearer <token>"
+
+
+def channel_options(max_message_mb: int) -> list[tuple[str, int]]:
+    """gRPC's receive limit is 4 MiB by default; both ends raise it (and cap sends) to the configured size."""
+    limit = int(max_message_mb) * 2**20
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def auth_value(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
