@@ -1,0 +1,154 @@
+"""Per-token log-probs, with gradients, of both CoT levels of a micro-batch.
+
+- Semantic level: the CoT tokens under the CoT context, scored by ``lm_head``.
+- Token level: the image tokens under the image context (image prompt, then the teacher-forced image-token
+  embeddings ``gen_aligner(gen_embed(code))``), scored by the generation head.
+
+Each level is one forward of the LLaMA backbone over ``[context | targets[:-1]]``. The hidden states are sliced
+to the target positions (and to real, non-padding targets) *before* a head runs, so the 102,400-way ``lm_head``
+never sees image positions or prompts and the generation head never sees text positions. Left padding is
+handled by the attention mask and by position ids that count only real tokens, so a row's log-probs do not
+depend on what it is batched with.
+
+Image log-prob modes (cluster.config.LossConfig.image_logprob):
+- ``conditional`` (T2I-R1): the conditional row alone, temperature 1, no filtering.
+- ``guided``: the distribution the sampler actually drew from (CFG combine with the unconditional row, then
+  temperature / top-k / top-p), via rollout.sampling.sampling_logprobs; the unconditional row goes through the
+  backbone in the same forward, and gradients flow through both rows.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import torch
+from torch import nn
+from transformers import JanusForConditionalGeneration
+
+from cluster.config import ImageSamplingConfig
+from learner.batch import LevelInputs
+from rollout.sampling import sampling_logprobs
+
+IMAGE_LOGPROB_MODES = ("conditional", "guided")
+
+
+def _sequence_mask_and_positions(level: LevelInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention mask and position ids of ``[context | targets[:, :-1]]`` (positions count real tokens only)."""
+    mask = torch.cat([level.context_mask, level.target_mask[:, :-1].long()], dim=1)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    return mask, positions
+
+
+def _target_hidden(hidden: torch.Tensor, level: LevelInputs) -> torch.Tensor:
+    """Hidden states that predict the real targets, ``[N, D]`` (row-major over the target mask).
+
+    Position ``P - 1 + t`` of ``[context | targets[:-1]]`` predicts target ``t``.
+    """
+    p = level.context_ids.shape[1]
+    return hidden[:, p - 1:][level.target_mask]
+
+
+def _scatter(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[N]`` values back into a ``[B, T]`` float32 tensor (0 off the mask), differentiably."""
+    return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask, values)
+
+
+def _gather_logprobs(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] in float32 without materialising the full log-softmax."""
+    logits = logits.float()
+    return _gather_logprobs(logits, targets) - torch.logsumexp(logits, dim=-1)
+
+
+def semantic_logprobs(model: JanusForConditionalGeneration, level: LevelInputs) -> torch.Tensor:
+    """log p(cot_t | cot context, cot_<t) under ``lm_head``: float32 ``[B, T]``, 0 on padding."""
+    ids = torch.cat([level.context_ids, level.targets[:, :-1]], dim=1)
+    mask, positions = _sequence_mask_and_positions(level)
+    hidden = model.model.language_model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+    ).last_hidden_state
+    h = _target_hidden(hidden, level)
+    values = _token_logprobs(model.lm_head(h), level.targets[level.target_mask])
+    return _scatter(values, level.target_mask)
+
+
+def unconditional_context(level: LevelInputs, pad_id: int) -> torch.Tensor:
+    """The CFG unconditional image context: every real position except the first (BOS) and the last
+    (``<begin_of_image>``) replaced by the pad token; left padding stays as it is (REFERENCE.md section 1.3)."""
+    ids = level.context_ids
+    first = level.context_mask.argmax(dim=1)  # first real position of each (left-padded) row
+    cols = torch.arange(ids.shape[1], device=ids.device)[None, :]
+    keep = (cols == first[:, None]) | (cols == ids.shape[1] - 1) | (level.context_mask == 0)
+    return torch.where(keep, ids, torch.full_like(ids, pad_id))
+
+
+def image_logprobs(
+    model: JanusForConditionalGeneration,
+    level: LevelInputs,
+    mode: str = "conditional",
+    sampling: Optional[ImageSamplingConfig] = None,
+    pad_id: Optional[int] = None,
+) -> torch.Tensor:
+    """log p(image_t | image context, image_<t) under the generation head: float32 ``[B, T]``, 0 on padding.
+
+    ``mode="guided"`` needs ``sampling`` (the rollout's image sampling settings) and ``pad_id``.
+    """
+    if mode not in IMAGE_LOGPROB_MODES:
+        raise ValueError(f"image log-prob mode must be one of {IMAGE_LOGPROB_MODES}, got {mode!r}")
+    guided = mode == "guided"
+    if guided and (sampling is None or pad_id is None):
+        raise ValueError("image_logprobs(mode='guided') needs the image sampling config and the pad token id")
+    context_ids = level.context_ids
+    mask, positions = _sequence_mask_and_positions(level)
+    rows = context_ids.shape[0]
+    if guided:
+        context_ids = torch.cat([context_ids, unconditional_context(level, pad_id)], dim=0)
+        mask, positions = mask.repeat(2, 1), positions.repeat(2, 1)
+    text_embeds = model.get_input_embeddings()(context_ids)
+    image_embeds = model.prepare_embeddings_for_image_generation(level.targets[:, :-1])
+    if guided:
+        image_embeds = image_embeds.repeat(2, 1, 1)
+    embeds = torch.cat([text_embeds, image_embeds.to(text_embeds.dtype)], dim=1)
+    hidden = model.model.language_model(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False
+    ).last_hidden_state
+    targets = level.targets[level.target_mask]
+    if not guided:
+        values = _token_logprobs(model.model.generation_head(_target_hidden(hidden, level)), targets)
+    else:
+        cond = model.model.generation_head(_target_hidden(hidden[:rows], level))
+        uncond = model.model.generation_head(_target_hidden(hidden[rows:], level))
+        values = _gather_logprobs(sampling_logprobs(cond, uncond, sampling), targets)
+    return _scatter(values, level.target_mask)
+
+
+class PolicyLogProbs(nn.Module):
+    """The learner's forward: Janus plus how to score each level. DeepSpeed wraps this module, so its forward
+    is the engine's forward (ZeRO-3 gathers parameters in it); ``self.policy`` keeps the Janus parameter names."""
+
+    def __init__(
+        self,
+        policy: JanusForConditionalGeneration,
+        image_mode: str = "conditional",
+        sampling: Optional[ImageSamplingConfig] = None,
+        pad_id: Optional[int] = None,
+    ):
+        super().__init__()
+        self.policy = policy
+        self.image_mode = image_mode
+        self.sampling = sampling
+        self.pad_id = pad_id
+
+    def forward(self, levels: Mapping[str, LevelInputs]) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, level in levels.items():
+            if name == "semantic":
+                out[name] = semantic_logprobs(self.policy, level)
+            elif name == "token":
+                out[name] = image_logprobs(self.policy, level, self.image_mode, self.sampling, self.pad_id)
+            else:
+                raise ValueError(f"unknown level {name!r} (expected semantic or token)")
+        return out
