@@ -1,0 +1,140 @@
+"""Per-token log-probs of a padded micro-batch against unpadded, one-sample-at-a-time computations done the
+T2I-R1 way (the full transformers forward with the head over every position)."""
+
+import pytest
+import torch
+
+from cluster.config import ImageSamplingConfig
+from learner.batch import pack_level
+from learner.logprobs import PolicyLogProbs, image_logprobs, semantic_logprobs
+
+
+def _samples(policy, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = policy.ids
+    n_img = policy.image_tokens
+    out = []
+    for prompt_len, cot_len in ((5, 4), (9, 1), (3, 7), (6, 0)):  # different lengths, one empty CoT
+        body = torch.randint(0, 256, (prompt_len,), generator=g).tolist()
+        cot = torch.randint(0, 256, (cot_len,), generator=g).tolist()
+        image_prompt = [ids.bos] + torch.randint(0, 256, (prompt_len + 2,), generator=g).tolist() + [ids.boi]
+        image = torch.randint(0, policy.codebook_size, (n_img,), generator=g).tolist()
+        out.append(dict(cot_prompt=[ids.bos] + body, cot=cot, image_prompt=image_prompt, image=image))
+    return out
+
+
+def _semantic_reference(model, s):
+    ids = torch.tensor([s["cot_prompt"] + s["cot"]])
+    logits = model(input_ids=ids).logits[0]  # lm_head over every position
+    lp = torch.log_softmax(logits.float(), -1)
+    p = len(s["cot_prompt"])
+    return torch.stack([lp[p - 1 + t, tok] for t, tok in enumerate(s["cot"])]) if s["cot"] else torch.zeros(0)
+
+
+def _image_hidden(model, prompt, image):
+    x = torch.cat([model.get_input_embeddings()(torch.tensor([prompt])),
+                   model.prepare_embeddings_for_image_generation(torch.tensor([image[:-1]]))], 1)
+    return model.model.language_model(inputs_embeds=x).last_hidden_state[0]
+
+
+def _image_reference(model, s):
+    h = _image_hidden(model, s["image_prompt"], s["image"])
+    lp = torch.log_softmax(model.model.generation_head(h).float(), -1)  # generation head over every position
+    p = len(s["image_prompt"])
+    return torch.stack([lp[p - 1 + t, tok] for t, tok in enumerate(s["image"])])
+
+
+def _levels(policy, samples):
+    sem = pack_level([s["cot_prompt"] for s in samples], [s["cot"] for s in samples], policy.ids.pad)
+    img = pack_level([s["image_prompt"] for s in samples], [s["image"] for s in samples], policy.ids.pad, target_pad=0)
+    return sem, img
+
+
+def test_semantic_logprobs_match_unpadded_full_forward(tiny_policy):
+    model, samples = tiny_policy.model, _samples(tiny_policy)
+    sem, _ = _levels(tiny_policy, samples)
+    with torch.no_grad():
+        got = semantic_logprobs(model, sem)
+        for i, s in enumerate(samples):
+            ref = _semantic_reference(model, s)
+            n = len(s["cot"])
+            torch.testing.assert_close(got[i, :n], ref, rtol=1e-5, atol=1e-5)
+            assert torch.all(got[i, n:] == 0)
+
+
+def test_image_logprobs_match_unpadded_full_forward(tiny_policy):
+    model, samples = tiny_policy.model, _samples(tiny_policy, seed=1)
+    _, img = _levels(tiny_policy, samples)
+    with torch.no_grad():
+        got = image_logprobs(model, img)
+        for i, s in enumerate(samples):
+            torch.testing.assert_close(got[i], _image_reference(model, s), rtol=1e-5, atol=1e-5)
+
+
+def test_guided_logprobs_match_hand_built_cfg_distribution(tiny_policy):
+    model, samples, ids = tiny_policy.model, _samples(tiny_policy, seed=2), tiny_policy.ids
+    params = ImageSamplingConfig(cfg_weight=3.0, temperature=0.7, top_k=20, top_p=1.0)
+    _, img = _levels(tiny_policy, samples)
+    with torch.no_grad():
+        got = image_logprobs(model, img, mode="guided", sampling=params, pad_id=ids.pad)
+        for i, s in enumerate(samples):
+            p = len(s["image_prompt"])
+            uncond_prompt = [ids.bos] + [ids.pad] * (p - 2) + [ids.boi]
+            cond = model.model.generation_head(_image_hidden(model, s["image_prompt"], s["image"]))[p - 1:].float()
+            uncond = model.model.generation_head(_image_hidden(model, uncond_prompt, s["image"]))[p - 1:].float()
+            logits = (uncond + 3.0 * (cond - uncond)) / 0.7
+            kth = logits.topk(20, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+            ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(s["image"])[:, None]).squeeze(-1)
+            finite = torch.isfinite(ref)  # sampled codes outside the top-k have probability 0 under guidance
+            torch.testing.assert_close(got[i][finite], ref[finite], rtol=1e-5, atol=1e-5)
+            assert torch.equal(torch.isfinite(got[i]), finite)
+
+
+def test_heads_only_see_their_own_positions(tiny_policy):
+    model, samples = tiny_policy.model, _samples(tiny_policy)
+    seen = {"lm_head": [], "generation_head": []}
+    hooks = [model.lm_head.register_forward_hook(lambda m, i, o: seen["lm_head"].append(i[0].shape)),
+             model.model.generation_head.register_forward_hook(lambda m, i, o: seen["generation_head"].append(i[0].shape))]
+    try:
+        sem, img = _levels(tiny_policy, samples)
+        with torch.no_grad():
+            PolicyLogProbs(model)({"semantic": sem, "token": img})
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen["lm_head"] == [torch.Size([sum(len(s["cot"]) for s in samples), model.config.text_config.hidden_size])]
+    assert seen["generation_head"] == [torch.Size([len(samples) * tiny_policy.image_tokens, model.config.text_config.hidden_size])]
+
+
+def test_gradients_of_padded_batch_equal_sum_of_single_sample_gradients(tiny_policy):
+    model, samples = tiny_policy.model, _samples(tiny_policy, seed=3)
+    params = [model.lm_head.weight, model.model.language_model.layers[0].self_attn.q_proj.weight,
+              model.model.language_model.embed_tokens.weight]
+    sem, img = _levels(tiny_policy, samples)
+    out = PolicyLogProbs(model)({"semantic": sem, "token": img})
+    weights = torch.linspace(0.5, 1.5, len(samples))  # different per-row weights catch row mix-ups
+    got = torch.autograd.grad(((out["semantic"].sum(1) + out["token"].sum(1)) * weights).sum(), params)
+    expected = [torch.zeros_like(p) for p in params]
+    for i, s in enumerate(samples):
+        total = _image_reference(model, s).sum() + _semantic_reference(model, s).sum()
+        for e, g in zip(expected, torch.autograd.grad(total * weights[i], params, allow_unused=True)):
+            if g is not None:
+                e += g
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+    assert not any(torch.isnan(g).any() for g in got)
+
+
+def test_micro_batch_without_cot_tokens(tiny_policy):
+    ids = tiny_policy.ids
+    sem = pack_level([[ids.bos, 5, 6], [ids.bos]], [[], []], ids.pad)
+    assert sem.targets.shape == (2, 1) and sem.num_tokens == 0
+    out = semantic_logprobs(tiny_policy.model, sem)
+    assert out.shape == (2, 1) and torch.all(out == 0)
+
+
+def test_guided_mode_needs_sampling_settings(tiny_policy):
+    _, img = _levels(tiny_policy, _samples(tiny_policy))
+    with pytest.raises(ValueError, match="guided"):
+        image_logprobs(tiny_policy.model, img, mode="guided")
