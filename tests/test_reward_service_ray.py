@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -25,6 +27,7 @@ from rewards.pool import FLEET_ACTOR, RewardFleet, ScorerPool, fleet_endpoints, 
 from rewards.registry import build_scorer
 from rollout.types import PromptRecord
 
+ROOT = Path(__file__).resolve().parents[1]
 RED_CAR = PromptRecord("a photo of a red car", "color", ["car"], ["red car"])
 
 
@@ -93,6 +96,7 @@ def test_fleet_starts_the_configured_replicas_on_the_node_address(ray_local):
         fleet.shutdown()
 
 
+@pytest.mark.slow  # 10-25 s: starts a fleet actor, three replica processes and a CLI process
 def test_replica_count_changes_between_calls_without_restarting(ray_local):
     cfg = RewardsConfig()  # colour: 1 replica
     handle = launch_fleet(cfg)
@@ -105,9 +109,15 @@ def test_replica_count_changes_between_calls_without_restarting(ray_local):
         (original,) = {g.replies["color"].replica for g in first.groups}
         np.testing.assert_allclose(first.scores("color"), want, atol=1e-12)
 
-        # Another process (here: this one, by name) scales the running fleet up; the same client keeps going.
-        up = ray_local.get(get_fleet(FLEET_ACTOR).scale.remote("color", 3))
+        # Another process scales the running fleet up (the operator's command); the same client keeps going.
+        cli = subprocess.run(
+            [sys.executable, "-m", "rewards.pool", "--address", ray_local.get_runtime_context().gcs_address,
+             "scale", "color", "3"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+            text=True, timeout=300)
+        assert cli.returncode == 0, cli.stderr
+        up = ray_local.get(get_fleet(FLEET_ACTOR).endpoints.remote())["color"]
         assert len(up) == 3 and up[0] == original
+        assert cli.stdout.strip() == f"color: 3 replica(s) {' '.join(up)}"
         batch = client.score([RED_CAR] * 6, groups)
         np.testing.assert_allclose(batch.scores("color"), want, atol=1e-12)
         used = [g.replies["color"].replica for g in batch.groups]
