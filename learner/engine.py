@@ -1,0 +1,284 @@
+"""One learner rank: the policy inside a DeepSpeed engine, the frozen reference, and the BiCoT-GRPO update.
+
+Each of the K ranks runs one :class:`PolicyTrainer` in its own process, after the default process group of the
+K ranks exists (learner/actor.py sets it up). The global batch (``trainer.prompts_per_step x rollout.group_size``
+samples) is cut into consecutive micro-batches of ``learner.micro_batch_size``; rank r trains on the r-th
+contiguous share, with DeepSpeed accumulating gradients over its micro-batches and averaging over ranks. The set
+of micro-batches is the same for any K, and the loss is normalised per micro-batch (T2I-R1), so every K takes
+the same optimizer step on the same global batch.
+
+On CPU: gloo, fp32 or bf16, a torch AdamW (DeepSpeed's own optimizers would JIT-compile C++ ops), and
+DeepSpeed's shared-memory all-reduce op is switched off (it too would compile, ~40 s on every fresh machine).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Sequence
+
+import torch
+
+from cluster.config import Config, LearnerConfig
+from learner.batch import LevelInputs, TrainSample, pack_level, pack_values
+from learner.logprobs import PolicyLogProbs
+from learner.loss import LevelTerms, active_levels, grpo_loss
+from policy.model import Policy, load_policy, set_trainable
+
+log = logging.getLogger(__name__)
+
+
+def import_deepspeed():
+    """Import DeepSpeed with its JIT-compiled shared-memory comm op disabled (gloo does the all-reduce)."""
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
+    import deepspeed
+
+    # `import deepspeed.comm.torch` resolves to the torch module, hence importlib (environment.md section 3).
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+    return deepspeed
+
+
+def global_batch_size(cfg: Config) -> int:
+    return cfg.trainer.prompts_per_step * cfg.rollout.group_size
+
+
+def total_optimizer_steps(cfg: Config) -> int:
+    return cfg.trainer.steps * cfg.learner.updates_per_batch
+
+
+def grad_accumulation_steps(cfg: Config, world_size: int) -> int:
+    lc = cfg.learner
+    batch = global_batch_size(cfg)
+    per_step = lc.micro_batch_size * world_size
+    if batch % per_step:
+        raise ValueError(
+            f"the global batch (trainer.prompts_per_step x rollout.group_size = {batch} samples) must be a multiple of "
+            f"learner.micro_batch_size x learner.ranks = {lc.micro_batch_size} x {world_size}; change one of them"
+        )
+    return batch // per_step
+
+
+def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
+    lc: LearnerConfig = cfg.learner
+    zero: dict[str, Any] = {"stage": lc.zero_stage}
+    if lc.zero_stage == 3:
+        # let save_16bit_model / consolidated state dicts gather full weights on rank 0
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_batch_size": global_batch_size(cfg),
+        "train_micro_batch_size_per_gpu": lc.micro_batch_size,
+        "gradient_accumulation_steps": grad_accumulation_steps(cfg, world_size),
+        "zero_optimization": zero,
+        "bf16": {"enabled": lc.dtype == "bfloat16"},
+        "gradient_clipping": float(lc.optim.grad_clip),
+        "zero_allow_untested_optimizer": True,  # a plain torch AdamW (no JIT-built DeepSpeed op)
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+@dataclass
+class MicroBatch:
+    levels: dict[str, LevelInputs]
+    advantages: torch.Tensor  # [B]
+    old: dict[str, torch.Tensor]  # behaviour log-probs per level, [B, T] (NaN rows: to recompute)
+    ref: dict[str, torch.Tensor]  # reference log-probs per level (filled before the updates)
+
+    def to(self, device) -> "MicroBatch":
+        return MicroBatch({k: v.to(device) for k, v in self.levels.items()}, self.advantages.to(device),
+                          {k: v.to(device) for k, v in self.old.items()}, {k: v.to(device) for k, v in self.ref.items()})
+
+
+class PolicyTrainer:
+    """The learner of one rank. ``version`` = optimizer steps taken (the policy version rollouts are stamped
+    with; 0 = the initial weights, which the rollout workers load too)."""
+
+    def __init__(self, cfg: Config):
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            raise RuntimeError("PolicyTrainer needs torch.distributed initialised (learner.actor does it)")
+        deepspeed = import_deepspeed()
+        from deepspeed.accelerator import get_accelerator
+
+        self.cfg = cfg
+        lc = cfg.learner
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        deepspeed.init_distributed(dist_backend=dist.get_backend())  # adopts the existing default group
+        self.device = torch.device(get_accelerator().current_device_name())
+        self.active = active_levels(lc.loss)
+
+        self.policy: Policy = load_policy(cfg.model, dtype=lc.dtype, device=self.device)
+        model = self.policy.model
+        self.trainable = set_trainable(model, cfg.model.trainable)
+        if lc.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        o = lc.optim
+        optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+        from transformers import get_linear_schedule_with_warmup
+
+        scheduler = get_linear_schedule_with_warmup(optimizer, o.warmup_steps, total_optimizer_steps(cfg))
+        module = PolicyLogProbs(model, lc.loss.image_logprob, cfg.rollout.image, self.policy.ids.pad)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=module, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg, self.world_size)
+        )
+        self.ref = self._build_reference(deepspeed) if lc.loss.beta > 0 else None
+        # ZeRO-3 gathers full parameters about this many elements at a time (the same on every rank)
+        self.gather_numel = max(1, lc.sync_bucket_mb * 2**20 // 4)
+
+    # ----------------------------------------------------------------------------------------------- reference
+
+    def _build_reference(self, deepspeed) -> Optional[torch.nn.Module]:
+        lc = self.cfg.learner
+        ref_policy = load_policy(self.cfg.model, dtype=lc.dtype, device="cpu")
+        for p in ref_policy.model.parameters():
+            p.requires_grad_(False)
+        module = PolicyLogProbs(ref_policy.model, lc.loss.image_logprob, self.cfg.rollout.image, ref_policy.ids.pad)
+        self.ref_device = torch.device("cpu")
+        if lc.ref_on_cpu:
+            return module.eval()
+        self.ref_device = self.device
+        if lc.zero_stage == 3:
+            # sharded like the policy, inference only (no optimizer)
+            config = {"train_batch_size": global_batch_size(self.cfg),
+                      "train_micro_batch_size_per_gpu": lc.micro_batch_size,
+                      "gradient_accumulation_steps": grad_accumulation_steps(self.cfg, self.world_size),
+                      "zero_optimization": {"stage": 3}, "bf16": {"enabled": lc.dtype == "bfloat16"},
+                      "steps_per_print": 2**31 - 1}
+            engine, *_ = deepspeed.initialize(model=module, config=config)
+            engine.eval()
+            return engine
+        return module.to(self.device).eval()
+
+    # ----------------------------------------------------------------------------------------------- state
+
+    @property
+    def version(self) -> int:
+        return int(self.engine.global_steps)
+
+    @property
+    def model(self):
+        """The Janus model being trained (under ZeRO-3 its parameters are shards; see weight_sync)."""
+        return self.engine.module.policy
+
+    def named_trainable_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        names = set(self.trainable)
+        return ((n, p) for n, p in self.model.named_parameters() if n in names)
+
+    def full_parameter_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, full shape) of the trainable parameters (ZeRO-3 holds shards; ds_shape is the full shape)."""
+        return [(n, tuple(getattr(p, "ds_shape", p.shape))) for n, p in self.named_trainable_parameters()]
+
+    def iter_full_parameters(self, group_numel: int) -> Iterator[tuple[str, torch.Tensor]]:
+        """(name, full tensor) of the trainable parameters, in order. Under ZeRO-3 every rank must consume this
+        in step: parameters are gathered (collectively) about ``group_numel`` elements at a time, and a yielded
+        tensor is valid only until the next one is requested."""
+        params = list(self.named_trainable_parameters())
+        if self.cfg.learner.zero_stage != 3:
+            for n, p in params:
+                yield n, p.detach()
+            return
+        from deepspeed.runtime.zero import GatheredParameters
+
+        chunk: list[tuple[str, torch.nn.Parameter]] = []
+        size = 0
+        for i, (n, p) in enumerate(params):
+            chunk.append((n, p))
+            size += int(p.ds_numel)
+            if size >= max(group_numel, 1) or i == len(params) - 1:
+                with GatheredParameters([q for _, q in chunk]):
+                    for name, q in chunk:
+                        yield name, q.detach()
+                chunk, size = [], 0
+
+    # ----------------------------------------------------------------------------------------------- batches
+
+    def _share(self, samples: Sequence[TrainSample]) -> list[TrainSample]:
+        expected = global_batch_size(self.cfg)
+        if len(samples) != expected:
+            raise ValueError(f"train_batch got {len(samples)} samples; the configured global batch is {expected} "
+                             f"(trainer.prompts_per_step x rollout.group_size)")
+        per_rank = expected // self.world_size
+        return list(samples[self.rank * per_rank:(self.rank + 1) * per_rank])
+
+    def _micro_batch(self, samples: Sequence[TrainSample]) -> MicroBatch:
+        pad = self.policy.ids.pad
+        levels, old = {}, {}
+        for name in self.active:
+            level = pack_level([s.context(name) for s in samples], [s.targets(name) for s in samples], pad,
+                               target_pad=0 if name == "token" else None)
+            levels[name] = level
+            rows = []
+            for s in samples:
+                lp = s.behaviour_logprobs(name)
+                if name == "token" and s.image_logprob_mode != self.cfg.learner.loss.image_logprob:
+                    lp = None  # recorded under another distribution than the loss uses
+                if lp is not None and len(lp) != len(s.targets(name)):
+                    raise ValueError(f"a sample has {len(lp)} {name} behaviour log-probs for {len(s.targets(name))} tokens")
+                rows.append(lp)
+            values = pack_values([r or [] for r in rows], level.targets.shape[1])
+            values[[i for i, r in enumerate(rows) if r is None]] = float("nan")
+            old[name] = values
+        adv = torch.tensor([s.advantage for s in samples], dtype=torch.float32)
+        return MicroBatch(levels, adv, old, {})
+
+    @torch.no_grad()
+    def _prepare(self, micro_batches: list[MicroBatch], samples: list[TrainSample]) -> None:
+        """Reference log-probs (once per batch) and behaviour log-probs the rollout did not record."""
+        local = any(bool(torch.isnan(v).any()) for mb in micro_batches for v in mb.old.values())
+        flag = torch.tensor([int(local)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)  # ranks decide together (ZeRO-3)
+        need_old = bool(flag.item())
+        if local:
+            stale = sorted({s.policy_version for s in samples if s.policy_version != self.version})
+            if stale:
+                raise ValueError(
+                    f"some samples lack behaviour log-probs (or have them in another image_logprob mode) and were "
+                    f"made by policy version(s) {stale}, but the learner is at version {self.version}: their "
+                    f"probabilities cannot be recomputed. Record log-probs in the rollout (image mode "
+                    f"{self.cfg.learner.loss.image_logprob!r}) for off-policy training."
+                )
+        for mb in micro_batches:
+            if need_old:  # every rank runs the same forwards (ZeRO-3 gathers collectively)
+                current = self.engine(mb.levels)
+                for name, v in mb.old.items():
+                    missing = torch.isnan(v)
+                    v[missing] = current[name].float().cpu()[missing]
+            if self.ref is not None:
+                out = self.ref({k: v.to(self.ref_device) for k, v in mb.levels.items()})
+                mb.ref = {k: v.float().cpu() for k, v in out.items()}
+
+    def train_batch(self, samples: Sequence[TrainSample]) -> dict[str, float]:
+        """All ``updates_per_batch`` optimizer steps on one global batch (every rank gets the whole batch and
+        trains on its share). Returns this rank's statistics (means over its micro-batches)."""
+        lc = self.cfg.learner
+        mine = self._share(samples)
+        m = lc.micro_batch_size
+        micro_batches = [self._micro_batch(mine[i:i + m]) for i in range(0, len(mine), m)]
+        self._prepare(micro_batches, mine)
+        self.engine.train()
+        totals: dict[str, float] = {}
+        n = 0
+        for _ in range(lc.updates_per_batch):
+            for mb in micro_batches:
+                mb = mb.to(self.device)
+                logps = self.engine(mb.levels)
+                terms = {name: LevelTerms(logp=logps[name], old_logp=mb.old[name], mask=mb.levels[name].target_mask,
+                                          ref_logp=mb.ref.get(name)) for name in self.active}
+                loss, stats = grpo_loss(terms, mb.advantages, lc.loss)
+                self.engine.backward(loss)
+                self.engine.step()
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                n += 1
+        out = {k: v / n for k, v in totals.items()}
+        out["lr"] = float(self.scheduler.get_last_lr()[0])
+        norm = self.engine.get_global_grad_norm()
+        if norm is not None:
+            out["grad_norm"] = float(norm)
+        out["version"] = float(self.version)
+        return out
