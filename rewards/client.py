@@ -31,6 +31,7 @@ import numpy as np
 from cluster.config import SCORER_NAMES, RewardsConfig
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
+from rewards.ensemble import combine_for
 from rollout.types import PromptRecord
 
 Endpoints = Mapping[str, Sequence[str]]  # scorer name -> replica addresses (host:port)
@@ -113,6 +114,11 @@ class RewardBatch:
 
     def group_sizes(self) -> list[int]:
         return [len(next(iter(g.replies.values())).scores) for g in self.groups]
+
+    def rewards(self, cfg: RewardsConfig) -> list[np.ndarray]:
+        """The ensemble reward of every image (rewards/ensemble.py, as configured), one array per group."""
+        total = combine_for(self.per_scorer(), cfg)
+        return np.split(total, np.cumsum(self.group_sizes())[:-1])
 
     def latency(self) -> dict[str, LatencyStats]:
         out = {}

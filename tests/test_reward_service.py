@@ -142,6 +142,23 @@ def test_group_scores_equal_the_in_process_scorer(client, color, color_server):
     assert lat.calls == 2 and lat.retries == 0 and 0 < lat.mean_score_s <= lat.mean_s <= lat.max_s
 
 
+def test_batch_rewards_apply_the_ensemble_per_group(client, color):
+    groups = [images(2, seed=3), images(3, seed=4)]
+    batch = client.score([RED_CAR, RED_CAR], groups)
+    cfg = RewardsConfig(ensemble="weighted")
+    cfg.color.weight = 2.0
+    got = batch.rewards(cfg)
+    assert [len(g) for g in got] == [2, 3]
+    for g, imgs in zip(got, groups):
+        np.testing.assert_allclose(g, [2.0 * x for x in expected(color, RED_CAR, imgs)], atol=1e-12)
+
+
+def test_replica_of_another_scorer_is_a_bad_reply(color_server):
+    with RewardClient(RewardsConfig(retries=0), {"objects": [color_server.address]}, scorers=["objects"]) as c:
+        attempts = call_fails(c, RED_CAR, images(2), "BAD_REPLY", "replica serves scorer 'color', not 'objects'")
+        assert len(attempts) == 1
+
+
 def test_health_and_info(color_server, color):
     stub = raw_stub(color_server.address)
     info = stub.Info(reward_pb2.InfoRequest(), timeout=10)
