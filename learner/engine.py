@@ -122,7 +122,7 @@ class PolicyTrainer:
         from transformers import get_linear_schedule_with_warmup
 
         scheduler = get_linear_schedule_with_warmup(optimizer, o.warmup_steps, total_optimizer_steps(cfg))
-        module = PolicyLogProbs(model, lc.loss.image_logprob, cfg.rollout.image, self.policy.ids.pad)
+        module = PolicyLogProbs(model, lc.loss.image_logprob, cfg.rollout.image, self.policy.ids)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=module, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg, self.world_size)
         )
@@ -137,7 +137,7 @@ class PolicyTrainer:
         ref_policy = load_policy(self.cfg.model, dtype=lc.dtype, device="cpu")
         for p in ref_policy.model.parameters():
             p.requires_grad_(False)
-        module = PolicyLogProbs(ref_policy.model, lc.loss.image_logprob, self.cfg.rollout.image, ref_policy.ids.pad)
+        module = PolicyLogProbs(ref_policy.model, lc.loss.image_logprob, self.cfg.rollout.image, ref_policy.ids)
         self.ref_device = torch.device("cpu")
         if lc.ref_on_cpu:
             return module.eval()

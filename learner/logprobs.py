@@ -27,6 +27,7 @@ from transformers import JanusForConditionalGeneration
 
 from cluster.config import ImageSamplingConfig
 from learner.batch import LevelInputs
+from policy.tokenizer import SpecialIds
 from rollout.sampling import sampling_logprobs
 
 IMAGE_LOGPROB_MODES = ("conditional", "guided")
@@ -75,14 +76,13 @@ def semantic_logprobs(model: JanusForConditionalGeneration, level: LevelInputs) 
     return _scatter(values, level.target_mask)
 
 
-def unconditional_context(level: LevelInputs, pad_id: int) -> torch.Tensor:
-    """The CFG unconditional image context: every real position except the first (BOS) and the last
-    (``<begin_of_image>``) replaced by the pad token; left padding stays as it is (REFERENCE.md section 1.3)."""
-    ids = level.context_ids
-    first = level.context_mask.argmax(dim=1)  # first real position of each (left-padded) row
-    cols = torch.arange(ids.shape[1], device=ids.device)[None, :]
-    keep = (cols == first[:, None]) | (cols == ids.shape[1] - 1) | (level.context_mask == 0)
-    return torch.where(keep, ids, torch.full_like(ids, pad_id))
+def unconditional_context(level: LevelInputs, ids: SpecialIds) -> torch.Tensor:
+    """The CFG unconditional image context: every token except BOS and ``<begin_of_image>`` replaced by the pad
+    token (REFERENCE.md section 1.3), by the same rule as rollout/image_sampler.py, so the guided log-probs are
+    those of the rows the sampler drew from."""
+    ctx = level.context_ids
+    keep = (ctx == ids.bos) | (ctx == ids.boi)
+    return torch.where(keep, ctx, torch.full_like(ctx, ids.pad))
 
 
 def image_logprobs(
@@ -90,22 +90,22 @@ def image_logprobs(
     level: LevelInputs,
     mode: str = "conditional",
     sampling: Optional[ImageSamplingConfig] = None,
-    pad_id: Optional[int] = None,
+    ids: Optional[SpecialIds] = None,
 ) -> torch.Tensor:
     """log p(image_t | image context, image_<t) under the generation head: float32 ``[B, T]``, 0 on padding.
 
-    ``mode="guided"`` needs ``sampling`` (the rollout's image sampling settings) and ``pad_id``.
+    ``mode="guided"`` needs ``sampling`` (the rollout's image sampling settings) and the special token ``ids``.
     """
     if mode not in IMAGE_LOGPROB_MODES:
         raise ValueError(f"image log-prob mode must be one of {IMAGE_LOGPROB_MODES}, got {mode!r}")
     guided = mode == "guided"
-    if guided and (sampling is None or pad_id is None):
-        raise ValueError("image_logprobs(mode='guided') needs the image sampling config and the pad token id")
+    if guided and (sampling is None or ids is None):
+        raise ValueError("image_logprobs(mode='guided') needs the image sampling config and the special token ids")
     context_ids = level.context_ids
     mask, positions = _sequence_mask_and_positions(level)
     rows = context_ids.shape[0]
     if guided:
-        context_ids = torch.cat([context_ids, unconditional_context(level, pad_id)], dim=0)
+        context_ids = torch.cat([context_ids, unconditional_context(level, ids)], dim=0)
         mask, positions = mask.repeat(2, 1), positions.repeat(2, 1)
     text_embeds = model.get_input_embeddings()(context_ids)
     image_embeds = model.prepare_embeddings_for_image_generation(level.targets[:, :-1])
@@ -134,13 +134,13 @@ class PolicyLogProbs(nn.Module):
         policy: JanusForConditionalGeneration,
         image_mode: str = "conditional",
         sampling: Optional[ImageSamplingConfig] = None,
-        pad_id: Optional[int] = None,
+        ids: Optional[SpecialIds] = None,
     ):
         super().__init__()
         self.policy = policy
         self.image_mode = image_mode
         self.sampling = sampling
-        self.pad_id = pad_id
+        self.ids = ids
 
     def forward(self, levels: Mapping[str, LevelInputs]) -> dict[str, torch.Tensor]:
         out = {}
@@ -148,7 +148,7 @@ class PolicyLogProbs(nn.Module):
             if name == "semantic":
                 out[name] = semantic_logprobs(self.policy, level)
             elif name == "token":
-                out[name] = image_logprobs(self.policy, level, self.image_mode, self.sampling, self.pad_id)
+                out[name] = image_logprobs(self.policy, level, self.image_mode, self.sampling, self.ids)
             else:
                 raise ValueError(f"unknown level {name!r} (expected semantic or token)")
         return out

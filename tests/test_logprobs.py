@@ -76,7 +76,7 @@ def test_guided_logprobs_match_hand_built_cfg_distribution(tiny_policy):
     params = ImageSamplingConfig(cfg_weight=3.0, temperature=0.7, top_k=20, top_p=1.0)
     _, img = _levels(tiny_policy, samples)
     with torch.no_grad():
-        got = image_logprobs(model, img, mode="guided", sampling=params, pad_id=ids.pad)
+        got = image_logprobs(model, img, mode="guided", sampling=params, ids=ids)
         for i, s in enumerate(samples):
             p = len(s["image_prompt"])
             uncond_prompt = [ids.bos] + [ids.pad] * (p - 2) + [ids.boi]
@@ -138,3 +138,20 @@ def test_guided_mode_needs_sampling_settings(tiny_policy):
     _, img = _levels(tiny_policy, _samples(tiny_policy))
     with pytest.raises(ValueError, match="guided"):
         image_logprobs(tiny_policy.model, img, mode="guided")
+
+
+@pytest.mark.parametrize("mode", ["conditional", "guided"])
+def test_learner_logprobs_equal_the_samplers_behaviour_logprobs(tiny_policy, mode):
+    """The rollout's image sampler (its own static-cache decoder) records behaviour log-probs while it draws;
+    the learner's teacher-forced log-probs of the same draws must agree, in both modes."""
+    from rollout.image_sampler import ImageSampler
+
+    ids = tiny_policy.ids
+    params = ImageSamplingConfig(cfg_weight=5.0, temperature=1.0, top_k=0, top_p=1.0)
+    prompts = [[ids.bos, 10, 11, 12, ids.boi], [ids.bos, 40, 41, 42, 43, 44, 45, ids.boi]]
+    drawn = ImageSampler(tiny_policy.model, ids).sample(prompts, params, seeds=[1, 2], return_logprobs=True)
+    level = pack_level(prompts, drawn.tokens.tolist(), ids.pad, target_pad=0)
+    with torch.no_grad():
+        got = image_logprobs(tiny_policy.model, level, mode=mode, sampling=params, ids=ids)
+    want = drawn.logprobs if mode == "guided" else drawn.cond_logprobs
+    torch.testing.assert_close(got, want.float(), rtol=1e-4, atol=1e-4)
