@@ -1,0 +1,355 @@
+"""Image tokens with classifier-free guidance: our own decode loop over Janus's LLaMA weights.
+
+Why not ``model.generate(generation_mode="image")`` or T2I-R1's loop of eager HF forwards:
+- cond and uncond rows run as one batch through a hand-written decoder step (RMSNorm, RoPE, GQA attention
+  over a static KV cache, SwiGLU MLP): no per-step module dispatch, mask building or cache concatenation;
+- the static cache is allocated once per batch shape and reused across calls;
+- prompts of different lengths are left-padded with attention masks AND per-row position ids, so a padded
+  prompt draws exactly what it draws alone (transformers' image mode numbers positions from the pad);
+- CFG is applied to the generation head's last hidden layer: the head ends in a linear map, so
+  ``W(g_u + w (g_c - g_u)) + b`` equals ``uncond + w (cond - uncond)`` on the logits and the widest matmul of
+  the step (hidden -> 16,384 codes) runs on B rows instead of 2B;
+- randomness is counter-based Gumbel-max keyed by each request's seed (rollout/sampling.py), so a request's
+  image depends on its seed, not on its batch.
+
+Weights are read from the model at every :meth:`ImageSampler.sample` call (never copied), so in-place weight
+updates by the rollout worker take effect on the next call. :func:`decoder_forward` is one function of
+static-shaped tensors, the unit a CUDA graph can capture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from cluster.config import ImageSamplingConfig
+from policy.tokenizer import SpecialIds
+from rollout.sampling import (
+    cfg_combine,
+    code_keys,
+    filter_logits,
+    sample_from_logits,
+    seed_keys,
+    step_keys,
+)
+
+
+@dataclass
+class ImageSample:
+    """Sampled image tokens of B requests (CPU tensors), and on request their log-probabilities."""
+
+    tokens: torch.Tensor  # LongTensor [B, N]
+    logprobs: Optional[torch.Tensor] = None  # [B, N] under the distribution sampled from (CFG, temperature, filters)
+    cond_logprobs: Optional[torch.Tensor] = None  # [B, N] log_softmax of the conditional row alone (T2I-R1's loss)
+
+
+# --------------------------------------------------------------------------------------------------- weights
+
+
+@dataclass
+class LayerWeights:
+    input_norm: torch.Tensor
+    q: torch.Tensor
+    q_bias: Optional[torch.Tensor]
+    k: torch.Tensor
+    k_bias: Optional[torch.Tensor]
+    v: torch.Tensor
+    v_bias: Optional[torch.Tensor]
+    o: torch.Tensor
+    o_bias: Optional[torch.Tensor]
+    post_norm: torch.Tensor
+    gate: torch.Tensor
+    gate_bias: Optional[torch.Tensor]
+    up: torch.Tensor
+    up_bias: Optional[torch.Tensor]
+    down: torch.Tensor
+    down_bias: Optional[torch.Tensor]
+
+
+@dataclass
+class DecoderWeights:
+    """References (not copies) to the tensors of Janus's LLaMA backbone and generation head."""
+
+    layers: list[LayerWeights]
+    final_norm: torch.Tensor
+    eps: float
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scaling: float
+    mlp_act: torch.nn.Module
+    head_proj: torch.Tensor
+    head_proj_bias: Optional[torch.Tensor]
+    head_act: torch.nn.Module
+    head_out: torch.Tensor
+    head_out_bias: Optional[torch.Tensor]
+
+    @classmethod
+    def read(cls, model) -> "DecoderWeights":
+        lm = model.model.language_model
+        layers = []
+        for layer in lm.layers:
+            a, m = layer.self_attn, layer.mlp
+            layers.append(LayerWeights(
+                input_norm=layer.input_layernorm.weight,
+                q=a.q_proj.weight, q_bias=a.q_proj.bias,
+                k=a.k_proj.weight, k_bias=a.k_proj.bias,
+                v=a.v_proj.weight, v_bias=a.v_proj.bias,
+                o=a.o_proj.weight, o_bias=a.o_proj.bias,
+                post_norm=layer.post_attention_layernorm.weight,
+                gate=m.gate_proj.weight, gate_bias=m.gate_proj.bias,
+                up=m.up_proj.weight, up_bias=m.up_proj.bias,
+                down=m.down_proj.weight, down_bias=m.down_proj.bias,
+            ))
+        attn = lm.layers[0].self_attn
+        head = model.model.generation_head
+        return cls(
+            layers=layers,
+            final_norm=lm.norm.weight,
+            eps=float(lm.norm.variance_epsilon),
+            heads=attn.config.num_attention_heads,
+            kv_heads=attn.config.num_key_value_heads,
+            head_dim=attn.head_dim,
+            scaling=float(attn.scaling),
+            mlp_act=lm.layers[0].mlp.act_fn,
+            head_proj=head.proj_out.weight, head_proj_bias=head.proj_out.bias,
+            head_act=head.activation_fn,
+            head_out=head.vision_head.weight, head_out_bias=head.vision_head.bias,
+        )
+
+
+class StaticKVCache:
+    """Per-layer key/value buffers ``[rows, kv_heads, capacity, head_dim]``, written in place."""
+
+    def __init__(self, layers: int, rows: int, kv_heads: int, capacity: int, head_dim: int, dtype, device):
+        shape = (rows, kv_heads, capacity, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.capacity = capacity
+
+
+# --------------------------------------------------------------------------------------------------- the step
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """LLaMA's RMSNorm (statistics in float32, as transformers does)."""
+    xf = x.float()
+    return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding in LLaMA's half-split layout; x ``[R, H, T, d]``, cos/sin ``[R, 1, T, d]``."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def decoder_forward(
+    w: DecoderWeights,
+    x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    cache_k: Sequence[torch.Tensor],
+    cache_v: Sequence[torch.Tensor],
+    write_at: torch.Tensor,
+    bias: torch.Tensor,
+) -> torch.Tensor:
+    """T new positions of every row through the LLaMA layers and the final norm.
+
+    x ``[R, T, D]`` input embeddings; cos/sin ``[R, 1, T, d]``; ``cache_k/v[l]`` ``[R, KVH, S, d]`` (views of
+    the static cache: on CPU the filled prefix, under a CUDA graph the whole buffer); ``write_at`` ``[T]`` the
+    cache slots the new keys/values go to; ``bias`` ``[R, 1, T, S]`` additive attention mask (0 or -inf).
+    Returns hidden states ``[R, T, D]``.
+    """
+    rows, t, _ = x.shape
+    gqa = w.heads != w.kv_heads
+    for lw, ck, cv in zip(w.layers, cache_k, cache_v):
+        h = rms_norm(x, lw.input_norm, w.eps)
+        q = F.linear(h, lw.q, lw.q_bias).view(rows, t, w.heads, w.head_dim).transpose(1, 2)
+        k = F.linear(h, lw.k, lw.k_bias).view(rows, t, w.kv_heads, w.head_dim).transpose(1, 2)
+        v = F.linear(h, lw.v, lw.v_bias).view(rows, t, w.kv_heads, w.head_dim).transpose(1, 2)
+        q = apply_rope(q, cos, sin)
+        ck.index_copy_(2, write_at, apply_rope(k, cos, sin))
+        cv.index_copy_(2, write_at, v)
+        a = F.scaled_dot_product_attention(q, ck, cv, attn_mask=bias, scale=w.scaling, enable_gqa=gqa)
+        x = x + F.linear(a.transpose(1, 2).reshape(rows, t, -1), lw.o, lw.o_bias)
+        h = rms_norm(x, lw.post_norm, w.eps)
+        gated = w.mlp_act(F.linear(h, lw.gate, lw.gate_bias)) * F.linear(h, lw.up, lw.up_bias)
+        x = x + F.linear(gated, lw.down, lw.down_bias)
+    return rms_norm(x, w.final_norm, w.eps)
+
+
+def guided_and_cond_logits(
+    w: DecoderWeights, hidden: torch.Tensor, cfg_weight: float, with_cond: bool
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Generation-head logits (float32) from last hidden states ``[2B, D]`` (cond rows, then uncond rows).
+
+    CFG is combined before the head's final linear map (exact, see the module docstring); the conditional
+    logits are computed only when asked for (the same matmul, on 2B rows instead of B).
+    """
+    g = w.head_act(F.linear(hidden, w.head_proj, w.head_proj_bias))
+    b = g.shape[0] // 2
+    guided = cfg_combine(g[:b].float(), g[b:].float(), cfg_weight).to(g.dtype)
+    if not with_cond:
+        return F.linear(guided, w.head_out, w.head_out_bias).float(), None
+    logits = F.linear(torch.cat([guided, g[:b]]), w.head_out, w.head_out_bias).float()
+    return logits[:b], logits[b:]
+
+
+# --------------------------------------------------------------------------------------------------- sampler
+
+
+def _gather(logprobs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return logprobs.gather(-1, tokens[:, None])[:, 0]
+
+
+class ImageSampler:
+    """Draws Janus image tokens for a batch of image prompts (each ending in ``<begin_of_image>``)."""
+
+    CACHE_ROUND = 256  # cache capacity grows in these steps, so prompts of similar length share one buffer
+
+    def __init__(self, model, ids: SpecialIds):
+        self.model = model
+        self.ids = ids
+        self.num_tokens = int(model.config.vision_config.num_image_tokens)
+        self.max_positions = int(model.config.text_config.max_position_embeddings)
+        self._caches: dict[tuple, StaticKVCache] = {}
+
+    # ------------------------------------------------------------------------------------------- public
+
+    def sample(
+        self,
+        prompts: list[list[int]],
+        params: ImageSamplingConfig,
+        seeds: list[int],
+        *,
+        greedy: bool = False,
+        return_logprobs: bool = False,
+    ) -> ImageSample:
+        """Image tokens ``[B, N]`` for ``prompts`` (token ids, BOS first, ``<begin_of_image>`` last).
+
+        ``seeds[i]`` alone determines request i's draw (whatever else is in the batch). ``greedy``: argmax of
+        the CFG logits (temperature and filters do not apply; ``logprobs`` are still those of the sampling
+        distribution ``params`` describes). Requests run in chunks of ``params.max_batch``.
+        """
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt")
+        for i, p in enumerate(prompts):
+            if len(p) == 0 or p[-1] != self.ids.boi:
+                raise ValueError(
+                    f"prompt {i} must end with <begin_of_image> (id {self.ids.boi}); got "
+                    f"{'an empty prompt' if not p else f'last id {p[-1]}'}. Build it with the image prompt builder."
+                )
+            if len(p) + self.num_tokens > self.max_positions:
+                raise ValueError(
+                    f"prompt {i} has {len(p)} tokens; with {self.num_tokens} image tokens that exceeds the model's "
+                    f"{self.max_positions} positions. Shorten the CoT (rollout.prompt / rollout.cot.max_new_tokens)."
+                )
+        chunk = params.max_batch
+        parts = [
+            self._sample_chunk(prompts[i:i + chunk], params, seeds[i:i + chunk], greedy, return_logprobs)
+            for i in range(0, len(prompts), chunk)
+        ]
+        if not parts:
+            empty = torch.zeros((0, self.num_tokens))
+            return ImageSample(empty.long(), empty if return_logprobs else None, empty if return_logprobs else None)
+        return ImageSample(
+            tokens=torch.cat([p.tokens for p in parts]),
+            logprobs=torch.cat([p.logprobs for p in parts]) if return_logprobs else None,
+            cond_logprobs=torch.cat([p.cond_logprobs for p in parts]) if return_logprobs else None,
+        )
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _cache(self, w: DecoderWeights, rows: int, needed: int, dtype, device) -> StaticKVCache:
+        key = (rows, dtype, str(device))
+        cache = self._caches.get(key)
+        if cache is None or cache.capacity < needed:
+            capacity = -(-needed // self.CACHE_ROUND) * self.CACHE_ROUND
+            cache = StaticKVCache(len(w.layers), rows, w.kv_heads, capacity, w.head_dim, dtype, device)
+            self._caches[key] = cache
+        return cache
+
+    def _prompt_batch(self, prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``[2B, P]`` ids (cond rows, then uncond rows) and the pad count of each of the B prompts.
+
+        The unconditional row is the same sequence with every position except BOS and <begin_of_image> replaced
+        by the pad token (T2I-R1, transformers' image mode).
+        """
+        longest = max(len(p) for p in prompts)
+        pads = torch.tensor([longest - len(p) for p in prompts], device=device)
+        cond = torch.full((len(prompts), longest), self.ids.pad, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            cond[i, longest - len(p):] = torch.tensor(p, dtype=torch.long)
+        keep = (cond == self.ids.bos) | (cond == self.ids.boi)
+        uncond = torch.where(keep, cond, torch.full_like(cond, self.ids.pad))
+        return torch.cat([cond, uncond]).to(device), pads
+
+    @torch.inference_mode()
+    def _sample_chunk(self, prompts, params, seeds, greedy: bool, with_logprobs: bool) -> ImageSample:
+        model = self.model
+        w = DecoderWeights.read(model)
+        device, dtype = w.final_norm.device, w.final_norm.dtype
+        b, n = len(prompts), self.num_tokens
+        rows = 2 * b
+        ids, pads = self._prompt_batch(prompts, device)
+        plen = ids.shape[1]
+        row_pads = torch.cat([pads, pads])
+        cache = self._cache(w, rows, plen + n, dtype, device)
+
+        # Positions count from each row's first real token; pad slots get 0 (they are masked out anyway).
+        slots = torch.arange(cache.capacity, device=device)
+        prompt_pos = (slots[None, :plen] - row_pads[:, None]).clamp(min=0)  # [R, P]
+        image_pos = (plen - row_pads)[:, None] + torch.arange(n, device=device)[None, :]  # [R, N]
+        lm = model.model.language_model
+        cos_table, sin_table = lm.rotary_emb(cache.k[0], slots[None, :].clone())  # [1, S, d]
+        cos_table, sin_table = cos_table[0], sin_table[0]
+
+        # A key slot is visible if it holds a real token; a pad query sees only itself (its output is unused,
+        # but a fully masked row would give NaN).
+        real = slots[None, :] >= row_pads[:, None]  # [R, S]
+        neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=device)
+        zero = torch.zeros((), dtype=dtype, device=device)
+        q_idx = torch.arange(plen, device=device)
+        visible = (slots[None, None, :plen] <= q_idx[None, :, None]) & real[:, None, :plen]
+        visible |= slots[None, None, :plen] == q_idx[None, :, None]
+        prefill_bias = torch.where(visible, zero, neg_inf)[:, None]  # [R, 1, P, P]
+        decode_bias = torch.where(real, zero, neg_inf)[:, None, None, :]  # [R, 1, 1, S]
+
+        keys = seed_keys(seeds, device)
+        codes = code_keys(w.head_out.shape[0], device)
+        tokens = torch.empty((b, n), dtype=torch.long, device=device)
+        logprobs = torch.empty((b, n), dtype=torch.float32, device=device) if with_logprobs else None
+        cond_logprobs = torch.empty((b, n), dtype=torch.float32, device=device) if with_logprobs else None
+
+        x = model.get_input_embeddings()(ids)
+        hidden = decoder_forward(
+            w, x, cos_table[prompt_pos][:, None], sin_table[prompt_pos][:, None],
+            [k[:, :, :plen] for k in cache.k], [v[:, :, :plen] for v in cache.v], q_idx, prefill_bias,
+        )[:, -1]
+        image_cos, image_sin = cos_table[image_pos][:, None], sin_table[image_pos][:, None]  # [R, 1, N, d]
+        for i in range(n):
+            guided, cond = guided_and_cond_logits(w, hidden, params.cfg_weight, with_logprobs)
+            filtered = None if greedy and not with_logprobs else filter_logits(guided, params)
+            nxt = guided.argmax(-1) if greedy else sample_from_logits(filtered, step_keys(keys, i), codes)
+            tokens[:, i] = nxt
+            if with_logprobs:
+                logprobs[:, i] = _gather(torch.log_softmax(filtered, -1), nxt)
+                cond_logprobs[:, i] = _gather(torch.log_softmax(cond, -1), nxt)
+            if i == n - 1:
+                break
+            e = model.prepare_embeddings_for_image_generation(nxt)  # gen_aligner(gen_embed(code)), [B, D]
+            kv = plen + i + 1
+            hidden = decoder_forward(
+                w, torch.cat([e, e])[:, None], image_cos[:, :, i:i + 1], image_sin[:, :, i:i + 1],
+                [k[:, :, :kv] for k in cache.k], [v[:, :, :kv] for v in cache.v],
+                slots[kv - 1:kv], decode_bias[..., :kv],
+            )[:, 0]
+        return ImageSample(
+            tokens=tokens.cpu(),
+            logprobs=logprobs.cpu() if with_logprobs else None,
+            cond_logprobs=cond_logprobs.cpu() if with_logprobs else None,
+        )

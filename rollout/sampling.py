@@ -1,0 +1,150 @@
+"""The image-token sampling distribution, as pure batched functions over ``[..., V]`` logits.
+
+One definition serves the sampler (rollout/image_sampler.py) and the learner's "guided" log-prob mode, so the
+behaviour distribution and the one the loss re-computes cannot drift apart. The order of operations is
+transformers' for ``generate(generation_mode="image")``: classifier-free guidance on raw logits
+(``ClassifierFreeGuidanceLogitsProcessor``), then temperature, then top-k, then top-p.
+
+Randomness is counter-based (:func:`gumbel_noise`): the noise for a request is a hash of (its seed, the step,
+the code), so a request's image depends on its seed only, not on the batch it shares or its row in it, and the
+same function can run inside a CUDA graph.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, Union
+
+import torch
+
+
+class SamplingParams(Protocol):
+    """What the distribution depends on (cluster.config.ImageSamplingConfig satisfies it)."""
+
+    cfg_weight: float
+    temperature: float
+    top_k: int
+    top_p: float
+
+
+def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, weight: float) -> torch.Tensor:
+    """Classifier-free guidance: ``uncond + weight * (cond - uncond)`` (weight 1 = the conditional alone).
+
+    Linear, so it also applies to anything the logits are an affine function of (the sampler combines the
+    generation head's last hidden layer before its final projection).
+    """
+    return uncond + weight * (cond - uncond)
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest logits (ties with the k-th are kept, as in transformers); the rest become -inf.
+    ``k`` = 0 or >= V: no filtering."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of most likely codes whose probability reaches ``p``
+    (a code is kept when the mass strictly above it is < p, so the most likely code always stays).
+    ``p`` >= 1: no filtering."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits.float(), dim=-1)
+    mass_above = torch.cumsum(probs, dim=-1) - probs
+    drop_sorted = mass_above >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature, then top-k, then top-p (transformers' warper order), in float32."""
+    out = logits.float() / params.temperature
+    out = top_k_filter(out, params.top_k)
+    return top_p_filter(out, params.top_p)
+
+
+def guided_logits(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """The logits the sampler draws from (-inf where filtered out): CFG combine, temperature, top-k, top-p."""
+    return filter_logits(cfg_combine(cond_logits.float(), uncond_logits.float(), params.cfg_weight), params)
+
+
+def sampling_logprobs(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Log-probabilities ``[..., V]`` of the exact distribution sampled from (-inf on filtered-out codes)."""
+    return torch.log_softmax(guided_logits(cond_logits, uncond_logits, params), dim=-1)
+
+
+def conditional_logprobs(cond_logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities ``[..., V]`` of the conditional row alone, temperature 1, no filtering
+    (T2I-R1's learner quantity: no CFG in the loss)."""
+    return torch.log_softmax(cond_logits.float(), dim=-1)
+
+
+# --------------------------------------------------------------------------------------------------- randomness
+# All keys are uint32 values stored as int32 bit patterns: int32 arithmetic is vectorised on every CPU (int64
+# multiplies are not on AVX2, which made an int64 version 5x slower) and wraps on overflow like uint32 arithmetic.
+# Right shifts on int32 are arithmetic, so each is masked back to a logical shift.
+
+_MASK32 = 0xFFFFFFFF
+_GOLDEN = 0x9E3779B9  # 2**32 / golden ratio: spreads consecutive steps apart before hashing
+
+
+def _i32(v: int) -> int:
+    """A uint32 value as the int32 with the same bits."""
+    v &= _MASK32
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+_MUL1 = _i32(0x7FEB352D)
+_MUL2 = _i32(0x846CA68B)
+_GOLDEN_I32 = _i32(_GOLDEN)
+
+
+def hash32(x: torch.Tensor) -> torch.Tensor:
+    """A bijective 32-bit integer mix (Chris Wellons' "lowbias32") on an int32 tensor of uint32 bit patterns."""
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * _MUL1
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * _MUL2
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+def seed_keys(seeds: Sequence[int], device: Union[str, torch.device, None] = None) -> torch.Tensor:
+    """One 32-bit key per request seed ``[B]`` (int32). Any Python int; its low 64 bits count."""
+    lo = torch.tensor([_i32(s) for s in seeds], dtype=torch.int32, device=device)
+    hi = torch.tensor([_i32((s >> 32) ^ _GOLDEN) for s in seeds], dtype=torch.int32, device=device)
+    return hash32(lo ^ hash32(hi))
+
+
+def step_keys(keys: torch.Tensor, step: Union[int, torch.Tensor]) -> torch.Tensor:
+    """The key ``[B]`` of each request at decoding step ``step`` (an int, or an int32 tensor so that a CUDA graph
+    can replay the step)."""
+    offset = _i32((step + 1) * _GOLDEN) if isinstance(step, int) else (step + 1) * _GOLDEN_I32
+    return hash32(keys + offset)
+
+
+def code_keys(vocab: int, device: Union[str, torch.device, None] = None) -> torch.Tensor:
+    """Per-code keys ``[V]`` (int32), computed once per sampler call."""
+    return hash32(torch.arange(vocab, dtype=torch.int32, device=device))
+
+
+def uniform_from_keys(step_key: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Uniforms ``[B, V]`` in (0, 1), never 0 or 1: the 24 high bits of ``hash32(step_key ^ code)``."""
+    bits = (hash32(step_key[:, None] ^ codes[None, :]) >> 8) & 0xFFFFFF
+    return (bits.float() + 0.5) * (1.0 / (1 << 24))
+
+
+def gumbel_noise(step_key: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel noise ``[B, V]``: ``-log(-log(u))``."""
+    return -torch.log(-torch.log(uniform_from_keys(step_key, codes)))
+
+
+def sample_from_logits(logits: torch.Tensor, step_key: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Gumbel-max: ``argmax(logits + G)`` is an exact draw from ``softmax(logits)`` (-inf logits never win).
+
+    Unlike inverse-CDF sampling, which moves whenever a cumulative sum shifts by a rounding error, the draw only
+    changes if the two best perturbed logits are within rounding of each other, so a request keeps its image
+    when batch composition changes the floating-point reduction order.
+    """
+    return torch.argmax(logits.float() + gumbel_noise(step_key, codes), dim=-1)
