@@ -1,0 +1,72 @@
+"""The rollout worker as a Ray actor: rollouts, plus membership in the learner's weight-sync group.
+
+    actors = create_rollout_actors(cfg)                     # cfg.rollout.workers actors
+    groups = ray.get(actors[0].rollout.remote(prompts, seed))
+    # weight sync: learner.weight_sync.WeightSyncCoordinator(learner_group, actors).connect() / .sync()
+
+A new version is received whole into a staging buffer (learner.weight_sync.WeightReceiver) and only then handed
+to ``RolloutWorker.update_weights``, which loads it into both the text engine and the image sampler's model; a
+sync that breaks off raises and leaves the worker on the version it had.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from cluster.config import Config
+from rollout.types import PromptRecord, RolloutGroup
+
+
+class RolloutActor:
+    """Body of the Ray actor (``ray.remote(RolloutActor)``) around one :class:`rollout.worker.RolloutWorker`."""
+
+    def __init__(self, cfg: Config, worker_index: int = 0):
+        from rollout.worker import RolloutWorker
+
+        self.worker = RolloutWorker(cfg, worker_index)
+        self.worker_index = worker_index
+        self._receiver = None
+
+    def rollout(self, prompts: list[PromptRecord], seed: int) -> list[RolloutGroup]:
+        return self.worker.rollout(prompts, seed)
+
+    def version(self) -> int:
+        return int(self.worker.version)
+
+    def parameter_checksums(self) -> dict[str, str]:
+        """sha1 per trainable parameter: equal to the learner's (cast to the rollout dtype) after a sync."""
+        from learner.weight_sync import tensor_checksums
+
+        return tensor_checksums(self.worker.named_trainable_parameters())
+
+    # ----------------------------------------------------------------------------------------------- weight sync
+
+    def join_weight_sync(self, host: str, port: int, rank: int, world_size: int, layout: Any, backend: str,
+                         timeout_s: float) -> None:
+        """Join the sync group as ``rank`` (blocks until every member joined); ``layout`` is the learner's
+        learner.weight_sync.SyncLayout, checked against this worker's parameters first."""
+        from learner.weight_sync import SyncGroup, WeightReceiver
+
+        named = list(self.worker.named_trainable_parameters())
+        layout.check(named)
+        self._receiver = None
+        group = SyncGroup.join(host, port, rank, world_size, backend, named[0][1].device, timeout_s)
+        self._receiver = WeightReceiver(group, layout)
+
+    def receive_weights(self) -> int:
+        """Receive one complete version and apply it; returns the version now held."""
+        if self._receiver is None:
+            raise RuntimeError(f"rollout worker {self.worker_index} is not in a weight-sync group (join_weight_sync)")
+        version, named = self._receiver.receive()  # raises before anything is applied
+        self.worker.update_weights(named, version)
+        return int(self.worker.version)
+
+
+def create_rollout_actors(cfg: Config, count: Optional[int] = None) -> list:
+    """``count`` (default ``cfg.rollout.workers``) Ray actors, with the configured CPU/GPU share each."""
+    import ray
+
+    remote = ray.remote(RolloutActor)
+    r = cfg.rollout
+    return [remote.options(num_cpus=r.num_cpus_per_worker, num_gpus=r.num_gpus_per_worker).remote(cfg, i)
+            for i in range(r.workers if count is None else count)]
