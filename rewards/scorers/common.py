@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence, TypeVar
 
 import numpy as np
+import torch
+from PIL import Image
 
 from rewards.base import ScorerInputError
 
@@ -61,3 +63,17 @@ def model_dir(path: Optional[str], scorer: str, expected: Sequence[Sequence[str]
         raise ModelDirError(f"{key}: directory {str(p)!r} is incomplete, missing {'; '.join(missing)}. "
                             f"{how_to_get}")
     return p
+
+
+# File requirements shared by the transformers-based scorers (alternatives: one of them must be present).
+WEIGHT_FILES = ("model.safetensors", "model-*.safetensors", "pytorch_model*.bin")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model")
+
+
+def scorer_device(cfg) -> str:
+    """CUDA when the scorer was given a GPU share and one is visible, else the CPU."""
+    return "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+    return Image.fromarray(image, "RGB")

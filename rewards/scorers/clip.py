@@ -1,0 +1,81 @@
+"""CLIPScore (T2I-CompBench's non-spatial metric): cosine of the normalised CLIP image and text features.
+
+Loads a transformers ``CLIPModel`` from a local HF-format directory (e.g. ``openai/clip-vit-base-patch32``,
+which T2I-CompBench uses). HPS v2.1 is the same computation on a fine-tuned ViT-H-14 (rewards/scorers/hps.py).
+The prompt is encoded once per group; images go through the vision tower ``batch_size`` at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+
+from cluster.config import ScorerConfig
+from rewards.base import ImageScore, Scorer
+from rewards.scorers.common import (
+    TOKENIZER_FILES,
+    WEIGHT_FILES,
+    batches,
+    check_images,
+    model_dir,
+    scorer_device,
+    to_pil,
+)
+from rollout.types import PromptRecord
+
+CLIP_HOW_TO_GET = (
+    "Download an HF-format CLIP on a machine with network access, e.g. `huggingface-cli download "
+    "openai/clip-vit-base-patch32 --local-dir /models/clip-vit-base-patch32`, copy it here and set "
+    "rewards.clip.path to it."
+)
+CLIP_FILES = (("config.json",), ("preprocessor_config.json",), TOKENIZER_FILES, WEIGHT_FILES)
+
+
+class CLIPScorer(Scorer):
+    name = "clip"
+    version = "1"
+
+    def __init__(self, model: CLIPModel, tokenizer, image_processor, batch_size: int = 8):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self.max_text_len = int(model.config.text_config.max_position_embeddings)
+
+    @classmethod
+    def load(cls, path: Path, batch_size: int = 8, device: str = "cpu", model: CLIPModel | None = None):
+        """Tokenizer and image processor from ``path``; the model too unless given (HPS converts its own)."""
+        if model is None:
+            model = CLIPModel.from_pretrained(path, local_files_only=True)
+        return cls(model.to(device), AutoTokenizer.from_pretrained(path, local_files_only=True),
+                   CLIPImageProcessorPil.from_pretrained(path, local_files_only=True), batch_size)
+
+    @classmethod
+    def from_config(cls, cfg: ScorerConfig) -> "CLIPScorer":
+        path = model_dir(cfg.path, cls.name, CLIP_FILES, CLIP_HOW_TO_GET)
+        return cls.load(path, cfg.batch_size, scorer_device(cfg))
+
+    @torch.no_grad()
+    def text_features(self, text: str) -> torch.Tensor:
+        tok = self.tokenizer([text], padding=True, truncation=True, max_length=self.max_text_len, return_tensors="pt")
+        out = self.model.get_text_features(input_ids=tok.input_ids.to(self.device),
+                                           attention_mask=tok.attention_mask.to(self.device))
+        return torch.nn.functional.normalize(out.pooler_output.float(), dim=-1)[0]
+
+    @torch.no_grad()
+    def image_features(self, images: list[np.ndarray]) -> torch.Tensor:
+        feats = []
+        for chunk in batches(images, self.batch_size):
+            pix = self.image_processor(images=[to_pil(im) for im in chunk], return_tensors="pt").pixel_values
+            out = self.model.get_image_features(pixel_values=pix.to(self.device, self.model.dtype))
+            feats.append(torch.nn.functional.normalize(out.pooler_output.float(), dim=-1))
+        return torch.cat(feats)
+
+    def score(self, prompt: PromptRecord, images: list[np.ndarray]) -> list[ImageScore]:
+        check_images(images)
+        cos = self.image_features(images) @ self.text_features(prompt.prompt)
+        return [ImageScore(float(c)) for c in cos.cpu()]
