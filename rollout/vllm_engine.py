@@ -64,7 +64,8 @@ class VLLMTextEngine(TextEngine):
             kwargs.update(gpu_memory_utilization=rollout.cot.vllm_gpu_memory_utilization)
         dtype = str(next(policy.model.parameters()).dtype).removeprefix("torch.")
         if work_dir is not None:
-            Path(work_dir).mkdir(parents=True, exist_ok=True)
+            work_dir = Path(work_dir).expanduser()
+            work_dir.mkdir(parents=True, exist_ok=True)
         export = Path(tempfile.mkdtemp(prefix="vllm-llama-", dir=work_dir))
         try:
             export_language_model(policy, export)
@@ -118,6 +119,10 @@ class VLLMTextEngine(TextEngine):
         for missing in self._missing_fused_parts(llama):
             llama[missing] = self._janus[missing].detach()
         self._llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(llama.items())})
+        # Cached prefix blocks hold keys/values computed with the old weights; reusing them for the same prompt
+        # (every CoT prompt of a data set comes back) would silently mix policies.
+        if not self._llm.reset_prefix_cache():
+            raise RuntimeError("vLLM could not reset its prefix cache after a weight update (requests still running?)")
 
     def _missing_fused_parts(self, llama: dict[str, torch.Tensor]) -> list[str]:
         """Names that share a fused vLLM module (qkv_proj, gate_up_proj) with an updated name but are absent.

@@ -20,7 +20,8 @@ from rollout.text_engine import EngineFallbackWarning, build_text_engine
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ENGINES = ["vllm", "transformers"]
-TEXTS = ["User: a red cat\n\nAssistant:", "two dogs", "a photo of a bench left of a clock, in watercolour"]
+# The last prompt spans several KV-cache blocks, so vLLM's prefix cache holds it between calls.
+TEXTS = ["User: a red cat\n\nAssistant:", "two dogs", "a photo of a bench left of a clock, in watercolour. " * 6]
 LOGPROB_ATOL = 1e-4  # fp32; vLLM's CPU kernels and transformers differ by ~1e-6 here
 
 
@@ -33,7 +34,7 @@ def policy(tiny_model_cfg):
 @pytest.fixture(scope="module")
 def rollout_cfg():
     cfg = RolloutConfig()
-    cfg.prompt.max_prompt_tokens = 128
+    cfg.prompt.max_prompt_tokens = 512
     cfg.cot.max_new_tokens = 24
     return cfg
 

@@ -1,0 +1,152 @@
+"""The rollout worker: prompt records in, rollout groups out (both CoT levels, images, behaviour log-probs).
+
+One step of T2I-R1's generation for a batch of B prompts and a group size G:
+    G semantic CoTs per prompt (text engine) -> B*G image prompts "{prompt}. {CoT}" -> image tokens with CFG
+    (our ImageSampler) -> VQ decode -> RolloutSample records.
+
+Plain Python; the Ray actor in rollout/actor.py wraps it. The worker holds one Janus model (the image sampler
+and the transformers text engine run on it, the vLLM engine keeps its own copy of the language half), and
+``update_weights`` keeps all copies equal.
+
+Randomness: every CoT request and every image is seeded from (seed, prompt index, group index) alone, so a
+rollout is a pure function of (weights, prompts, seed, config). Give each call its own seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Iterable, Iterator, Optional
+
+import torch
+
+from cluster.config import Config
+from policy.model import load_policy, named_trainable_parameters
+from rollout.image_sampler import ImageSampler
+from rollout.images import decode_image_tokens
+from rollout.prompts import PromptBuilder
+from rollout.text_engine import Completion, TextEngine, build_text_engine
+from rollout.types import PromptRecord, RolloutGroup, RolloutSample
+
+log = logging.getLogger(__name__)
+
+_COT_STREAM, _IMAGE_STREAM = 1, 2  # keep the two stages' seeds apart
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers: stable across processes, platforms and Python versions (unlike hash())."""
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        h.update(int(p).to_bytes(16, "little", signed=True))
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+class RolloutWorker:
+    def __init__(self, cfg: Config, worker_index: int = 0, device: Optional[str] = None):
+        self.cfg = cfg
+        self.worker_index = worker_index
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.policy = load_policy(cfg.model, device=device)
+        self.prompt_builder = PromptBuilder(self.policy.tokenizer, self.policy.ids, cfg.rollout.prompt)
+        self.image_sampler = ImageSampler(self.policy.model, self.policy.ids)
+        # Without a CoT (the no-CoT baseline) there is no text stage and no text engine to start.
+        self.text_engine: Optional[TextEngine] = (
+            build_text_engine(self.policy, cfg.rollout, work_dir=cfg.model.cache_dir) if cfg.rollout.prompt.use_cot
+            else None
+        )
+        self._version = 0
+        log.info("rollout worker %d: model on %s, text engine %s", worker_index, device,
+                 self.text_engine.name if self.text_engine else "none (use_cot=false)")
+
+    @property
+    def version(self) -> int:
+        """Policy version of the current weights (0 until the first update_weights)."""
+        return self._version
+
+    def named_trainable_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(Janus name, tensor) of the parameters that train, in a fixed order: what a weight sync sends."""
+        return named_trainable_parameters(self.policy.model, self.cfg.model.trainable)
+
+    # ------------------------------------------------------------------------------------------- rollout
+
+    def rollout(self, prompts: list[PromptRecord], seed: int, *, greedy: bool = False) -> list[RolloutGroup]:
+        """G samples for each prompt. ``greedy``: argmax at both levels (all G samples then agree)."""
+        if not prompts:
+            return []
+        g = self.cfg.rollout.group_size
+        version = self._version
+        t0 = time.perf_counter()
+
+        if self.text_engine is not None:
+            cot_prompts = [self.prompt_builder.cot_prompt_ids(p.prompt) for p in prompts]
+            seeds = [derive_seed(seed, _COT_STREAM, i) for i in range(len(prompts))]
+            completions = self.text_engine.generate(cot_prompts, g, seeds, self.cfg.rollout.cot, greedy=greedy)
+        else:
+            cot_prompts = [[] for _ in prompts]
+            completions = [[Completion([], [], "stop") for _ in range(g)] for _ in prompts]
+        t1 = time.perf_counter()
+
+        cot_texts = [[self.prompt_builder.cot_text(c.token_ids) for c in group] for group in completions]
+        image_prompts = [
+            self.prompt_builder.image_prompt_ids(p.prompt, text if self.text_engine is not None else None)
+            for p, texts in zip(prompts, cot_texts) for text in texts
+        ]
+        image_seeds = [derive_seed(seed, _IMAGE_STREAM, i, j) for i in range(len(prompts)) for j in range(g)]
+        sample = self.image_sampler.sample(image_prompts, self.cfg.rollout.image, image_seeds, greedy=greedy,
+                                           return_logprobs=True)
+        t2 = time.perf_counter()
+
+        images = decode_image_tokens(self.policy.model, sample.tokens, batch_size=self.cfg.rollout.image.max_batch)
+        t3 = time.perf_counter()
+
+        mode = self.cfg.learner.loss.image_logprob
+        image_logprobs = sample.cond_logprobs if mode == "conditional" else sample.logprobs
+        timings = {"cot": t1 - t0, "image": t2 - t1, "decode": t3 - t2, "total": t3 - t0}
+        groups = []
+        for i, p in enumerate(prompts):
+            samples = []
+            for j, c in enumerate(completions[i]):
+                k = i * g + j
+                samples.append(RolloutSample(
+                    prompt=p,
+                    group_index=j,
+                    cot_prompt_ids=list(cot_prompts[i]),
+                    cot_ids=list(c.token_ids),
+                    cot_text=cot_texts[i][j],
+                    image_prompt_ids=image_prompts[k],
+                    image_ids=sample.tokens[k].tolist(),
+                    image=images[k],
+                    cot_logprobs=list(c.logprobs),
+                    image_logprobs=image_logprobs[k].tolist(),
+                    image_logprob_mode=mode,
+                    policy_version=version,
+                    timings=dict(timings),
+                ))
+            groups.append(RolloutGroup(prompt=p, samples=samples))
+        return groups
+
+    # ------------------------------------------------------------------------------------------- weights
+
+    @torch.no_grad()
+    def update_weights(self, named: Iterable[tuple[str, torch.Tensor]], version: int) -> None:
+        """Copy Janus-named tensors into the model (in place) and into the text engine's own copy, if it has one;
+        the next rollout is stamped with ``version``."""
+        named = list(named)
+        params = dict(self.policy.model.named_parameters())
+        for name, tensor in named:
+            p = params.get(name)
+            if p is None:
+                raise KeyError(f"update_weights: {name!r} is not a parameter of the Janus model "
+                               "(expected names like 'model.language_model.layers.0.mlp.up_proj.weight')")
+            if p.shape != tensor.shape:
+                raise ValueError(f"update_weights: {name!r} has shape {tuple(p.shape)}, got {tuple(tensor.shape)}")
+        for name, tensor in named:
+            params[name].copy_(tensor)
+        if self.text_engine is not None and self.text_engine.owns_weights:
+            self.text_engine.update_weights(named)
+        self._version = version
+
+    def close(self) -> None:
+        if self.text_engine is not None:
+            self.text_engine.close()
