@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 from cluster.config import ScorerConfig
 from rewards.base import ImageScore, Scorer
 from rewards.scorers.common import (
+    PROCESSOR_FILES,
     TOKENIZER_FILES,
     WEIGHT_FILES,
     batches,
@@ -31,7 +32,7 @@ CLIP_HOW_TO_GET = (
     "openai/clip-vit-base-patch32 --local-dir /models/clip-vit-base-patch32`, copy it here and set "
     "rewards.clip.path to it."
 )
-CLIP_FILES = (("config.json",), ("preprocessor_config.json",), TOKENIZER_FILES, WEIGHT_FILES)
+CLIP_FILES = (("config.json",), PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES)
 
 
 class CLIPScorer(Scorer):

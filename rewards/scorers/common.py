@@ -68,6 +68,9 @@ def model_dir(path: Optional[str], scorer: str, expected: Sequence[Sequence[str]
 # File requirements shared by the transformers-based scorers (alternatives: one of them must be present).
 WEIGHT_FILES = ("model.safetensors", "model-*.safetensors", "pytorch_model*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model")
+# Image-processor settings: preprocessor_config.json (hub checkpoints, older transformers) or the nested
+# processor_config.json that transformers 5 writes when a whole processor is saved.
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 
 
 def scorer_device(cfg) -> str:

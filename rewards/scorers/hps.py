@@ -15,10 +15,10 @@ from transformers import CLIPConfig, CLIPModel
 from cluster.config import ScorerConfig
 from rewards.hps_convert import load_openclip_checkpoint
 from rewards.scorers.clip import CLIPScorer
-from rewards.scorers.common import TOKENIZER_FILES, WEIGHT_FILES, model_dir, scorer_device
+from rewards.scorers.common import PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES, model_dir, scorer_device
 
 HPS_CHECKPOINT = "HPS_v2.1_compressed.pt"
-HPS_FILES = (("config.json",), ("preprocessor_config.json",), TOKENIZER_FILES, WEIGHT_FILES + (HPS_CHECKPOINT,))
+HPS_FILES = (("config.json",), PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES + (HPS_CHECKPOINT,))
 HPS_HOW_TO_GET = (
     "On a machine with network access: `huggingface-cli download laion/CLIP-ViT-H-14-laion2B-s32B-b79K "
     "config.json preprocessor_config.json tokenizer.json tokenizer_config.json vocab.json merges.txt "

@@ -1,0 +1,140 @@
+"""GroundingDINO reward (T2I-R1): open-vocabulary detection of the prompt's nouns, scored by the object /
+spatial / numeracy rules of rewards/detection_rules.py.
+
+The detector is transformers' ``GroundingDinoForObjectDetection`` loaded from a local HF-format directory
+(IDEA-Research/grounding-dino-tiny is the HF port of T2I-R1's Swin-T OGC checkpoint). As in T2I-R1, the text is
+``"noun1 . noun2 ."``-style (``" . ".join(phrases) + "."``) and a query's score for a phrase is the mean of its
+per-token probabilities over the phrase's tokens (T2I-R1's normalised positive map); a query is a box of the
+phrase when that score is above ``box_threshold``. All images of a group share one caption and go through the
+model ``batch_size`` at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, GroundingDinoForObjectDetection, GroundingDinoImageProcessorPil
+
+from cluster.config import GdinoScorerConfig
+from rewards.base import ImageScore, Scorer, ScorerInputError
+from rewards.detection_rules import PhraseBoxes, RuleParams, detection_score, detector_phrases
+from rewards.scorers.common import (
+    PROCESSOR_FILES,
+    TOKENIZER_FILES,
+    WEIGHT_FILES,
+    batches,
+    check_images,
+    model_dir,
+    scorer_device,
+    to_pil,
+)
+from rollout.types import PromptRecord
+
+GDINO_FILES = (("config.json",), PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES)
+GDINO_HOW_TO_GET = (
+    "Download the HF port of GroundingDINO Swin-T on a machine with network access, e.g. `huggingface-cli "
+    "download IDEA-Research/grounding-dino-tiny --local-dir /models/grounding-dino-tiny`, copy it here and set "
+    "rewards.gdino.path to it."
+)
+
+
+def caption_and_spans(phrases: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """T2I-R1's detector caption and each phrase's character span in it."""
+    spans, pos = [], 0
+    for p in phrases:
+        spans.append((pos, pos + len(p)))
+        pos += len(p) + 3  # " . "
+    return " . ".join(phrases) + ".", spans
+
+
+def phrase_token_mask(offsets: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """[n_phrases, n_tokens] boolean: the tokens whose characters lie inside each phrase (special tokens have
+    empty offsets and never do)."""
+    start, end = offsets[:, 0], offsets[:, 1]
+    nonempty = end > start
+    return torch.stack([nonempty & (start >= s) & (end <= e) for s, e in spans])
+
+
+class GdinoScorer(Scorer):
+    name = "gdino"
+    version = "1"
+
+    def __init__(self, model: GroundingDinoForObjectDetection, tokenizer, image_processor,
+                 box_threshold: float = 0.3, params: RuleParams = RuleParams(), batch_size: int = 8):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.box_threshold = box_threshold
+        self.params = params
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        if params.t2i_r1_compat:
+            self.version = "1-t2i_r1_compat"
+
+    @classmethod
+    def load(cls, path: Path, cfg: GdinoScorerConfig, t2i_r1_compat: bool = False) -> "GdinoScorer":
+        model = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True)
+        params = RuleParams(nms_iou=cfg.nms_iou, spatial_iou=cfg.spatial_iou, near_distance=cfg.near_distance,
+                            t2i_r1_compat=t2i_r1_compat)
+        return cls(model.to(scorer_device(cfg)), AutoTokenizer.from_pretrained(path, local_files_only=True),
+                   GroundingDinoImageProcessorPil.from_pretrained(path, local_files_only=True),
+                   cfg.box_threshold, params, cfg.batch_size)
+
+    @classmethod
+    def from_config(cls, cfg: GdinoScorerConfig, t2i_r1_compat: bool = False) -> "GdinoScorer":
+        return cls.load(model_dir(cfg.path, cls.name, GDINO_FILES, GDINO_HOW_TO_GET), cfg, t2i_r1_compat)
+
+    def encode_caption(self, phrases: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        caption, spans = caption_and_spans(phrases)
+        enc = self.tokenizer([caption], return_tensors="pt", return_offsets_mapping=True)
+        max_len = int(self.model.config.max_text_len)
+        if enc.input_ids.shape[1] > max_len:
+            raise ScorerInputError(f"detector caption {caption!r} has {enc.input_ids.shape[1]} tokens; the model "
+                                   f"reads at most {max_len}: use fewer or shorter nouns")
+        mask = phrase_token_mask(enc.pop("offset_mapping")[0], spans)
+        empty = [p for p, m in zip(phrases, mask) if not m.any()]
+        if empty:
+            raise ScorerInputError(f"phrases {empty!r} produce no tokens for the detector")
+        return dict(enc), mask
+
+    @torch.no_grad()
+    def detect(self, images: list[np.ndarray], phrases: list[str]) -> list[dict[str, PhraseBoxes]]:
+        """Per image: the boxes (normalised cx, cy, w, h) and scores of each phrase above the box threshold."""
+        text, mask = self.encode_caption(phrases)
+        weights = mask.float() / mask.sum(-1, keepdim=True)  # [P, T]: mean over each phrase's tokens
+        out = []
+        for chunk in batches(images, self.batch_size):
+            px = self.image_processor(images=[to_pil(im) for im in chunk], return_tensors="pt")
+            b = len(chunk)
+            res = self.model(pixel_values=px.pixel_values.to(self.device), pixel_mask=px.pixel_mask.to(self.device),
+                             **{k: v.to(self.device).expand(b, -1) for k, v in text.items()})
+            n_tok = weights.shape[1]
+            prob = res.logits[..., :n_tok].float().sigmoid().cpu()  # [b, Q, T]
+            phrase_scores = prob @ weights.T  # [b, Q, P]
+            boxes = res.pred_boxes.float().cpu()
+            for i in range(b):
+                dets = {}
+                for j, phrase in enumerate(phrases):
+                    keep = phrase_scores[i, :, j] > self.box_threshold
+                    dets[phrase] = PhraseBoxes(boxes[i][keep], phrase_scores[i, keep, j])
+                out.append(dets)
+        return out
+
+    def score(self, prompt: PromptRecord, images: list[np.ndarray]) -> list[ImageScore]:
+        check_images(images)
+        meta = prompt.metadata()
+        phrases = detector_phrases(meta)  # validates the metadata before any model work
+        results = []
+        for dets in self.detect(images, phrases):
+            score, details = detection_score(meta, dets, self.params)
+            details["boxes"] = _boxes_detail(dets)
+            results.append(ImageScore(float(score), details))
+        return results
+
+
+def _boxes_detail(dets: dict[str, PhraseBoxes]) -> dict[str, Any]:
+    """Per phrase: [cx, cy, w, h, score] of each box, rounded (JSON-friendly diagnostics)."""
+    return {p: [[round(float(v), 4) for v in (*box, s)] for box, s in zip(d.boxes, d.scores)] for p, d in dets.items()}
