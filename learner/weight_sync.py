@@ -254,6 +254,9 @@ class WeightSyncCoordinator:
 
         world = 1 + len(self.rollout)
         rank0 = self.learner.actors[0]
+        # every member must be constructed (a rollout worker may take a while to start its engines) before the
+        # group's rendezvous clock starts
+        self._gather([a.version.remote() for a in self.rollout], self._worker_names(), "starting the rollout workers")
         host, port, layout, backend = ray.get(rank0.open_weight_sync.remote(world, self.timeout_s, self.backend))
         futures = [rank0.connect_weight_sync.remote()] + [
             a.join_weight_sync.remote(host, port, i + 1, world, layout, backend, self.timeout_s)

@@ -27,8 +27,8 @@ class RolloutActor:
         self.worker_index = worker_index
         self._receiver = None
 
-    def rollout(self, prompts: list[PromptRecord], seed: int) -> list[RolloutGroup]:
-        return self.worker.rollout(prompts, seed)
+    def rollout(self, prompts: list[PromptRecord], seed: int, greedy: bool = False) -> list[RolloutGroup]:
+        return self.worker.rollout(prompts, seed, greedy=greedy)
 
     def version(self) -> int:
         return int(self.worker.version)
@@ -52,6 +52,10 @@ class RolloutActor:
         self._receiver = None
         group = SyncGroup.join(host, port, rank, world_size, backend, named[0][1].device, timeout_s)
         self._receiver = WeightReceiver(group, layout)
+
+    def close(self) -> None:
+        self._receiver = None
+        self.worker.close()
 
     def receive_weights(self) -> int:
         """Receive one complete version and apply it; returns the version now held."""

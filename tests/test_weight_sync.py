@@ -127,3 +127,124 @@ def _catch(fn, *args):
         return fn(*args)
     except Exception as e:
         return e
+
+
+# --------------------------------------------------------------------------------------------------- end to end
+
+
+def _e2e_config(model_cfg, engine="transformers"):
+    import copy
+
+    from cluster.config import Config
+
+    cfg = Config()
+    cfg.model = copy.deepcopy(model_cfg)
+    cfg.rollout.workers, cfg.rollout.group_size, cfg.rollout.num_cpus_per_worker = 2, 2, 0.5
+    cfg.rollout.cot.max_new_tokens = 8
+    cfg.rollout.cot.engine = engine
+    cfg.trainer.prompts_per_step, cfg.trainer.steps = 2, 2
+    cfg.learner.micro_batch_size, cfg.learner.num_cpus_per_rank = 2, 0.5
+    cfg.learner.optim.lr = 0.05  # large, so that two steps visibly change the greedy outputs of a random model
+    cfg.learner.sync_bucket_mb = 1  # several buckets (the tiny model's trainable weights are ~3 MB in fp32)
+    return cfg
+
+
+@pytest.fixture(scope="module", params=["transformers", pytest.param("vllm", marks=pytest.mark.slow)])
+def cluster(request, ray_local, tiny_model_cfg):
+    """A K=1 learner and two rollout workers. With the vLLM engine the text half is a separate copy of the
+    weights inside vLLM, which the sync must reach too (vLLM workers take ~25 s each to start here)."""
+    from learner.actor import LearnerGroup
+    from learner.weight_sync import WeightSyncCoordinator
+    from rollout.actor import create_rollout_actors
+
+    if request.param == "vllm":
+        pytest.importorskip("vllm")
+    cfg = _e2e_config(tiny_model_cfg, request.param)
+    learner = LearnerGroup(cfg)
+    workers = create_rollout_actors(cfg)
+    sync = WeightSyncCoordinator(learner, workers, timeout_s=30)
+    try:
+        sync.connect()
+        yield cfg, learner, workers, sync
+    finally:
+        learner.shutdown()
+        for w in workers:
+            ray_local.kill(w)
+
+
+def _train_from_rollouts(cfg, learner, worker, prompts, seed):
+    """Rollouts -> advantages -> learner step, as the training loop does (on-policy)."""
+    import ray
+
+    from learner.advantages import batch_advantages
+    from learner.batch import train_samples
+
+    groups = ray.get(worker.rollout.remote(prompts, seed))
+    rewards = [[float(len(s.cot_ids) % 3) + 0.1 * j for j, s in enumerate(g.samples)] for g in groups]
+    return learner.train_batch(train_samples(groups, batch_advantages(rewards, cfg.learner.advantage)))
+
+
+def test_sync_makes_every_worker_bit_identical_to_the_learner_and_changes_greedy_output(cluster, tmp_path):
+    import ray
+
+    from rollout.actor import create_rollout_actors
+    from rollout.types import PromptRecord
+
+    cfg, learner, workers, sync = cluster
+    prompts = [PromptRecord(prompt="a red cube", index=0), PromptRecord(prompt="two blue balls", index=1)]
+    before = ray.get(workers[0].rollout.remote(prompts, 0, True))
+    for step in range(2):
+        _train_from_rollouts(cfg, learner, workers[step % 2], prompts, seed=step)
+        assert sync.sync() == step + 1
+    assert ray.get([w.version.remote() for w in workers]) == [2, 2]
+
+    from policy.model import DTYPES
+
+    learner_sums = tensor_checksums(learner.full_trainable_state().items(), DTYPES[cfg.model.dtype])
+    worker_sums = ray.get([w.parameter_checksums.remote() for w in workers])
+    assert all(s == learner_sums for s in worker_sums)
+
+    # greedy generation (text engine AND image sampler) now equals that of a worker started from the learner's
+    # exported weights, and differs from before the updates
+    export = learner.export_hf(str(tmp_path / "export"))
+    after = ray.get(workers[1].rollout.remote(prompts, 0, True))
+    ref_cfg = _e2e_config(cfg.model, cfg.rollout.cot.engine)
+    ref_cfg.model.path = export
+    ref_worker = create_rollout_actors(ref_cfg, count=1)[0]
+    try:
+        expected = ray.get(ref_worker.rollout.remote(prompts, 0, True))
+    finally:
+        ray.kill(ref_worker)
+
+    def greedy(groups):
+        return [(s.cot_ids, s.image_ids) for g in groups for s in g.samples]
+
+    assert greedy(after) == greedy(expected)
+    assert greedy(after) != greedy(before)
+    assert all(s.policy_version == 2 for g in after for s in g.samples)
+
+
+@pytest.mark.parametrize("cluster", ["transformers"], indirect=True)
+def test_sync_to_a_dead_worker_fails_loudly_and_the_survivor_keeps_its_version(cluster):
+    import ray
+
+    cfg, learner, workers, sync = cluster
+    version_before = ray.get(workers[0].version.remote())
+    sums_before = ray.get(workers[0].parameter_checksums.remote())
+    from rollout.types import PromptRecord
+
+    _train_from_rollouts(cfg, learner, workers[0], [PromptRecord("a cat", index=0), PromptRecord("a dog", index=1)], 9)
+    ray.kill(workers[1])
+    with pytest.raises(WeightSyncError) as err:
+        sync.sync()
+    message = str(err.value)
+    assert "rollout worker 1 died" in message and "learner rank 0" in message, message
+    assert ray.get(workers[0].version.remote()) == version_before
+    assert ray.get(workers[0].parameter_checksums.remote()) == sums_before  # nothing half-applied
+
+    # the driver re-forms the group with the survivors and carries on
+    from learner.weight_sync import WeightSyncCoordinator
+
+    survivors = WeightSyncCoordinator(learner, workers[:1], timeout_s=30)
+    survivors.connect()
+    assert survivors.sync() == learner.version() == version_before + 1
