@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -31,8 +32,12 @@ log = logging.getLogger(__name__)
 
 
 class VLLMTextEngine(TextEngine):
+    """Only one may be open per process: vLLM's parallel state is process-global, and closing one engine tears
+    it down under any other (which then fails on its next request)."""
+
     name = "vllm"
     owns_weights = True
+    _open: Optional[weakref.ref] = None  # the engine of this process, while it is open
 
     def __init__(self, policy: Policy, rollout: RolloutConfig, work_dir: Optional[str | Path] = None):
         # Before vllm reads its environment (it reads os.environ lazily, at engine construction).
@@ -41,6 +46,9 @@ class VLLMTextEngine(TextEngine):
         from vllm.config import CompilationMode
         from vllm.model_executor.models.llama import LlamaForCausalLM
         from vllm.platforms import current_platform
+
+        if VLLMTextEngine._open is not None and VLLMTextEngine._open() is not None:
+            raise RuntimeError("a vLLM engine is already open in this process (one per process); close() it first")
 
         self.ids = policy.ids
         # vLLM's CPU worker replaces torch.set_num_threads process-wide (with a no-op that warns); close() puts it
@@ -82,6 +90,7 @@ class VLLMTextEngine(TextEngine):
             raise
         finally:
             shutil.rmtree(export, ignore_errors=True)  # loaded into memory; nothing reads it again
+        VLLMTextEngine._open = weakref.ref(self)
 
     def generate(self, prompts: list[list[int]], n: int, seeds: list[int], params: TextSamplingConfig, *,
                  greedy: bool = False) -> list[list[Completion]]:
@@ -145,3 +154,4 @@ class VLLMTextEngine(TextEngine):
             llm.llm_engine.engine_core.shutdown()  # also tears down vLLM's torch.distributed group
             del self._llm
             torch.set_num_threads = self._set_num_threads
+            VLLMTextEngine._open = None

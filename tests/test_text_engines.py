@@ -223,3 +223,10 @@ def test_vllm_load_error_falls_back_with_a_warning(policy, rollout_cfg, tmp_path
     with pytest.warns(EngineFallbackWarning, match="vllm is unavailable"):
         engine = build_text_engine(policy, rollout_cfg, work_dir=not_a_dir)
     assert isinstance(engine, HFTextEngine)
+
+
+def test_second_vllm_engine_in_a_process_falls_back(policy, engines, rollout_cfg):
+    # vLLM's parallel state is process-global: a second engine would break the first when closed.
+    with pytest.warns(EngineFallbackWarning, match="already open"):
+        engine = build_text_engine(policy, rollout_cfg)
+    assert isinstance(engine, HFTextEngine)

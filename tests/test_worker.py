@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +20,7 @@ from rollout.worker import RolloutWorker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+REPO = Path(__file__).resolve().parents[1]
 G = 3
 MAX_NEW = 8
 PROMPTS = [PromptRecord(prompt="a red cat", task_type="color", nouns=["cat"], index=0),
@@ -132,3 +140,48 @@ def test_no_cot_worker_draws_from_the_raw_prompt(tiny_model_cfg):
     for s in g.samples:
         assert s.cot_ids == [] and s.cot_text == "" and s.cot_prompt_ids == []
         assert tok.decode(s.image_prompt_ids) == "<｜begin▁of▁sentence｜>User: a red cat\n\nAssistant:<begin_of_image>"
+
+
+# --------------------------------------------------------------------------------------------------- the demo
+
+
+def _check_demo_outputs(out, label: str, n_prompts: int):
+    from PIL import Image
+
+    with Image.open(out / f"grid_{label}.png") as im:
+        width, height = im.size
+    assert width == 2 * 192 and height % n_prompts == 0  # one column per sample (G=2), one row per prompt
+    rows = [json.loads(line) for line in (out / f"rollouts_{label}.jsonl").read_text().splitlines()]
+    assert [r["group_index"] for r in rows] == [0, 1] * n_prompts
+    assert all(r["policy_version"] == 0 and r["timings"]["total"] > 0 for r in rows)
+
+
+def test_demo_writes_a_grid(tiny_model_cfg, tmp_path, capsys):
+    from rollout.demo import main
+
+    assert main(["--config", "tiny", "--engines", "transformers", "--prompts", "2", "--out", str(tmp_path),
+                 f"model.cache_dir={tiny_model_cfg.cache_dir}", "rollout.group_size=2", "rollout.cot.max_new_tokens=4"]) == 0
+    assert f"wrote {tmp_path / 'grid_transformers.png'}" in capsys.readouterr().out
+    _check_demo_outputs(tmp_path, "transformers", 2)
+
+
+def test_demo_rejects_bad_config(capsys):
+    from rollout.demo import main
+
+    assert main(["--config", "tiny", "rollout.group_size=1"]) == 2
+    assert "rollout.group_size" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_through_both_engines(tiny_model_cfg, tmp_path):
+    """`make run` until the training loop lands: the demo as its own process, vLLM then transformers."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "rollout.demo", "--config", "tiny", "--prompts", "2", "--out", str(tmp_path),
+           f"model.cache_dir={tiny_model_cfg.cache_dir}", "rollout.group_size=2", "rollout.cot.max_new_tokens=4"]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for label in ("vllm", "transformers"):
+        if label == "vllm" and importlib.util.find_spec("vllm") is None:
+            continue  # then the vLLM run fell back (the demo says so) and wrote the transformers grid
+        assert f"wrote {tmp_path / f'grid_{label}.png'}" in res.stdout and f"text engine {label};" in res.stdout
+        _check_demo_outputs(tmp_path, label, 2)
