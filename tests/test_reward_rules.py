@@ -5,6 +5,7 @@ hand from REFERENCE.md section 3."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -204,3 +205,33 @@ def test_detector_phrases():
 def test_bad_metadata(meta, message):
     with pytest.raises(ScorerInputError, match=message):
         detection_score(meta, {})
+
+
+# --------------------------------------------------------------------------------------------------- GIT-VQA rules
+
+from rewards.vqa_rules import vqa_phrases, vqa_question, vqa_score, yes_ratio_from_logits  # noqa: E402
+
+
+def test_vqa_phrases():
+    assert vqa_phrases({"task_type": "color", "nouns": ["apple"], "attr_nouns": ["red apple"]}) == ["red apple"]
+    assert vqa_phrases({"task_type": "non", "nouns": ["man", "dog"]}) == ["man", "dog"]
+    assert vqa_phrases({"task_type": "complex", "nouns": ["cat"], "attr_nouns": []}) == ["cat"]
+    assert vqa_phrases({"task_type": "spatial", "nouns": ["cat", "dog"]}) is None
+    assert vqa_phrases({"task_type": "numeracy", "nouns": ["cat"]}) is None
+    assert vqa_question("red apple") == "red apple?"
+    with pytest.raises(ScorerInputError, match="unknown task_type 'x'"):
+        vqa_phrases({"task_type": "x", "nouns": ["cat"]})
+    with pytest.raises(ScorerInputError, match="needs non-empty 'attr_nouns' or 'nouns'"):
+        vqa_phrases({"task_type": "color", "nouns": []})
+
+
+def test_yes_ratio_from_hand_made_probabilities():
+    # Next-token distribution over a 5-token vocabulary: yes (id 3) 0.3, no (id 1) 0.1, the rest 0.6.
+    probs = torch.tensor([[0.2, 0.1, 0.3, 0.3, 0.1], [0.02, 0.48, 0.25, 0.0, 0.25]])
+    ratios = yes_ratio_from_logits(torch.log(probs), yes_id=3, no_id=1)
+    torch.testing.assert_close(ratios, torch.tensor([0.3 / 0.4, 0.0]))
+    # Shifting all logits changes nothing; huge logits do not overflow.
+    torch.testing.assert_close(yes_ratio_from_logits(torch.log(probs) + 500, 3, 1), ratios)
+    big = torch.tensor([1000.0, 999.0])
+    assert yes_ratio_from_logits(big, 0, 1).item() == pytest.approx(1 / (1 + math.exp(-1)))
+    assert vqa_score([0.75, 0.25, 0.5]) == pytest.approx(0.5)

@@ -1,0 +1,99 @@
+"""GIT-VQA reward (T2I-R1): ask GIT (microsoft/git-large-vqav2) ``"{phrase}?"`` about each attribute-noun phrase
+and score p(yes) / (p(yes) + p(no)) of the next token; rules in rewards/vqa_rules.py.
+
+Input ids are ``[CLS] + tokens(question)`` as in T2I-R1. A group is scored in batches of ``batch_size`` images;
+within a batch every question is asked of every image in one forward: GIT tiles the image features over the text
+rows (row r reads image r mod n_images), so each image goes through the vision tower once, and the questions
+are right-padded (text attention in GIT is causal, so a row's last real token never sees the padding after it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, CLIPImageProcessorPil, GitForCausalLM
+
+from cluster.config import ScorerConfig
+from rewards.base import ImageScore, Scorer
+from rewards.scorers.common import (
+    PROCESSOR_FILES,
+    TOKENIZER_FILES,
+    WEIGHT_FILES,
+    batches,
+    check_images,
+    model_dir,
+    scorer_device,
+    to_pil,
+)
+from rewards.vqa_rules import vqa_phrases, vqa_question, vqa_score, yes_ratio_from_logits
+from rollout.types import PromptRecord
+
+GIT_FILES = (("config.json",), PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES)
+GIT_HOW_TO_GET = (
+    "Download GIT-large VQAv2 on a machine with network access, e.g. `huggingface-cli download "
+    "microsoft/git-large-vqav2 --local-dir /models/git-large-vqav2`, copy it here and set rewards.git.path to it."
+)
+
+
+class GitVQAScorer(Scorer):
+    name = "git"
+    version = "1"
+
+    def __init__(self, model: GitForCausalLM, tokenizer, image_processor, batch_size: int = 8):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self.yes_id, self.no_id = (tokenizer.convert_tokens_to_ids(w) for w in ("yes", "no"))
+        if tokenizer.unk_token_id in (self.yes_id, self.no_id):
+            raise ValueError("the GIT tokenizer has no 'yes' / 'no' token; is this a VQA checkpoint's tokenizer?")
+
+    @classmethod
+    def load(cls, path: Path, batch_size: int = 8, device: str = "cpu") -> "GitVQAScorer":
+        model = GitForCausalLM.from_pretrained(path, local_files_only=True).to(device)
+        return cls(model, AutoTokenizer.from_pretrained(path, local_files_only=True),
+                   CLIPImageProcessorPil.from_pretrained(path, local_files_only=True), batch_size)
+
+    @classmethod
+    def from_config(cls, cfg: ScorerConfig) -> "GitVQAScorer":
+        return cls.load(model_dir(cfg.path, cls.name, GIT_FILES, GIT_HOW_TO_GET), cfg.batch_size, scorer_device(cfg))
+
+    def question_ids(self, phrases: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[Q, L] right-padded ``[CLS] + tokens`` of each question, and each row's length."""
+        rows = [[self.tokenizer.cls_token_id] + self.tokenizer(vqa_question(p), add_special_tokens=False).input_ids
+                for p in phrases]
+        lengths = torch.tensor([len(r) for r in rows])
+        ids = torch.full((len(rows), int(lengths.max())), self.tokenizer.pad_token_id, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        return ids, lengths
+
+    @torch.no_grad()
+    def yes_ratios(self, images: list[np.ndarray], phrases: list[str]) -> torch.Tensor:
+        """[n_images, n_phrases] p(yes) / (p(yes) + p(no))."""
+        ids, lengths = self.question_ids(phrases)
+        q, width = ids.shape
+        out = []
+        for chunk in batches(images, self.batch_size):
+            b = len(chunk)
+            pix = self.image_processor(images=[to_pil(im) for im in chunk], return_tensors="pt").pixel_values
+            rows = ids.repeat_interleave(b, dim=0)  # question-major: row r = question r // b, image r % b
+            mask = (torch.arange(width)[None, :] < lengths.repeat_interleave(b)[:, None]).long()
+            logits = self.model(input_ids=rows.to(self.device), attention_mask=mask.to(self.device),
+                                pixel_values=pix.to(self.device, self.model.dtype), logits_to_keep=width).logits
+            last = logits[torch.arange(q * b), lengths.repeat_interleave(b) - 1]  # [q * b, V]
+            out.append(yes_ratio_from_logits(last, self.yes_id, self.no_id).cpu().view(q, b).T)
+        return torch.cat(out)
+
+    def score(self, prompt: PromptRecord, images: list[np.ndarray]) -> list[ImageScore]:
+        check_images(images)
+        phrases = vqa_phrases(prompt.metadata())
+        if phrases is None:
+            return [ImageScore(0.0, {"skipped": f"task_type {prompt.task_type!r} is not scored by VQA"})
+                    for _ in images]
+        questions = [vqa_question(p) for p in phrases]
+        return [ImageScore(vqa_score(r.tolist()), {"questions": questions, "yes_ratio": [round(float(x), 6) for x in r]})
+                for r in self.yes_ratios(images, phrases)]
