@@ -58,8 +58,9 @@ class HFTextEngine(TextEngine):
                 # guidance_scale=None next to our config, which transformers flags as deprecated.
                 res = GenerationMixin.generate(self.model, x, attention_mask=torch.ones_like(x), generation_config=config)
             new = res.sequences[:, len(prompt):]
-            logp = torch.log_softmax(torch.stack(res.logits, dim=1).float(), dim=-1)
-            logp = logp.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+            # Step by step: a float32 [n, T, vocab] stack would take GBs for Janus-Pro's 102k vocabulary.
+            logp = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(-1, new[:, t:t + 1])[:, 0]
+                                for t, step in enumerate(res.logits)], dim=1)
             out.append([self._completion(new[i].tolist(), logp[i].tolist()) for i in range(n)])
         return out
 

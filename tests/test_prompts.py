@@ -41,22 +41,12 @@ def builder(tok):
 
 
 def _byte_tokens(tok, text: str) -> list[int]:
-    """The tiny tokenizer is byte-level BPE without merges: one token per UTF-8 byte."""
+    """The tiny tokenizer is byte-level BPE without merges: one token per UTF-8 byte, spelled with GPT-2's
+    byte -> printable-character table (rebuilt here, independently of the tokenizer code)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = iter(range(256, 512))
+    byte_char = {b: chr(b) if b in printable else chr(next(shifted)) for b in range(256)}
     vocab = tok.get_vocab()
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    alphabet = sorted(ByteLevel.alphabet())
-    byte_char = {}
-    # GPT-2 byte <-> printable-char table, rebuilt here independently of the tokenizer.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    extra = 0
-    for b in range(256):
-        if b in printable:
-            byte_char[b] = chr(b)
-        else:
-            byte_char[b] = chr(256 + extra)
-            extra += 1
-    assert sorted(byte_char.values()) == alphabet
     return [vocab[byte_char[b]] for b in text.encode("utf-8")]
 
 
