@@ -15,6 +15,11 @@ import numpy as np
 from rollout.types import PromptRecord
 
 
+# Task types of T2I-R1's training file; the detector and VQA rules branch on them, the reward server accepts
+# only these.
+TASK_TYPES = ("object", "color", "shape", "texture", "non", "complex", "spatial", "numeracy")
+
+
 class ScorerInputError(ValueError):
     """The request cannot be scored as given (unknown task type, missing metadata, bad image)."""
 

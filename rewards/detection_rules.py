@@ -34,10 +34,9 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from rewards.base import ScorerInputError
+from rewards.base import TASK_TYPES, ScorerInputError
 
 OBJECT_TASKS = ("object", "color", "shape", "texture", "non", "complex")
-TASK_TYPES = OBJECT_TASKS + ("spatial", "numeracy")
 
 # Locality -> (rule, sign). Rules: "x" / "y" compare centres on that axis; sign +1 means obj1's centre must be
 # at a larger coordinate than obj2's (right of / below, since y grows downwards). "near": close centres.

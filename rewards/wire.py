@@ -22,12 +22,9 @@ import numpy as np
 from google.protobuf import struct_pb2
 
 from protos import reward_pb2
-from rewards.base import ImageScore
+from rewards.base import TASK_TYPES, ImageScore
 from rollout.images import decode_png, encode_png
 from rollout.types import PromptRecord
-
-# Task types of T2I-R1's training file; the detector and VQA rules branch on them.
-TASK_TYPES = ("spatial", "numeracy", "color", "shape", "texture", "object", "non", "complex")
 
 # Largest decoded image accepted. A PNG of a few KiB can inflate to gigabytes; the message limit alone does not
 # bound the decoded size, so the server reads the size from the PNG header before decoding.

@@ -22,7 +22,7 @@ import pytest
 from cluster.config import RewardsConfig
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
-from rewards.base import ImageScore, Scorer
+from rewards.base import TASK_TYPES, ImageScore, Scorer
 from rewards.client import RewardClient, RewardServiceError
 from rewards.registry import build_scorer
 from rewards.server import RewardServer, ServerThread
@@ -165,7 +165,7 @@ def test_health_and_info(color_server, color):
     assert (info.scorer, info.version, info.replica, info.pid) == ("color", color.version, color_server.address,
                                                                    os.getpid())
     assert info.max_message_bytes == 256 * 2**20 and not info.requires_token
-    assert tuple(info.task_types) == wire.TASK_TYPES
+    assert tuple(info.task_types) == TASK_TYPES
     health = stub.Health(reward_pb2.HealthRequest(), timeout=10)
     assert health.status == reward_pb2.HealthResponse.SERVING and health.in_flight == 0
 
@@ -201,7 +201,8 @@ def test_bad_images_are_invalid_argument_and_the_server_stays_up(color_server, c
 
 
 @pytest.mark.parametrize("prompt, message", [
-    (PromptRecord("a red car", "landscape", ["car"]), "unknown task_type 'landscape'; expected one of spatial"),
+    (PromptRecord("a red car", "landscape", ["car"]),
+     "unknown task_type 'landscape'; expected one of object, color, shape"),
     (PromptRecord("a red car", "", ["car"]), "unknown task_type ''"),
     (PromptRecord("a red car", "color", []), "metadata.nouns is missing"),
     (PromptRecord("a cup left of a dog", "spatial", ["cup", "dog"]),

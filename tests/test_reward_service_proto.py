@@ -10,7 +10,7 @@ import pytest
 
 from protos import build, reward_pb2, reward_pb2_grpc
 from rewards import wire
-from rewards.base import ImageScore
+from rewards.base import TASK_TYPES, ImageScore
 from rollout.images import encode_png
 from rollout.types import PromptRecord
 
@@ -38,7 +38,7 @@ def test_training_file_records_survive_the_wire_unchanged(shared_data):
     for line in (shared_data / "t2i_r1_train.jsonl").read_text().splitlines():
         row = json.loads(line)
         by_type.setdefault(row["task_type"], row)
-    assert set(by_type) == set(wire.TASK_TYPES)  # every task type of the file is accepted, and only those
+    assert set(by_type) == set(TASK_TYPES)  # every task type of the file is accepted, and only those
     image = np.zeros((4, 4, 3), np.uint8)
     for i, row in enumerate(by_type.values()):
         rec = PromptRecord(**row, index=i)
