@@ -43,8 +43,8 @@ def test_standardized_sum_and_weighted():
 
 
 def test_config_supplies_mode_weights_and_standardisation():
-    cfg = RewardsConfig(color=ColorScorerConfig(enabled=True, weight=3.0), objects=ScorerConfig(enabled=True, weight=0.5),
-                        ensemble="weighted")
+    cfg = RewardsConfig(color=ColorScorerConfig(enabled=True, weight=3.0),
+                        objects=ScorerConfig(enabled=True, weight=0.5), ensemble="weighted")
     np.testing.assert_allclose(combine_for({"color": A, "objects": B}, cfg), [3.25, 6.25, 9.5, 12.0])
     cfg.ensemble, cfg.standardize = "mean", True
     np.testing.assert_allclose(combine_for({"color": A, "objects": B}, cfg),
