@@ -32,8 +32,9 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# Until the training loop lands: a rollout demo that writes captioned image grids through both text engines.
 run: install
-	$(PY) -m cluster.run $(ARGS)
+	$(PY) -m rollout.demo $(ARGS)
 
 bench: install
 	$(PY) -m benchmarks.run $(ARGS)

@@ -162,7 +162,9 @@ class PromptConfig:
     system_prompt: str = T2I_R1_SYSTEM_PROMPT
     reasoning_template: str = T2I_R1_REASONING_TEMPLATE  # `{}` is replaced by the raw prompt
     reasoning_template_file: Optional[str] = None  # if set, read the template from this file instead
-    max_prompt_tokens: int = 512  # the CoT prompt is cut (from the left) to this many tokens
+    # The CoT prompt keeps its last this-many tokens (T2I-R1: 512). The tiny byte-level tokenizer spends ~800
+    # tokens on the T2I-R1 chat string, so the embedded default keeps 1024.
+    max_prompt_tokens: int = 1024
     use_cot: bool = True  # False: draw from the raw prompt alone (the no-CoT baseline)
 
     def validate(self) -> None:
@@ -283,6 +285,17 @@ class GdinoScorerConfig(ScorerConfig):
         require(self.near_distance > 0, "near_distance", "must be > 0")
 
 
+@dataclass
+class ObjectsScorerConfig(ScorerConfig):
+    """The embedded object-presence reward (rewards/scorers/objects.py): weights come from installed packages."""
+
+    min_similarity: float = 0.7  # noun <-> ImageNet class-name cosine (MiniLM) needed to count as that class
+
+    def validate(self) -> None:
+        super().validate()
+        require(0 < self.min_similarity <= 1, "min_similarity", "must be in (0, 1]")
+
+
 def _enabled_color() -> ColorScorerConfig:
     return ColorScorerConfig(enabled=True)
 
@@ -297,7 +310,7 @@ class RewardsConfig:
     clip: ScorerConfig = field(default_factory=ScorerConfig)
     # Embedded, no downloaded weights: a pixel rule for colour words, and an ImageNet object-presence reward.
     color: ColorScorerConfig = field(default_factory=_enabled_color)
-    objects: ScorerConfig = field(default_factory=ScorerConfig)
+    objects: ObjectsScorerConfig = field(default_factory=ObjectsScorerConfig)
     ensemble: str = "sum"  # sum (T2I-R1) | mean | weighted
     standardize: bool = False  # z-score each scorer over the batch before combining
     t2i_r1_compat: bool = False  # reproduce the reference GroundingDINO bugs (REFERENCE.md section 3)
