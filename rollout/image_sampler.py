@@ -155,14 +155,14 @@ def decoder_forward(
     cache_k: Sequence[torch.Tensor],
     cache_v: Sequence[torch.Tensor],
     write_at: torch.Tensor,
-    bias: torch.Tensor,
+    visible: torch.Tensor,
 ) -> torch.Tensor:
     """T new positions of every row through the LLaMA layers and the final norm.
 
     x ``[R, T, D]`` input embeddings; cos/sin ``[R, 1, T, d]``; ``cache_k/v[l]`` ``[R, KVH, S, d]`` (views of
     the static cache: on CPU the filled prefix, under a CUDA graph the whole buffer); ``write_at`` ``[T]`` the
-    cache slots the new keys/values go to; ``bias`` ``[R, 1, T, S]`` additive attention mask (0 or -inf).
-    Returns hidden states ``[R, T, D]``.
+    cache slots the new keys/values go to; ``visible`` ``[R, 1, T, S]`` boolean attention mask (True = attend;
+    in CPU SDPA a boolean mask costs half of an additive float one). Returns hidden states ``[R, T, D]``.
     """
     rows, t, _ = x.shape
     gqa = w.heads != w.kv_heads
@@ -174,7 +174,7 @@ def decoder_forward(
         q = apply_rope(q, cos, sin)
         ck.index_copy_(2, write_at, apply_rope(k, cos, sin))
         cv.index_copy_(2, write_at, v)
-        a = F.scaled_dot_product_attention(q, ck, cv, attn_mask=bias, scale=w.scaling, enable_gqa=gqa)
+        a = F.scaled_dot_product_attention(q, ck, cv, attn_mask=visible, scale=w.scaling, enable_gqa=gqa)
         x = x + F.linear(a.transpose(1, 2).reshape(rows, t, -1), lw.o, lw.o_bias)
         h = rms_norm(x, lw.post_norm, w.eps)
         gated = w.mlp_act(F.linear(h, lw.gate, lw.gate_bias)) * F.linear(h, lw.up, lw.up_bias)
@@ -311,13 +311,11 @@ class ImageSampler:
         # A key slot is visible if it holds a real token; a pad query sees only itself (its output is unused,
         # but a fully masked row would give NaN).
         real = slots[None, :] >= row_pads[:, None]  # [R, S]
-        neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=device)
-        zero = torch.zeros((), dtype=dtype, device=device)
         q_idx = torch.arange(plen, device=device)
-        visible = (slots[None, None, :plen] <= q_idx[None, :, None]) & real[:, None, :plen]
-        visible |= slots[None, None, :plen] == q_idx[None, :, None]
-        prefill_bias = torch.where(visible, zero, neg_inf)[:, None]  # [R, 1, P, P]
-        decode_bias = torch.where(real, zero, neg_inf)[:, None, None, :]  # [R, 1, 1, S]
+        prefill_visible = (slots[None, None, :plen] <= q_idx[None, :, None]) & real[:, None, :plen]
+        prefill_visible |= slots[None, None, :plen] == q_idx[None, :, None]
+        prefill_visible = prefill_visible[:, None]  # [R, 1, P, P]
+        decode_visible = real[:, None, None, :]  # [R, 1, 1, S]
 
         keys = seed_keys(seeds, device)
         codes = code_keys(w.head_out.shape[0], device)
@@ -328,7 +326,7 @@ class ImageSampler:
         x = model.get_input_embeddings()(ids)
         hidden = decoder_forward(
             w, x, cos_table[prompt_pos][:, None], sin_table[prompt_pos][:, None],
-            [k[:, :, :plen] for k in cache.k], [v[:, :, :plen] for v in cache.v], q_idx, prefill_bias,
+            [k[:, :, :plen] for k in cache.k], [v[:, :, :plen] for v in cache.v], q_idx, prefill_visible,
         )[:, -1]
         image_cos, image_sin = cos_table[image_pos][:, None], sin_table[image_pos][:, None]  # [R, 1, N, d]
         for i in range(n):
@@ -346,7 +344,7 @@ class ImageSampler:
             hidden = decoder_forward(
                 w, torch.cat([e, e])[:, None], image_cos[:, :, i:i + 1], image_sin[:, :, i:i + 1],
                 [k[:, :, :kv] for k in cache.k], [v[:, :, :kv] for v in cache.v],
-                slots[kv - 1:kv], decode_bias[..., :kv],
+                slots[kv - 1:kv], decode_visible[..., :kv],
             )[:, 0]
         return ImageSample(
             tokens=tokens.cpu(),
