@@ -3,6 +3,8 @@ scorer's loader; detections checked against a hand-written forward pass."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -80,6 +82,7 @@ def test_batching_does_not_change_scores(gdino_dir):
     # Threshold 0 keeps every query for both objects: 0.4 for presence plus half a position score.
     assert all(0.4 <= s.score <= 0.9 for s in one)
     assert set(one[0].details) >= {"obj1_found", "obj2_found", "position", "boxes"}
+    json.dumps([s.details for s in one])  # details travel on the wire as JSON
 
 
 def test_compat_switch_reaches_the_rules(gdino_dir):

@@ -4,6 +4,7 @@ classifier recognises, and noise, which it does not. One scorer load for the who
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -96,6 +97,7 @@ def test_presence_scores(scorer):
     mixed = scorer.score(PromptRecord(prompt="a crossword and a giraffe", nouns=["crossword", "giraffe"]), imgs)
     assert [s.score for s in mixed] == pytest.approx([s.score for s in words])
     assert mixed[0].details["unmatched_nouns"] == ["giraffe"]
+    json.dumps([s.details for s in mixed])  # details travel on the wire as JSON
 
 
 def test_synonym_lemma_and_batching(scorer):

@@ -1,6 +1,6 @@
 """Embedded colour reward: how much of the image shows the colour words of the prompt.
 
-A pure pixel rule (no weights), smooth enough that a tiny random policy trained by GRPO can climb it:
+A pure pixel rule (no weights), continuous and smooth in the pixel values so that any change of colour moves it:
 
 * The prompt's colour words (whole words, case-insensitive, e.g. "red", "grey" = "gray", "golden" = "gold")
   are looked up in :data:`COLOR_PROTOTYPES`, in order of first appearance, without repeats.
@@ -9,7 +9,7 @@ A pure pixel rule (no weights), smooth enough that a tiny random policy trained 
   within ``radius`` of the prototype is fully that colour; beyond it, closeness falls off as the Cauchy kernel
   ``1 / (1 + ((dE - radius) / scale)^2)`` (0.5 at ``radius + scale``). The kernel's heavy tails mean that even a
   dull greyish pixel moves the score a little when it gets redder (a Gaussian would be flat zero out there and
-  give a random policy nothing to climb); the score is continuous and differentiable in the pixel values.
+  give a random policy nothing to climb); the score is continuous in the pixel values.
 * coverage(c) = mean closeness over all pixels (so the score does not depend on the image size).
 * With k colour words, each should cover its share 1/k of the image:
   ``score = mean_c min(1, k * coverage(c))``. One colour: score = coverage. "a red car and a blue house":
@@ -19,7 +19,11 @@ A pure pixel rule (no weights), smooth enough that a tiny random policy trained 
   answer for a rule that has nothing to judge.
 
 Deterministic: plain float64 numpy arithmetic on the pixels.
-Caveat: "orange" is read as a colour even in "an orange" (the fruit).
+Caveats: "orange" is read as a colour even in "an orange" (the fruit). A policy can only climb this reward if
+its image decoder lets the image tokens change the colours: the tiny random Janus's VQ decoder (GroupNorm over
+the whole image, one channel per group at 32 base channels) keeps every image's per-channel colour statistics
+nearly fixed: over random token images "a red apple" scores only 0.110 to 0.118 there, and which code sits
+where explains almost none of that spread (measured when this scorer was written).
 """
 
 from __future__ import annotations
