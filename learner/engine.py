@@ -95,7 +95,8 @@ class PolicyTrainer:
     """The learner of one rank. ``version`` = optimizer steps taken (the policy version rollouts are stamped
     with; 0 = the initial weights, which the rollout workers load too)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, logprobs: type[PolicyLogProbs] = PolicyLogProbs):
+        """``logprobs``: the module that scores each level (benchmarks/bench_learner.py swaps in T2I-R1's way)."""
         import torch.distributed as dist
 
         if not dist.is_initialized():
@@ -122,7 +123,8 @@ class PolicyTrainer:
         from transformers import get_linear_schedule_with_warmup
 
         scheduler = get_linear_schedule_with_warmup(optimizer, o.warmup_steps, total_optimizer_steps(cfg))
-        module = PolicyLogProbs(model, lc.loss.image_logprob, cfg.rollout.image, self.policy.ids)
+        self._logprobs_cls = logprobs
+        module = logprobs(model, lc.loss.image_logprob, cfg.rollout.image, self.policy.ids)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=module, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg, self.world_size)
         )
@@ -137,7 +139,7 @@ class PolicyTrainer:
         ref_policy = load_policy(self.cfg.model, dtype=lc.dtype, device="cpu")
         for p in ref_policy.model.parameters():
             p.requires_grad_(False)
-        module = PolicyLogProbs(ref_policy.model, lc.loss.image_logprob, self.cfg.rollout.image, ref_policy.ids)
+        module = self._logprobs_cls(ref_policy.model, lc.loss.image_logprob, self.cfg.rollout.image, ref_policy.ids)
         self.ref_device = torch.device("cpu")
         if lc.ref_on_cpu:
             return module.eval()
@@ -217,8 +219,6 @@ class PolicyTrainer:
                 lp = s.behaviour_logprobs(name)
                 if name == "token" and s.image_logprob_mode != self.cfg.learner.loss.image_logprob:
                     lp = None  # recorded under another distribution than the loss uses
-                if lp is not None and len(lp) != len(s.targets(name)):
-                    raise ValueError(f"a sample has {len(lp)} {name} behaviour log-probs for {len(s.targets(name))} tokens")
                 rows.append(lp)
             values = pack_values([r or [] for r in rows], level.targets.shape[1])
             values[[i for i, r in enumerate(rows) if r is None]] = float("nan")
@@ -226,22 +226,39 @@ class PolicyTrainer:
         adv = torch.tensor([s.advantage for s in samples], dtype=torch.float32)
         return MicroBatch(levels, adv, old, {})
 
+    def _validate(self, samples: Sequence[TrainSample]) -> None:
+        """Checks of the whole global batch (every rank runs them on the same data, so all raise together)."""
+        for i, s in enumerate(samples):
+            if not s.image_ids or not s.image_prompt_ids or not s.cot_prompt_ids:
+                raise ValueError(f"sample {i} has an empty image, image prompt or CoT prompt")
+            for name in self.active:
+                lp = s.behaviour_logprobs(name)
+                if lp is not None and len(lp) != len(s.targets(name)):
+                    raise ValueError(f"sample {i} has {len(lp)} {name} behaviour log-probs for "
+                                     f"{len(s.targets(name))} tokens")
+
+    def _lacks_behaviour(self, s: TrainSample) -> bool:
+        if "semantic" in self.active and s.cot_logprobs is None:
+            return True
+        return "token" in self.active and (s.image_logprobs is None
+                                           or s.image_logprob_mode != self.cfg.learner.loss.image_logprob)
+
     @torch.no_grad()
-    def _prepare(self, micro_batches: list[MicroBatch], samples: list[TrainSample]) -> None:
-        """Reference log-probs (once per batch) and behaviour log-probs the rollout did not record."""
-        local = any(bool(torch.isnan(v).any()) for mb in micro_batches for v in mb.old.values())
-        flag = torch.tensor([int(local)], device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)  # ranks decide together (ZeRO-3)
-        need_old = bool(flag.item())
-        if local:
-            stale = sorted({s.policy_version for s in samples if s.policy_version != self.version})
-            if stale:
-                raise ValueError(
-                    f"some samples lack behaviour log-probs (or have them in another image_logprob mode) and were "
-                    f"made by policy version(s) {stale}, but the learner is at version {self.version}: their "
-                    f"probabilities cannot be recomputed. Record log-probs in the rollout (image mode "
-                    f"{self.cfg.learner.loss.image_logprob!r}) for off-policy training."
-                )
+    def _prepare(self, micro_batches: list[MicroBatch], samples: Sequence[TrainSample]) -> None:
+        """Reference log-probs (once per batch) and behaviour log-probs the rollout did not record.
+        ``samples``: the whole global batch."""
+        # decided from the whole global batch, which every rank holds, so all ranks decide alike without talking
+        # (under ZeRO-3 a forward on one rank needs every rank in it)
+        lacking = [s for s in samples if self._lacks_behaviour(s)]
+        stale = sorted({s.policy_version for s in lacking if s.policy_version != self.version})
+        if stale:
+            raise ValueError(
+                f"some samples lack behaviour log-probs (or have them in another image_logprob mode) and were made "
+                f"by policy version(s) {stale}, older than the learner's {self.version}: their probabilities cannot "
+                f"be recomputed. Record log-probs in the rollout (image mode {self.cfg.learner.loss.image_logprob!r}) "
+                f"for off-policy training."
+            )
+        need_old = bool(lacking)
         for mb in micro_batches:
             if need_old:  # every rank runs the same forwards (ZeRO-3 gathers collectively)
                 current = self.engine(mb.levels)
@@ -257,9 +274,10 @@ class PolicyTrainer:
         trains on its share). Returns this rank's statistics (means over its micro-batches)."""
         lc = self.cfg.learner
         mine = self._share(samples)
+        self._validate(samples)
         m = lc.micro_batch_size
         micro_batches = [self._micro_batch(mine[i:i + m]) for i in range(0, len(mine), m)]
-        self._prepare(micro_batches, mine)
+        self._prepare(micro_batches, samples)
         self.engine.train()
         totals: dict[str, float] = {}
         n = 0
