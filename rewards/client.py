@@ -11,6 +11,8 @@
   group that failed, and each attempt's replica, status and message.
 * Per-scorer latency (client-side wall time of each group's call, retries included, and the server's own
   decode + scoring time) comes back with the scores.
+* Images are PNG-encoded on worker threads, group by group; each group's calls go out as soon as its images are
+  encoded, so remote servers score early groups while the client encodes later ones.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import os
 import statistics
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -145,6 +149,7 @@ class RewardClient:
         self._channels: dict[str, tuple[grpc.aio.Channel, reward_pb2_grpc.RewardServiceStub]] = {}
         self._in_flight: dict[str, int] = {}
         self._turn = itertools.count()
+        self._encoder = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="png-encode")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="reward-client")
         self._thread.start()
@@ -166,11 +171,11 @@ class RewardClient:
             raise ValueError(f"{len(prompts)} prompts but {len(images)} image groups")
         endpoints = self.endpoints()
         batch_id = uuid.uuid4().hex[:8]
-        requests = [wire.request_to_proto(f"{batch_id}-{i}-p{p.index}", p, imgs)
-                    for i, (p, imgs) in enumerate(zip(prompts, images))]
+        ids = [f"{batch_id}-{i}-p{p.index}" for i, p in enumerate(prompts)]
         start = time.perf_counter()
-        replies = asyncio.run_coroutine_threadsafe(self._score_all(requests, endpoints), self._loop).result()
-        groups = [GroupRewards(p, r.request_id, rep) for p, r, rep in zip(prompts, requests, replies)]
+        replies = asyncio.run_coroutine_threadsafe(self._score_all(ids, prompts, images, endpoints),
+                                                   self._loop).result()
+        groups = [GroupRewards(p, rid, rep) for p, rid, rep in zip(prompts, ids, replies)]
         return RewardBatch(groups, time.perf_counter() - start, list(self.scorers))
 
     def close(self) -> None:
@@ -179,6 +184,7 @@ class RewardClient:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(30)
             self._loop.close()
+            self._encoder.shutdown(wait=False)
 
     def __enter__(self) -> "RewardClient":
         return self
@@ -188,18 +194,24 @@ class RewardClient:
 
     # ------------------------------------------------------------------------------------ internals
 
-    async def _score_all(self, requests: list[reward_pb2.ScoreRequest],
+    async def _score_all(self, ids: list[str], prompts: Sequence[PromptRecord],
+                         images: Sequence[Sequence[np.ndarray]],
                          endpoints: dict[str, list[str]]) -> list[dict[str, ScorerReply]]:
         await self._close_channels(set(self._channels) - {a for addrs in endpoints.values() for a in addrs})
-        calls = [(name, req) for req in requests for name in self.scorers]
-        results = await asyncio.gather(*(self._call(name, endpoints[name], req) for name, req in calls))
-        failures = {(name, req.request_id): r for (name, req), r in zip(calls, results) if isinstance(r, list)}
+        loop = asyncio.get_running_loop()
+
+        async def group(rid: str, prompt: PromptRecord, imgs: Sequence[np.ndarray]):
+            # PNG encoding on worker threads: a group's calls start as soon as its own images are encoded, so
+            # the servers score early groups while later ones are still being encoded.
+            request = await loop.run_in_executor(self._encoder, wire.request_to_proto, rid, prompt, imgs)
+            return await asyncio.gather(*(self._call(name, endpoints[name], request) for name in self.scorers))
+
+        results = await asyncio.gather(*(group(*args) for args in zip(ids, prompts, images)))
+        failures = {(name, rid): r for rid, per_scorer in zip(ids, results)
+                    for name, r in zip(self.scorers, per_scorer) if isinstance(r, list)}
         if failures:
-            raise RewardServiceError(failures, len(calls))
-        out: list[dict[str, ScorerReply]] = [{} for _ in requests]
-        for i, (name, _) in enumerate(calls):
-            out[i // len(self.scorers)][name] = results[i]
-        return out
+            raise RewardServiceError(failures, len(ids) * len(self.scorers))
+        return [dict(zip(self.scorers, per_scorer)) for per_scorer in results]
 
     def _stub(self, address: str) -> reward_pb2_grpc.RewardServiceStub:
         if address not in self._channels:

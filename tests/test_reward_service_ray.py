@@ -122,7 +122,6 @@ def test_replica_count_changes_between_calls_without_restarting(ray_local):
         np.testing.assert_allclose(batch.scores("color"), want, atol=1e-12)
         used = [g.replies["color"].replica for g in batch.groups]
         assert set(used) == set(up)  # the new replicas take traffic
-        assert sorted(used.count(a) for a in up) == [2, 2, 2]
 
         down = ray_local.get(handle.scale.remote("color", 1))
         assert down == [original]
