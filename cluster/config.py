@@ -94,9 +94,9 @@ class TinyModelConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 256
     image_grid: int = 4  # image tokens per image = image_grid ** 2 (Janus-Pro: 24 -> 576)
-    codebook_size: int = 64  # Janus-Pro: 16384
+    codebook_size: int = 256  # Janus-Pro: 16384 (256 lets every colour word of the colour reward be drawn)
     vq_embed_dim: int = 8
-    vq_base_channels: int = 32  # a multiple of 32 (GroupNorm(32) in the VQ decoder)
+    vq_base_channels: int = 64  # 2 channels per GroupNorm(32) group: see policy.model.make_decoder_colour_transparent
     vq_upsamples: int = 2  # decoded image side = image_grid * 2 ** vq_upsamples (Janus-Pro: 4 -> 16x)
 
     def validate(self) -> None:
@@ -105,7 +105,8 @@ class TinyModelConfig:
         require(self.num_heads % self.num_kv_heads == 0, "num_kv_heads", "must divide num_heads")
         require(self.image_grid >= 1, "image_grid", "must be >= 1")
         require(self.codebook_size >= 2, "codebook_size", "must be >= 2")
-        require(self.vq_base_channels % 32 == 0, "vq_base_channels", "must be a multiple of 32 (GroupNorm(32))")
+        require(self.vq_base_channels == 64, "vq_base_channels",
+                "must be 64 (two channels per GroupNorm(32) group; see policy.model.make_decoder_colour_transparent)")
         require(self.vq_upsamples >= 0, "vq_upsamples", "must be >= 0")
 
 
@@ -399,6 +400,7 @@ class LearnerConfig:
     updates_per_batch: int = 1  # optimizer steps on one batch of rollouts (1 = T2I-R1)
     ref_on_cpu: bool = True  # keep the frozen reference model on CPU (small models) instead of sharding it
     sync_bucket_mb: int = 64  # weight broadcast bucket size
+    sync_timeout_s: float = 120.0  # a weight-sync member waiting longer than this fails the sync
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
@@ -410,6 +412,7 @@ class LearnerConfig:
         require(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
         require(self.updates_per_batch >= 1, "updates_per_batch", "must be >= 1")
         require(self.sync_bucket_mb >= 1, "sync_bucket_mb", "must be >= 1")
+        require(self.sync_timeout_s > 0, "sync_timeout_s", "must be > 0")
 
 
 # --------------------------------------------------------------------------------------------------- trainer

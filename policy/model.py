@@ -121,6 +121,48 @@ def janus_generation_config(ids: SpecialIds, cfg_weight: float = 5.0) -> Generat
     )
 
 
+@torch.no_grad()
+def make_decoder_colour_transparent(vq) -> None:
+    """Give a random VQ decoder weights under which each image token decides the colour of its own pixels.
+
+    A randomly initialised decoder does not: its final GroupNorm(32) normalises every channel over the whole
+    image (one channel per group at 32 channels), so every image has nearly the same mean colour whatever the
+    tokens, and no reward on colours can be learned by a policy drawing through it. Here, with the same modules:
+    the residual and attention branches are zeroed (identity blocks), each upsampling conv is the identity, and
+    conv_in writes every feature twice with opposite signs (u, -u) into the two channels of one GroupNorm group
+    (64 channels). A group's mean is then exactly 0, so the norm only rescales (by the feature's RMS over the
+    image) and keeps each pixel's sign pattern, which conv_out (random, 1x1) turns into a colour: the colour of a
+    pixel is a random function of its token's codebook entry. Weights are still random (drawn from the current
+    torch RNG); only their structure is chosen.
+    """
+    dec = vq.decoder
+    channels = dec.conv_in.out_channels
+    groups = dec.norm_out.num_groups
+    if channels != 2 * groups:
+        raise ValueError(f"colour-transparent decoder needs 2 channels per GroupNorm group: vq_base_channels={2 * groups}")
+    for m in dec.modules():
+        if m.__class__.__name__ == "JanusVQVAEResnetBlock":
+            m.conv2.weight.zero_()
+            m.conv2.bias.zero_()
+        elif m.__class__.__name__ == "JanusVQVAEAttnBlock":
+            m.proj_out.weight.zero_()
+            m.proj_out.bias.zero_()
+        elif m.__class__.__name__ == "JanusVQVAEConvUpsample":
+            m.conv.weight.zero_()
+            m.conv.weight[:, :, 1, 1] = torch.eye(channels)
+            m.conv.bias.zero_()
+    a = torch.randn(groups, dec.conv_in.in_channels) / dec.conv_in.in_channels**0.5
+    dec.conv_in.weight.zero_()
+    dec.conv_in.weight[0::2, :, 1, 1] = a
+    dec.conv_in.weight[1::2, :, 1, 1] = -a
+    dec.conv_in.bias.zero_()
+    dec.norm_out.weight.fill_(1.0)
+    dec.norm_out.bias.zero_()
+    dec.conv_out.weight.zero_()
+    dec.conv_out.weight[:, :, 1, 1] = torch.randn(dec.conv_out.out_channels, channels) * (4.0 / channels**0.5)
+    dec.conv_out.bias.zero_()
+
+
 def build_tiny_janus(t: TinyModelConfig) -> tuple[JanusForConditionalGeneration, PreTrainedTokenizerBase]:
     """A tiny random Janus, deterministic from ``t.seed`` (same classes as Janus-Pro)."""
     tok = build_tiny_tokenizer()
@@ -130,6 +172,7 @@ def build_tiny_janus(t: TinyModelConfig) -> tuple[JanusForConditionalGeneration,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(t.seed)
         model = JanusForConditionalGeneration(config).eval()
+        make_decoder_colour_transparent(model.model.vqmodel)
     model.generation_config = janus_generation_config(ids)
     return model, tok
 

@@ -70,7 +70,7 @@ def test_wrong_type_names_the_key():
     ("learner.loss.aggregation=median", "learner.loss.aggregation"),
     ("trainer.mode=async", "trainer.mode"),
     ("rewards.color.replicas=0", "rewards.color.replicas"),
-    ("model.tiny.vq_base_channels=48", "model.tiny.vq_base_channels"),
+    ("model.tiny.vq_base_channels=32", "model.tiny.vq_base_channels"),
     ("rewards.color.enabled=false", "rewards.enabled"),
 ])
 def test_out_of_range_values(override, key):

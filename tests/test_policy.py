@@ -105,3 +105,25 @@ def test_loads_a_saved_hf_directory_as_a_real_checkpoint(tiny_policy, tmp_path):
     p = load_policy(ModelConfig(path=str(d)))
     assert isinstance(p.model, JanusForConditionalGeneration) and p.ids == tiny_policy.ids
     assert torch.equal(p.model.lm_head.weight, tiny_policy.model.lm_head.weight)
+
+
+def test_tiny_decoder_lets_each_token_choose_its_pixels_colour(tiny_policy, tiny_model_cfg):
+    """make_decoder_colour_transparent: a token decides the colour of its own patch; GroupNorm cannot erase it."""
+    p, t = tiny_policy, tiny_model_cfg.tiny
+    n, patch = p.image_tokens, 2**t.vq_upsamples
+    with torch.no_grad():
+        uniform = p.model.decode_image_tokens(torch.arange(p.codebook_size)[:, None].repeat(1, n))
+    # one code everywhere -> one colour everywhere; different codes -> different colours
+    assert torch.allclose(uniform, uniform[:, :1, :1, :].expand_as(uniform), atol=1e-5)
+    colours = uniform[:, 0, 0, :]
+    assert torch.cdist(colours, colours).add(torch.eye(len(colours)) * 9).min() > 1e-3
+    assert (colours.max(0).values > 0.9).all() and (colours.min(0).values < -0.9).all()  # the whole RGB range
+    # swapping two tokens swaps their patches (up to the image-wide RMS scale, which a swap keeps)
+    a = torch.randint(0, p.codebook_size, (1, n), generator=torch.Generator().manual_seed(0))
+    b = a.clone()
+    b[0, 0], b[0, n - 1] = a[0, n - 1], a[0, 0]
+    with torch.no_grad():
+        ia, ib = p.model.decode_image_tokens(a)[0], p.model.decode_image_tokens(b)[0]
+    side = t.image_grid * patch
+    torch.testing.assert_close(ib[:patch, :patch], ia[side - patch:, side - patch:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ib[patch:side - patch], ia[patch:side - patch], atol=1e-5, rtol=0)

@@ -20,10 +20,11 @@ A pure pixel rule (no weights), continuous and smooth in the pixel values so tha
 
 Deterministic: plain float64 numpy arithmetic on the pixels.
 Caveats: "orange" is read as a colour even in "an orange" (the fruit). A policy can only climb this reward if
-its image decoder lets the image tokens change the colours: the tiny random Janus's VQ decoder (GroupNorm over
-the whole image, one channel per group at 32 base channels) keeps every image's per-channel colour statistics
-nearly fixed: over random token images "a red apple" scores only 0.110 to 0.118 there, and which code sits
-where explains almost none of that spread (measured when this scorer was written).
+its image decoder lets the image tokens change the colours. A randomly initialised Janus VQ decoder does not (its
+final GroupNorm fixes every image's per-channel statistics: "a red apple" scored 0.110 to 0.118 over random
+token images); the tiny Janus is therefore built with a colour-transparent decoder
+(policy.model.make_decoder_colour_transparent), where single-code images reach 1.0 for every colour word and
+random-token images average about 0.2.
 """
 
 from __future__ import annotations
