@@ -2,7 +2,7 @@
 
 * :class:`RewardServer` is the ``grpc.aio`` server. Scoring runs on one worker thread, so the model sees one
   group at a time (its batch is the group, split by ``rewards.<name>.batch_size``) while the event loop keeps
-  answering Health and Info and queueing further calls.
+  answering Health and Info and queueing further calls; requests are checked and decoded on other threads.
 * :class:`ServerThread` runs a RewardServer on its own event loop in a background thread (Ray actors, tests).
 * :class:`RewardServerActor` is the Ray actor class hosting one server on its node's address
   (``rewards/pool.py`` starts and scales them); ``python -m rewards.serve`` hosts one without Ray.
@@ -25,11 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Union
 
 import grpc
+import numpy as np
 
 from cluster.config import RewardsConfig
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
 from rewards.base import Scorer, ScorerInputError
+from rollout.types import PromptRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +53,24 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
         self.served = 0
         self.failed = 0
         # One scoring thread: the model takes one group at a time; the event loop stays free for other calls.
+        # Requests are checked and their PNGs decoded on other threads, so the next group is ready when the
+        # model is.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"score-{scorer.name}")
+        self._decoder = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                           thread_name_prefix=f"decode-{scorer.name}")
 
-    def _score_group(self, request: reward_pb2.ScoreRequest) -> reward_pb2.ScoreResponse:
+    @staticmethod
+    def _decode(request: reward_pb2.ScoreRequest) -> tuple[PromptRecord, list[np.ndarray], float]:
         start = time.perf_counter()
-        rid, name = request.request_id, self.scorer.name
         try:
-            record = wire.record_from_proto(request)
-            images = wire.images_from_proto(request)
+            return wire.record_from_proto(request), wire.images_from_proto(request), time.perf_counter() - start
         except wire.BadRequest as e:
             raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+
+    def _score(self, rid: str, record: PromptRecord,
+               images: list[np.ndarray]) -> tuple[list[reward_pb2.ImageResult], float]:
+        start = time.perf_counter()
+        name = self.scorer.name
         try:
             scores = self.scorer.score(record, images)
         except ScorerInputError as e:
@@ -76,21 +86,24 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
                        for s in scores]
         except (ValueError, TypeError) as e:
             raise _Failure(grpc.StatusCode.INTERNAL, f"request {rid!r}: {e}") from None
-        return reward_pb2.ScoreResponse(
-            request_id=rid, scorer=name, version=str(self.scorer.version), results=results,
-            score_seconds=time.perf_counter() - start, replica=self.replica)
+        return results, time.perf_counter() - start
 
     async def Score(self, request, context):
+        loop = asyncio.get_running_loop()
         self.in_flight += 1
         try:
-            reply = await asyncio.get_running_loop().run_in_executor(self._pool, self._score_group, request)
+            record, images, decode_s = await loop.run_in_executor(self._decoder, self._decode, request)
+            results, score_s = await loop.run_in_executor(self._pool, self._score, request.request_id, record,
+                                                          images)
         except _Failure as f:
             self.failed += 1
             await context.abort(f.code, f.args[0])
         finally:
             self.in_flight -= 1
         self.served += 1
-        return reply
+        return reward_pb2.ScoreResponse(
+            request_id=request.request_id, scorer=self.scorer.name, version=str(self.scorer.version),
+            results=results, score_seconds=decode_s + score_s, replica=self.replica)
 
     async def Health(self, request, context):
         status = reward_pb2.HealthResponse.NOT_SERVING if self.stopping else reward_pb2.HealthResponse.SERVING
@@ -105,6 +118,7 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._decoder.shutdown(wait=False, cancel_futures=True)
 
 
 class _TokenCheck(grpc.aio.ServerInterceptor):
