@@ -75,9 +75,18 @@ def health(address):
 
 
 def test_fleet_starts_the_configured_replicas_on_the_node_address(ray_local):
-    cfg = RewardsConfig(color=ColorScorerConfig(enabled=True, replicas=2, num_cpus=0.25))
+    cfg = RewardsConfig(color=ColorScorerConfig(enabled=True, replicas=2, num_cpus=0.3))
     fleet = RewardFleet(cfg)
     try:
+        # The replicas hold their configured CPU share (and nothing else in this session holds any CPU now).
+        def in_use():
+            return ray_local.cluster_resources()["CPU"] - ray_local.available_resources().get("CPU", 0.0)
+
+        for _ in range(100):  # bounded: Ray publishes resource use within about a second
+            if in_use() == pytest.approx(0.6):
+                break
+            threading.Event().wait(0.1)
+        assert in_use() == pytest.approx(0.6)  # 2 replicas x 0.3 CPU
         addresses = fleet.endpoints()["color"]
         assert len(addresses) == 2 and all(a.startswith("127.0.0.1:") for a in addresses)
         pids = set()
