@@ -20,7 +20,6 @@ import pytest
 
 from cluster.config import ColorScorerConfig, RewardsConfig
 from protos import reward_pb2, reward_pb2_grpc
-from rewards import wire
 from rewards.base import Scorer
 from rewards.client import RewardClient
 from rewards.pool import FLEET_ACTOR, RewardFleet, ScorerPool, fleet_endpoints, get_fleet, launch_fleet
