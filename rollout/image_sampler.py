@@ -30,7 +30,6 @@ from policy.tokenizer import SpecialIds
 from rollout.sampling import (
     SamplingParams,
     cfg_combine,
-    code_keys,
     conditional_logprobs,
     filter_logits,
     sample_from_logits,
@@ -217,17 +216,16 @@ def next_tokens(
     hidden: torch.Tensor,
     params: SamplingParams,
     step_key: torch.Tensor,
-    codes: torch.Tensor,
     greedy: bool,
     with_logprobs: bool,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """One image token per request from last hidden states ``[2B, D]``: ``(tokens [B], logprobs [B] | None,
-    cond_logprobs [B] | None)``. Sampling is Gumbel-max with the requests' counter-based noise of this step."""
+    cond_logprobs [B] | None)``. Sampling uses the requests' counter-based noise of this step."""
     guided, cond = guided_and_cond_logits(w, hidden, params.cfg_weight, with_logprobs)
     if greedy and not with_logprobs:
         return guided.argmax(-1), None, None
     filtered = filter_logits(guided, params)
-    tokens = guided.argmax(-1) if greedy else sample_from_logits(filtered, step_key, codes)
+    tokens = guided.argmax(-1) if greedy else sample_from_logits(filtered, step_key)
     if not with_logprobs:
         return tokens, None, None
     pick = tokens[:, None]
@@ -352,7 +350,6 @@ class ImageSampler:
         decode_visible = real[:, None, None, :] if bool(pads.any()) else None  # [R, 1, 1, S]
 
         keys = seed_keys(seeds, device)
-        codes = code_keys(w.head_out.shape[0], device)
         tokens = torch.empty((b, n), dtype=torch.long, device=device)
         logprobs = torch.empty((b, n), dtype=torch.float32, device=device) if with_logprobs else None
         cond_logprobs = torch.empty((b, n), dtype=torch.float32, device=device) if with_logprobs else None
@@ -364,7 +361,7 @@ class ImageSampler:
         )[:, -1]
         image_cos, image_sin = cos_table[image_pos][:, None], sin_table[image_pos][:, None]  # [R, 1, N, d]
         for i in range(n):
-            nxt, lp, clp = next_tokens(w, hidden, params, step_keys(keys, i), codes, greedy, with_logprobs)
+            nxt, lp, clp = next_tokens(w, hidden, params, step_keys(keys, i), greedy, with_logprobs)
             tokens[:, i] = nxt
             if with_logprobs:
                 logprobs[:, i], cond_logprobs[:, i] = lp, clp

@@ -6,12 +6,13 @@ transformers' for ``generate(generation_mode="image")``: classifier-free guidanc
 (``ClassifierFreeGuidanceLogitsProcessor``), then temperature, then top-k, then top-p.
 
 Randomness is counter-based (:func:`gumbel_noise`): the noise for a request is a hash of (its seed, the step,
-the code), so a request's image depends on its seed only, not on the batch it shares or its row in it, and the
+the index), so a request's image depends on its seed only, not on the batch it shares or its row in it, and the
 same function can run inside a CUDA graph.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol, Sequence, Union
 
 import torch
@@ -135,27 +136,36 @@ def step_keys(keys: torch.Tensor, step: Union[int, torch.Tensor]) -> torch.Tenso
     return hash32(keys + offset)
 
 
-def code_keys(vocab: int, device: Union[str, torch.device, None] = None) -> torch.Tensor:
-    """Per-code keys ``[V]`` (int32), computed once per sampler call."""
-    return hash32(torch.arange(vocab, dtype=torch.int32, device=device))
+@functools.lru_cache(maxsize=64)
+def index_keys(n: int, device: str = "cpu") -> torch.Tensor:
+    """Keys ``[n]`` (int32) of the codes 0..n-1; cached per size and device (as a normal tensor even when first
+    asked for under inference mode)."""
+    with torch.inference_mode(False):
+        return hash32(torch.arange(n, dtype=torch.int32, device=device))
 
 
-def uniform_from_keys(step_key: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Uniforms ``[B, V]`` in (0, 1), never 0 or 1: the 24 high bits of ``hash32(step_key ^ code)``."""
-    bits = hash32_(step_key[:, None] ^ codes[None, :]).bitwise_right_shift_(8).bitwise_and_(0xFFFFFF)
-    return bits.float().add_(0.5).mul_(1.0 / (1 << 24))
+def uniform_from_keys(step_key: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Uniforms ``[B, n]`` in (0, 1), never 0 or 1: ``(b + 0.5) / 2**23`` for the 23 high bits b of
+    ``hash32(step_key ^ key)``. 23 bits, not 24: float32 holds b + 0.5 exactly only below 2**23, and a value
+    rounded up to 1.0 would give infinite Gumbel noise."""
+    bits = hash32_(step_key[:, None] ^ keys[None, :]).bitwise_right_shift_(9).bitwise_and_(0x7FFFFF)
+    return bits.float().add_(0.5).mul_(1.0 / (1 << 23))
 
 
-def gumbel_noise(step_key: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Standard Gumbel noise ``[B, V]``: ``-log(-log(u))``."""
-    return uniform_from_keys(step_key, codes).log_().neg_().log_().neg_()
+def gumbel_noise(step_key: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel noise ``[B, n]``: ``-log(-log(u))``."""
+    return uniform_from_keys(step_key, keys).log_().neg_().log_().neg_()
 
 
-def sample_from_logits(logits: torch.Tensor, step_key: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Gumbel-max: ``argmax(logits + G)`` is an exact draw from ``softmax(logits)`` (-inf logits never win).
+def sample_from_logits(logits: torch.Tensor, step_key: torch.Tensor) -> torch.Tensor:
+    """Gumbel-max: ``argmax(logits + G)`` over ``[B, V]`` is an exact draw from ``softmax(logits)`` per row
+    (-inf logits never win), with G the requests' noise for this step.
 
     Unlike inverse-CDF sampling, which moves whenever a cumulative sum shifts by a rounding error, the draw only
     changes if the two best perturbed logits are within rounding of each other, so a request keeps its image
-    when batch composition changes the floating-point reduction order.
+    when batch composition changes the floating-point reduction order. (A two-stage draw, a block of codes by
+    its log-sum-exp and then a code inside it, needs 1% of the noise but was not faster on CPU: its dozens of
+    small ops cost what the noise saved.)
     """
-    return torch.argmax(gumbel_noise(step_key, codes).add_(logits), dim=-1)
+    keys = index_keys(logits.shape[-1], str(logits.device))
+    return torch.argmax(gumbel_noise(step_key, keys).add_(logits), dim=-1)
