@@ -1,7 +1,8 @@
 """Reward server replicas on Ray, scaled per scorer, also while training runs.
 
-* :class:`ScorerPool`: the replicas of one scorer, each a :class:`rewards.server.RewardServerActor` with the
-  scorer's share (``rewards.<name>.num_cpus`` / ``num_gpus``); :meth:`ScorerPool.scale` adds or removes replicas.
+* :class:`ScorerPool`: the replicas of one scorer, each a :class:`rewards.server.RewardServerActor` in a placement
+  group of its own holding the scorer's share (``rewards.<name>.num_cpus`` / ``num_gpus``), so replicas come and
+  go one at a time; :meth:`ScorerPool.scale` adds or removes replicas, :meth:`ScorerPool.heal` replaces dead ones.
 * :class:`RewardFleet`: a pool per enabled scorer, started with ``rewards.<name>.replicas`` each; its
   :meth:`RewardFleet.endpoints` is what :class:`rewards.client.RewardClient` reads before every call.
 * :func:`launch_fleet` runs a RewardFleet as a named Ray actor, so that another process can change replica
@@ -41,14 +42,14 @@ class ScorerPool:
         self.spec: ScorerSpec = scorer if scorer is not None else name
         self.start_timeout_s = start_timeout_s
         self.grace_s = grace_s
-        self._replicas: list[tuple[Any, str]] = []  # (actor handle, host:port), oldest first
+        self._replicas: list[tuple[Any, str, Any]] = []  # (actor handle, host:port, placement group), oldest first
         self._lock = threading.Lock()  # guards _replicas
         self._scaling = threading.Lock()  # one scale at a time
 
     @property
     def addresses(self) -> list[str]:
         with self._lock:
-            return [address for _, address in self._replicas]
+            return [address for _, address, _ in self._replicas]
 
     def scale(self, replicas: int) -> list[str]:
         """Change the replica count to ``replicas`` (>= 1); return the addresses now published."""
@@ -68,37 +69,73 @@ class ScorerPool:
                 self._stop(removed)
         return self.addresses
 
+    def heal(self) -> list[str]:
+        """Replace every replica that died (crashed, killed, lost its node) by a new one; returns the dead
+        replicas' addresses. The client has already retried their calls on other replicas."""
+        import ray
+
+        with self._scaling:
+            with self._lock:
+                replicas = list(self._replicas)
+            dead = []
+            for r in replicas:
+                try:
+                    ray.get(r[0].address.remote(), timeout=30)
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                    dead.append(r)
+            if not dead:
+                return []
+            with self._lock:
+                self._replicas = [r for r in self._replicas if r not in dead]
+            self._stop(dead)
+            started = self._start(len(dead))
+            with self._lock:
+                self._replicas.extend(started)
+        return [address for _, address, _ in dead]
+
     def shutdown(self) -> None:
         with self._scaling:
             with self._lock:
                 removed, self._replicas = self._replicas, []
             self._stop(removed)
 
-    def _start(self, count: int) -> list[tuple[Any, str]]:
+    def _start(self, count: int) -> list[tuple[Any, str, Any]]:
         import ray
+        from ray.util.placement_group import placement_group, remove_placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         share = getattr(self.cfg, self.name)
-        actor_cls = ray.remote(RewardServerActor).options(num_cpus=share.num_cpus, num_gpus=share.num_gpus)
-        handles = [actor_cls.remote(self.spec, self.cfg) for _ in range(count)]
+        bundle = {k: v for k, v in (("CPU", share.num_cpus), ("GPU", share.num_gpus)) if v}
+        groups = [placement_group([bundle]) if bundle else None for _ in range(count)]
+        actor_cls = ray.remote(RewardServerActor)
+        handles = [actor_cls.options(num_cpus=share.num_cpus, num_gpus=share.num_gpus,
+                                     scheduling_strategy=PlacementGroupSchedulingStrategy(pg) if pg else None)
+                   .remote(self.spec, self.cfg) for pg in groups]
         try:
             addresses = ray.get([h.address.remote() for h in handles], timeout=self.start_timeout_s)
         except Exception as e:
-            for h in handles:
+            for h, pg in zip(handles, groups):
                 ray.kill(h)
-            raise RuntimeError(f"could not start {count} replica(s) of reward scorer {self.name!r}: {e}") from e
-        return list(zip(handles, addresses))
+                if pg is not None:
+                    remove_placement_group(pg)
+            raise RuntimeError(f"could not start {count} replica(s) of reward scorer {self.name!r} (each needs "
+                               f"{bundle or 'no resources'}; cluster has {ray.available_resources()}): {e}") from e
+        return list(zip(handles, addresses, groups))
 
-    def _stop(self, replicas: list[tuple[Any, str]]) -> None:
+    def _stop(self, replicas: list[tuple[Any, str, Any]]) -> None:
         import ray
+        from ray.util.placement_group import remove_placement_group
 
         if not replicas:
             return
         try:  # drain: calls in flight finish; a replica that is already dead needs no draining
-            ray.get([h.stop.remote(self.grace_s) for h, _ in replicas], timeout=self.grace_s + 30)
+            ray.get([h.stop.remote(self.grace_s) for h, _, _ in replicas], timeout=self.grace_s + 30)
         except ray.exceptions.RayError:
             pass
-        for h, _ in replicas:
+        for h, _, pg in replicas:
             ray.kill(h)
+            if pg is not None:
+                remove_placement_group(pg)
 
 
 class RewardFleet:
@@ -123,6 +160,10 @@ class RewardFleet:
         if scorer not in self.pools:
             raise ValueError(f"scorer {scorer!r} is not running; running: {', '.join(self.pools)}")
         return self.pools[scorer].scale(replicas)
+
+    def heal(self) -> dict[str, list[str]]:
+        """Replace dead replicas of every scorer; returns the replaced addresses per scorer."""
+        return {name: pool.heal() for name, pool in self.pools.items()}
 
     def shutdown(self) -> None:
         for pool in self.pools.values():

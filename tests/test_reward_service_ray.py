@@ -172,11 +172,20 @@ def test_replica_killed_mid_call_is_retried_on_another(ray_by_value, tmp_path):
                     break
                 threading.Event().wait(0.1)
             assert hung is not None, "the call never reached a replica"
-            ray.kill(next(h for h, a in pool._replicas if a == hung))
+            ray.kill(next(h for h, a, _ in pool._replicas if a == hung))
             batch = call.result(timeout=120)
         reply = batch.groups[0].replies["color"]
         (survivor,) = set(addresses) - {hung}
         assert reply.replica == survivor and reply.attempts == 2
         np.testing.assert_allclose(reply.scores, expected(RED_CAR, [group]), atol=1e-12)
+        # heal: the dead replica is replaced by a new one that serves; the survivor is untouched
+        assert pool.heal() == [hung]
+        now = pool.addresses
+        assert len(now) == 2 and survivor in now and hung not in now
+        (fresh,) = set(now) - {survivor}
+        assert health(fresh).scorer == "color"
+        with RewardClient(cfg, {"color": [fresh]}) as client:
+            np.testing.assert_allclose(client.score([RED_CAR], [group]).scores("color"), expected(RED_CAR, [group]))
+        assert pool.heal() == []
     finally:
         pool.shutdown()
