@@ -9,14 +9,13 @@
    the text pass then applies ``lm_head`` over every position again, and log-softmaxes every position. Ours runs
    the backbone only and applies each head to its own target positions. Everything else (DeepSpeed, loss,
    optimizer, batch) is identical. Each variant runs in a fresh process; time = median over the steps after a
-   warm-up step, both variants alternated twice; memory = peak RSS growth over the steps (ru_maxrss).
+   warm-up step, both variants alternated three times; memory = peak RSS growth over the steps (ru_maxrss).
 2. ``sync_bucketed_vs_per_param``: one weight sync (learner.weight_sync, gloo) from a sender to 2 receiver
    processes, for a 24-layer tiny Janus (219 trainable tensors): fixed 64 MB buckets vs one broadcast per tensor.
 """
 
 from __future__ import annotations
 
-import copy
 import multiprocessing as mp
 import os
 import statistics
@@ -30,7 +29,6 @@ from benchmarks.results_io import Entry
 from learner.batch import LevelInputs
 from learner.logprobs import PolicyLogProbs
 
-STEPS = 5  # per process: 1 warm-up + 4 timed
 SYNC_ROUNDS = 12  # per sync group: 2 warm-up + 10 timed
 
 
@@ -88,9 +86,10 @@ def _small_model_dir(root: Path) -> str:
 
 
 SIZES = {
-    # name: (model path or None for the tiny model, prompts x group, micro-batch, prompt len, CoT len)
-    "tiny": dict(path=None, prompts=2, group=4, micro=4, prompt_len=(20, 40), cot_len=(10, 30)),
-    "small": dict(path="small", prompts=1, group=4, micro=2, prompt_len=(100, 140), cot_len=(40, 80)),
+    # model path ("small" = built here; None = the tiny model), prompts x group, micro-batch, prompt/CoT lengths
+    # steps per process: the first is a warm-up, the rest are timed
+    "tiny": dict(path=None, prompts=2, group=4, micro=4, prompt_len=(20, 40), cot_len=(10, 30), steps=21),
+    "small": dict(path="small", prompts=1, group=4, micro=2, prompt_len=(100, 140), cot_len=(40, 80), steps=5),
 }
 
 
@@ -118,7 +117,7 @@ def _learner_process(kind: str, size: str, root: str, queue) -> None:
         s.image_logprobs = [-4.0] * len(s.image_ids)
     rss_before = _rss_kb()
     times = []
-    for _ in range(STEPS):
+    for _ in range(spec["steps"]):
         t0 = time.perf_counter()
         trainer.train_batch(batch)
         times.append(time.perf_counter() - t0)
@@ -152,7 +151,7 @@ def bench_learner_steps() -> list[Entry]:
     with tempfile.TemporaryDirectory() as root:
         for size in SIZES:
             runs = {"ours": [], "baseline": []}
-            for _ in range(2):
+            for _ in range(3):
                 for kind in ("ours", "baseline"):
                     runs[kind].append(_in_subprocess(_learner_process, kind, size, root))
             step = {k: statistics.median(t for r in v for t in r["times"]) for k, v in runs.items()}

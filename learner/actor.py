@@ -12,16 +12,12 @@ an OS-chosen port; the other ranks connect to it. Rank 0 is also the sender of t
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
 
 from cluster.config import Config
 from learner.batch import TrainSample
-
-log = logging.getLogger(__name__)
 
 
 class LearnerRank:
@@ -146,6 +142,7 @@ class LearnerGroup:
     def __init__(self, cfg: Config):
         import ray
 
+        self.cfg = cfg
         lc = cfg.learner
         remote = ray.remote(LearnerRank)
         self.actors = [

@@ -14,7 +14,6 @@ DeepSpeed's shared-memory all-reduce op is switched off (it too would compile, ~
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
@@ -26,8 +25,6 @@ from learner.batch import LevelInputs, TrainSample, pack_level, pack_values
 from learner.logprobs import PolicyLogProbs
 from learner.loss import LevelTerms, active_levels, grpo_loss
 from policy.model import Policy, load_policy, set_trainable
-
-log = logging.getLogger(__name__)
 
 
 def import_deepspeed():

@@ -18,10 +18,9 @@ other receivers fail at once instead of waiting for the timeout; the driver then
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -29,7 +28,6 @@ import torch.distributed as dist
 from learner.distributed import connect_store, standalone_group
 from policy.model import DTYPES
 
-log = logging.getLogger(__name__)
 
 MAGIC = 0x7A51C0DE
 
@@ -243,9 +241,11 @@ class WeightSyncCoordinator:
     failures by member. ``learner`` is a learner.actor.LearnerGroup; ``rollout`` are rollout.actor.RolloutActor
     handles."""
 
-    def __init__(self, learner: Any, rollout: Sequence[Any], timeout_s: float = 120.0,
+    def __init__(self, learner: Any, rollout: Sequence[Any], timeout_s: Optional[float] = None,
                  backend: Optional[str] = None):
-        self.learner, self.rollout, self.timeout_s = learner, list(rollout), timeout_s
+        """``timeout_s``: default ``learner.sync_timeout_s``; ``backend``: default nccl with CUDA, else gloo."""
+        self.learner, self.rollout = learner, list(rollout)
+        self.timeout_s = learner.cfg.learner.sync_timeout_s if timeout_s is None else timeout_s
         self.backend = backend
         self.connected = False
 

@@ -123,7 +123,7 @@ def _train(cfg, batch):
 @pytest.mark.parametrize("learner", [
     dict(ranks=1, zero_stage=2),
     dict(ranks=2, zero_stage=2),
-    dict(ranks=2, zero_stage=3, gradient_checkpointing=True, ref_on_cpu=False),
+    pytest.param(dict(ranks=2, zero_stage=3, gradient_checkpointing=True, ref_on_cpu=False), marks=pytest.mark.slow),
 ], ids=["K1-zero2", "K2-zero2", "K2-zero3-ckpt-shardedref"])
 def test_update_equals_plain_torch_reference(ray_local, tiny_model_cfg, tiny_policy, batch, expected, learner):
     cfg = _config(tiny_model_cfg, **learner)
@@ -140,6 +140,7 @@ def test_update_equals_plain_torch_reference(ray_local, tiny_model_cfg, tiny_pol
     assert stats["token/tokens"] == 2 * len(batch[0].image_ids)  # per micro-batch of 2
 
 
+@pytest.mark.slow
 def test_bf16_learner_trains_close_to_fp32(ray_local, tiny_model_cfg, batch, expected):
     state, stats = _train(_config(tiny_model_cfg, ranks=1, zero_stage=2, dtype="bfloat16"), batch)
     want, _ = expected

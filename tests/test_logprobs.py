@@ -155,3 +155,12 @@ def test_learner_logprobs_equal_the_samplers_behaviour_logprobs(tiny_policy, mod
         got = image_logprobs(tiny_policy.model, level, mode=mode, sampling=params, ids=ids)
     want = drawn.logprobs if mode == "guided" else drawn.cond_logprobs
     torch.testing.assert_close(got, want.float(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the CPU is shared by several processes: one OpenMP thread avoids oversubscription stalls
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

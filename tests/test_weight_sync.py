@@ -146,6 +146,7 @@ def _e2e_config(model_cfg, engine="transformers"):
     cfg.learner.micro_batch_size, cfg.learner.num_cpus_per_rank = 2, 0.5
     cfg.learner.optim.lr = 0.05  # large, so that two steps visibly change the greedy outputs of a random model
     cfg.learner.sync_bucket_mb = 1  # several buckets (the tiny model's trainable weights are ~3 MB in fp32)
+    cfg.learner.sync_timeout_s = 30.0
     return cfg
 
 
@@ -162,7 +163,7 @@ def cluster(request, ray_local, tiny_model_cfg):
     cfg = _e2e_config(tiny_model_cfg, request.param)
     learner = LearnerGroup(cfg)
     workers = create_rollout_actors(cfg)
-    sync = WeightSyncCoordinator(learner, workers, timeout_s=30)
+    sync = WeightSyncCoordinator(learner, workers)
     try:
         sync.connect()
         yield cfg, learner, workers, sync
@@ -255,6 +256,6 @@ def test_sync_to_a_dead_worker_fails_loudly_and_the_survivor_keeps_its_version(c
     # the driver re-forms the group with the survivors and carries on
     from learner.weight_sync import WeightSyncCoordinator
 
-    survivors = WeightSyncCoordinator(learner, workers[:1], timeout_s=30)
+    survivors = WeightSyncCoordinator(learner, workers[:1])
     survivors.connect()
     assert survivors.sync() == learner.version() == version_before + 1
