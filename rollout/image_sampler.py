@@ -2,7 +2,8 @@
 
 Why not ``model.generate(generation_mode="image")`` or T2I-R1's loop of eager HF forwards:
 - cond and uncond rows run as one batch through a hand-written decoder step (RMSNorm, RoPE, GQA attention
-  over a static KV cache, SwiGLU MLP): no per-step module dispatch, mask building or cache concatenation;
+  over a static KV cache, SwiGLU MLP) on the model's own tensors: no cache concatenation (the reference loop
+  copies the whole KV cache every token), no mask building, few module calls;
 - the static cache is allocated once per batch shape and reused across calls;
 - prompts of different lengths are left-padded with attention masks AND per-row position ids, so a padded
   prompt draws exactly what it draws alone (transformers' image mode numbers positions from the pad);
@@ -10,11 +11,12 @@ Why not ``model.generate(generation_mode="image")`` or T2I-R1's loop of eager HF
   ``W(g_u + w (g_c - g_u)) + b`` equals ``uncond + w (cond - uncond)`` on the logits and the widest matmul of
   the step (hidden -> 16,384 codes) runs on B rows instead of 2B;
 - randomness is counter-based Gumbel-max keyed by each request's seed (rollout/sampling.py), so a request's
-  image depends on its seed, not on its batch.
+  image depends on its seed, not on its batch, and no ``torch.multinomial`` (slow on CPU) is needed.
 
-Weights are read from the model at every :meth:`ImageSampler.sample` call (never copied), so in-place weight
-updates by the rollout worker take effect on the next call. :func:`decoder_forward` is one function of
-static-shaped tensors, the unit a CUDA graph can capture.
+Weights are read from the model at every :meth:`ImageSampler.sample` call (references, never copies), so
+in-place weight updates by the rollout worker take effect on the next call. A step is two functions of
+static-shaped tensors, :func:`decoder_forward` and :func:`next_tokens`: the unit a CUDA graph can capture.
+An ImageSampler holds its caches as state: one sampler per thread.
 """
 
 from __future__ import annotations
