@@ -5,7 +5,7 @@ behaviour distribution and the one the loss re-computes cannot drift apart. The 
 transformers' for ``generate(generation_mode="image")``: classifier-free guidance on raw logits
 (``ClassifierFreeGuidanceLogitsProcessor``), then temperature, then top-k, then top-p.
 
-Randomness is counter-based (:func:`gumbel_noise`): the noise for a request is a hash of (its seed, the step,
+Randomness is counter-based (:func:`sample_from_logits`): the noise for a request is a hash of (its seed, the step,
 the index), so a request's image depends on its seed only, not on the batch it shares or its row in it, and the
 same function can run inside a CUDA graph.
 """
@@ -130,8 +130,8 @@ def seed_keys(seeds: Sequence[int], device: Union[str, torch.device, None] = Non
 
 
 def step_keys(keys: torch.Tensor, step: Union[int, torch.Tensor]) -> torch.Tensor:
-    """The key ``[B]`` of each request at decoding step ``step`` (an int, or an int32 tensor so that a CUDA graph
-    can replay the step)."""
+    """The key of each request at decoding step ``step``: an int, or an int32 tensor that broadcasts against
+    ``keys`` (e.g. ``arange(N)[:, None]`` gives the keys ``[N, B]`` of all steps at once)."""
     offset = _i32((step + 1) * _GOLDEN) if isinstance(step, int) else (step + 1) * _GOLDEN_I32
     return hash32(keys + offset)
 
@@ -144,22 +144,24 @@ def index_keys(n: int, device: str = "cpu") -> torch.Tensor:
         return hash32(torch.arange(n, dtype=torch.int32, device=device))
 
 
+_ONE_BITS = 0x3F800000  # float32 1.0: with 23 random mantissa bits below it, a float in [1, 2)
+_UNIFORM_SHIFT = 1.0 - 2.0**-24  # [1, 2) - this = (m + 0.5) / 2**23 for mantissa m, exactly
+
+
 def uniform_from_keys(step_key: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """Uniforms ``[B, n]`` in (0, 1), never 0 or 1: ``(b + 0.5) / 2**23`` for the 23 high bits b of
-    ``hash32(step_key ^ key)``. 23 bits, not 24: float32 holds b + 0.5 exactly only below 2**23, and a value
-    rounded up to 1.0 would give infinite Gumbel noise."""
-    bits = hash32_(step_key[:, None] ^ keys[None, :]).bitwise_right_shift_(9).bitwise_and_(0x7FFFFF)
-    return bits.float().add_(0.5).mul_(1.0 / (1 << 23))
+    """Uniforms ``[B, n]`` in (0, 1), never 0 or 1: ``(m + 0.5) / 2**23`` for the low 23 bits m of
+    ``hash32(step_key ^ key)``, built as float bits (mantissa m under the exponent of 1.0) in three passes.
 
-
-def gumbel_noise(step_key: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """Standard Gumbel noise ``[B, n]``: ``-log(-log(u))``."""
-    return uniform_from_keys(step_key, keys).log_().neg_().log_().neg_()
+    23 bits, not 24: a 24-bit ``(m + 0.5) / 2**24`` can round to 1.0 in float32 and give infinite Gumbel noise.
+    """
+    bits = hash32_(step_key[:, None] ^ keys[None, :]).bitwise_and_(0x7FFFFF).bitwise_or_(_ONE_BITS)
+    return bits.view(torch.float32).sub_(_UNIFORM_SHIFT)
 
 
 def sample_from_logits(logits: torch.Tensor, step_key: torch.Tensor) -> torch.Tensor:
-    """Gumbel-max: ``argmax(logits + G)`` over ``[B, V]`` is an exact draw from ``softmax(logits)`` per row
-    (-inf logits never win), with G the requests' noise for this step.
+    """Gumbel-max: ``argmax(logits + G)`` over ``[B, V]``, with ``G = -log(-log(u))`` standard Gumbel noise
+    from the requests' uniforms for this step, is an exact draw from ``softmax(logits)`` per row (-inf logits
+    never win).
 
     Unlike inverse-CDF sampling, which moves whenever a cumulative sum shifts by a rounding error, the draw only
     changes if the two best perturbed logits are within rounding of each other, so a request keeps its image
@@ -168,4 +170,5 @@ def sample_from_logits(logits: torch.Tensor, step_key: torch.Tensor) -> torch.Te
     small ops cost what the noise saved.)
     """
     keys = index_keys(logits.shape[-1], str(logits.device))
-    return torch.argmax(gumbel_noise(step_key, keys).add_(logits), dim=-1)
+    neg_noise = uniform_from_keys(step_key, keys).log_().neg_().log_()  # log(-log u) = -G
+    return torch.argmax(logits - neg_noise, dim=-1)

@@ -165,6 +165,14 @@ def test_seed_keys_use_the_whole_seed():
     assert len(set(keys)) == 5
 
 
+def test_step_keys_of_a_step_tensor_equal_those_of_an_int():
+    """The sampler computes all steps' keys at once (and a CUDA graph replays a step tensor)."""
+    keys = seed_keys([3, 4, 5])
+    table = step_keys(keys[None, :], torch.arange(600, dtype=torch.int32)[:, None])
+    assert torch.equal(table, torch.stack([step_keys(keys, i) for i in range(600)]))
+    assert len(set(table[:, 0].tolist())) == 600
+
+
 # --------------------------------------------------------------------------------------------------- the model
 
 
