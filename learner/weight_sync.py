@@ -172,7 +172,7 @@ def send_weights(group: SyncGroup, layout: SyncLayout, version: int,
         for _ in tensors:  # keep the other learner ranks' collective gathers in step
             pass
         raise WeightSyncError(
-            f"learner: sending weight version {version} failed after {sent} of {len(chunks)} chunks: {e}"
+            f"sending weight version {version} failed after {sent} of {len(chunks)} chunks: {e}"
         ) from e
     seconds = time.perf_counter() - t0
     nbytes = layout.total_numel * torch.empty((), dtype=layout.torch_dtype).element_size()
@@ -181,7 +181,10 @@ def send_weights(group: SyncGroup, layout: SyncLayout, version: int,
 
 def _checked(tensors: Iterator[tuple[str, torch.Tensor]], layout: SyncLayout) -> Iterator[tuple[str, torch.Tensor]]:
     count = 0
-    for (name, t), expected, numel in zip(tensors, layout.names, layout.numels):
+    for name, t in tensors:
+        if count >= len(layout.names):
+            raise WeightSyncError(f"more parameters than the layout's {len(layout.names)} (extra: {name})")
+        expected, numel = layout.names[count], layout.numels[count]
         if name != expected or t.numel() != numel:
             raise WeightSyncError(f"parameter {count} is {name} with {t.numel()} elements; layout says {expected} "
                                   f"with {numel}")
