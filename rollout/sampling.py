@@ -171,4 +171,6 @@ def sample_from_logits(logits: torch.Tensor, step_key: torch.Tensor) -> torch.Te
     """
     keys = index_keys(logits.shape[-1], str(logits.device))
     neg_noise = uniform_from_keys(step_key, keys).log_().neg_().log_()  # log(-log u) = -G
-    return torch.argmax(logits - neg_noise, dim=-1)
+    # argmin(-G - logits) = argmax(logits + G), in place in the contiguous noise buffer (the sampler's logits are
+    # a transposed view, and an argmax over a result laid out like them is 3x slower)
+    return torch.argmin(neg_noise.sub_(logits), dim=-1)
