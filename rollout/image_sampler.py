@@ -144,18 +144,23 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * F.rms_norm(x.float(), weight.shape, eps=eps).to(x.dtype)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding in LLaMA's half-split layout; x ``[R, H, T, d]``, cos/sin ``[R, 1, T, d]``."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """``sin`` with its first half negated: with it, LLaMA's ``rotate_half(x) * sin`` is ``roll(x, d/2) * signed``
+    (exact: only signs change), one op instead of four."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding in LLaMA's half-split layout; x ``[R, H, T, d]``, cos/sin_signed ``[R, 1, T, d]``."""
+    return torch.addcmul(x * cos, torch.roll(x, x.shape[-1] // 2, dims=-1), sin_signed)
 
 
 def decoder_forward(
     w: DecoderWeights,
     x: torch.Tensor,
     cos: torch.Tensor,
-    sin: torch.Tensor,
+    sin_signed: torch.Tensor,
     cache_k: Sequence[torch.Tensor],
     cache_v: Sequence[torch.Tensor],
     write_at: torch.Tensor,
@@ -163,7 +168,7 @@ def decoder_forward(
 ) -> torch.Tensor:
     """T new positions of every row through the LLaMA layers and the final norm.
 
-    x ``[R, T, D]`` input embeddings; cos/sin ``[R, 1, T, d]``; ``cache_k/v[l]`` ``[R, KVH, S, d]`` (views of
+    x ``[R, T, D]`` input embeddings; cos/sin_signed ``[R, 1, T, d]`` (see :func:`signed_sin`); ``cache_k/v[l]`` ``[R, KVH, S, d]`` (views of
     the static cache: on CPU the filled prefix, under a CUDA graph the whole buffer); ``write_at`` ``[T]`` the
     cache slots the new keys/values go to; ``visible`` ``[R, 1, T, S]`` boolean attention mask (True = attend;
     in CPU SDPA a boolean mask costs half of an additive float one), or None when every slot is visible.
@@ -176,8 +181,8 @@ def decoder_forward(
         q = F.linear(h, lw.q, lw.q_bias).view(rows, t, w.heads, w.head_dim).transpose(1, 2)
         k = F.linear(h, lw.k, lw.k_bias).view(rows, t, w.kv_heads, w.head_dim).transpose(1, 2)
         v = F.linear(h, lw.v, lw.v_bias).view(rows, t, w.kv_heads, w.head_dim).transpose(1, 2)
-        q = apply_rope(q, cos, sin)
-        ck.index_copy_(2, write_at, apply_rope(k, cos, sin))
+        q = apply_rope(q, cos, sin_signed)
+        ck.index_copy_(2, write_at, apply_rope(k, cos, sin_signed))
         cv.index_copy_(2, write_at, v)
         a = F.scaled_dot_product_attention(q, ck, cv, attn_mask=visible, scale=w.scaling, enable_gqa=gqa)
         x = x + F.linear(a.transpose(1, 2).reshape(rows, t, -1), lw.o, lw.o_bias)
@@ -339,7 +344,7 @@ class ImageSampler:
         image_pos = (plen - row_pads)[:, None] + torch.arange(n, device=device)[None, :]  # [R, N]
         lm = model.model.language_model
         cos_table, sin_table = lm.rotary_emb(torch.empty(0, dtype=dtype, device=device), slots[None, :])  # [1, S, d]
-        cos_table, sin_table = cos_table[0], sin_table[0]
+        cos_table, sin_table = cos_table[0], signed_sin(sin_table[0])
 
         # A key slot is visible if it holds a real token; a pad query sees only itself (its output is unused,
         # but a fully masked row would give NaN).
