@@ -168,11 +168,11 @@ def decoder_forward(
 ) -> torch.Tensor:
     """T new positions of every row through the LLaMA layers and the final norm.
 
-    x ``[R, T, D]`` input embeddings; cos/sin_signed ``[R, 1, T, d]`` (see :func:`signed_sin`); ``cache_k/v[l]`` ``[R, KVH, S, d]`` (views of
-    the static cache: on CPU the filled prefix, under a CUDA graph the whole buffer); ``write_at`` ``[T]`` the
-    cache slots the new keys/values go to; ``visible`` ``[R, 1, T, S]`` boolean attention mask (True = attend;
-    in CPU SDPA a boolean mask costs half of an additive float one), or None when every slot is visible.
-    Returns hidden states ``[R, T, D]``.
+    x ``[R, T, D]`` input embeddings; cos/sin_signed ``[R, 1, T, d]`` (see :func:`signed_sin`);
+    ``cache_k/v[l]`` ``[R, KVH, S, d]`` (views of the static cache: on CPU the filled prefix, under a CUDA graph
+    the whole buffer); ``write_at`` ``[T]`` the cache slots the new keys/values go to; ``visible``
+    ``[R, 1, T, S]`` boolean attention mask (True = attend; in CPU SDPA a boolean mask costs half of an additive
+    float one), or None when every slot is visible. Returns hidden states ``[R, T, D]``.
     """
     rows, t, _ = x.shape
     gqa = w.heads != w.kv_heads
