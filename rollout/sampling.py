@@ -5,9 +5,9 @@ behaviour distribution and the one the loss re-computes cannot drift apart. The 
 transformers' for ``generate(generation_mode="image")``: classifier-free guidance on raw logits
 (``ClassifierFreeGuidanceLogitsProcessor``), then temperature, then top-k, then top-p.
 
-Randomness is counter-based (:func:`sample_from_logits`): the noise for a request is a hash of (its seed, the step,
-the index), so a request's image depends on its seed only, not on the batch it shares or its row in it, and the
-same function can run inside a CUDA graph.
+Randomness is counter-based (:func:`sample_from_logits`): the noise for a request is a hash of (its seed, the
+step, the code), so a request's image depends on its seed only, not on the batch it shares or its row in it,
+and the same function can run inside a CUDA graph.
 """
 
 from __future__ import annotations
