@@ -12,7 +12,7 @@ an OS-chosen port; the other ranks connect to it. Rank 0 is also the sender of t
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -139,14 +139,17 @@ class LearnerRank:
 class LearnerGroup:
     """Driver-side handle of the K learner actors."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, scheduling: Optional[Callable[[int], Any]] = None):
+        """``scheduling(rank)``: the Ray scheduling strategy of each rank (cluster/placement.py passes its
+        placement-group bundles); None lets Ray place them."""
         import ray
 
         self.cfg = cfg
         lc = cfg.learner
         remote = ray.remote(LearnerRank)
         self.actors = [
-            remote.options(num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank).remote(cfg, r, lc.ranks)
+            remote.options(num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank,
+                           scheduling_strategy=scheduling(r) if scheduling else None).remote(cfg, r, lc.ranks)
             for r in range(lc.ranks)
         ]
         try:

@@ -163,6 +163,24 @@ def make_decoder_colour_transparent(vq) -> None:
     dec.conv_out.bias.zero_()
 
 
+@torch.no_grad()
+def give_generation_head_trained_scale(head, logit_std: float = 0.75) -> None:
+    """Redraw the generation head's weights at the scale of a trained model's head.
+
+    At transformers' initialisation (std 0.02) a small head maps the backbone's hidden state (RMS about 1 after
+    the final norm) to image-token logits with a spread of about 0.03: a uniform distribution over the codebook
+    whose log-probs barely depend on the backbone, so GRPO on the image tokens has no gradient to follow (the
+    trained Janus-Pro head is far from uniform). Variance-preserving weights in the first layer and
+    ``logit_std``-sized logits from the second give a peaked, input-dependent distribution like a trained head's.
+    """
+    d_in = head.proj_out.in_features
+    head.proj_out.weight.normal_(0.0, d_in**-0.5)
+    head.proj_out.bias.zero_()
+    # GELU of a unit normal has second moment of about 0.43
+    head.vision_head.weight.normal_(0.0, logit_std / (0.43 * head.vision_head.in_features) ** 0.5)
+    head.vision_head.bias.zero_()
+
+
 def build_tiny_janus(t: TinyModelConfig) -> tuple[JanusForConditionalGeneration, PreTrainedTokenizerBase]:
     """A tiny random Janus, deterministic from ``t.seed`` (same classes as Janus-Pro)."""
     tok = build_tiny_tokenizer()
@@ -173,13 +191,18 @@ def build_tiny_janus(t: TinyModelConfig) -> tuple[JanusForConditionalGeneration,
         torch.manual_seed(t.seed)
         model = JanusForConditionalGeneration(config).eval()
         make_decoder_colour_transparent(model.model.vqmodel)
+        give_generation_head_trained_scale(model.model.generation_head)
     model.generation_config = janus_generation_config(ids)
     return model, tok
 
 
+# Bump when build_tiny_janus changes what it builds from the same spec: the cache key includes it.
+TINY_BUILD_VERSION = 5
+
+
 def tiny_janus_dir(model_cfg: ModelConfig) -> Path:
     """The tiny model's HF-format directory, built on first use (safe under concurrent processes)."""
-    spec = asdict(model_cfg.tiny)
+    spec = {**asdict(model_cfg.tiny), "build": TINY_BUILD_VERSION}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(os.path.expanduser(model_cfg.cache_dir)) / f"tiny-janus-{key}"
     if (root / "config.json").is_file():

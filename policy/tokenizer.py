@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 BOS = "<｜begin▁of▁sentence｜>"
@@ -20,6 +20,14 @@ BOI = "<begin_of_image>"
 EOI = "<end_of_image>"
 IMAGE_PLACEHOLDER = "<image_placeholder>"
 SPECIAL_TOKENS = (BOS, EOS, PAD, BOI, EOI, IMAGE_PLACEHOLDER)
+
+# Whole words that get one token each in the tiny tokenizer (bytes otherwise). A real tokenizer gives common
+# words their own token; here that matters for learning: with "red" spelled as three common bytes, a tiny random
+# model can barely tell a red prompt from a blue one, so the embedded colour reward could not be learned.
+WORD_TOKENS = (
+    "red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white", "gray",
+    "grey", "gold", "golden", "silver", "cyan", "turquoise", "teal", "magenta", "beige", "maroon", "navy",
+)
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,15 @@ class SpecialIds:
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE (256 byte tokens, no merges) followed by the Janus special tokens."""
+    """Byte-level BPE (256 byte tokens, no merges), the Janus special tokens, then WORD_TOKENS."""
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(list(SPECIAL_TOKENS))
+    # single_word: only whole words ("red", not the "red" in "hundred"); the space before stays a byte token
+    tok.add_tokens([AddedToken(w, single_word=True) for w in WORD_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=BOS,

@@ -11,7 +11,7 @@ sync that breaks off raises and leaves the worker on the version it had.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from cluster.config import Config
 from rollout.types import PromptRecord, RolloutGroup
@@ -66,11 +66,15 @@ class RolloutActor:
         return int(self.worker.version)
 
 
-def create_rollout_actors(cfg: Config, count: Optional[int] = None) -> list:
-    """``count`` (default ``cfg.rollout.workers``) Ray actors, with the configured CPU/GPU share each."""
+def create_rollout_actors(cfg: Config, count: Optional[int] = None,
+                          scheduling: Optional[Callable[[int], Any]] = None, max_restarts: int = 0) -> list:
+    """``count`` (default ``cfg.rollout.workers``) Ray actors, with the configured CPU/GPU share each.
+    ``scheduling(i)``: worker i's Ray scheduling strategy (placement-group bundle); ``max_restarts``: how often
+    Ray restarts a worker that died (it comes back with the initial weights and must be re-synced)."""
     import ray
 
     remote = ray.remote(RolloutActor)
     r = cfg.rollout
-    return [remote.options(num_cpus=r.num_cpus_per_worker, num_gpus=r.num_gpus_per_worker).remote(cfg, i)
+    return [remote.options(num_cpus=r.num_cpus_per_worker, num_gpus=r.num_gpus_per_worker, max_restarts=max_restarts,
+                           scheduling_strategy=scheduling(i) if scheduling else None).remote(cfg, i)
             for i in range(r.workers if count is None else count)]

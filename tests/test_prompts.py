@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
 from cluster.config import T2I_R1_REASONING_TEMPLATE, PromptConfig
-from policy.tokenizer import build_tiny_tokenizer, SpecialIds
+from policy.tokenizer import WORD_TOKENS, SpecialIds, build_tiny_tokenizer
 from rollout.prompts import PromptBuilder, cot_chat_text, image_chat_text
 
 SYSTEM = "You are a helpful assistant that receives an image prompt and generate a visualization of the prompt."
@@ -42,12 +43,23 @@ def builder(tok):
 
 def _byte_tokens(tok, text: str) -> list[int]:
     """The tiny tokenizer is byte-level BPE without merges: one token per UTF-8 byte, spelled with GPT-2's
-    byte -> printable-character table (rebuilt here, independently of the tokenizer code)."""
+    byte -> printable-character table (rebuilt here, independently of the tokenizer code), except that each
+    whole word of WORD_TOKENS ("red" in "a red cat", not in "hundred") is one token."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     shifted = iter(range(256, 512))
     byte_char = {b: chr(b) if b in printable else chr(next(shifted)) for b in range(256)}
     vocab = tok.get_vocab()
-    return [vocab[byte_char[b]] for b in text.encode("utf-8")]
+    pieces = re.split(r"\b(" + "|".join(WORD_TOKENS) + r")\b", text)
+    ids = []
+    for i, piece in enumerate(pieces):
+        ids += [vocab[piece]] if i % 2 else [vocab[byte_char[b]] for b in piece.encode("utf-8")]
+    return ids
+
+
+def test_colour_words_are_single_tokens_only_as_whole_words(tok):
+    assert _byte_tokens(tok, "a red cat") == tok.encode("a red cat", add_special_tokens=False)
+    assert len(tok.encode(" red", add_special_tokens=False)) == 2  # space byte + "red"
+    assert len(tok.encode("hundred", add_special_tokens=False)) == len("hundred")
 
 
 def test_builtin_template_equals_t2i_r1_file(shared_data):

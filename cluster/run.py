@@ -1,0 +1,62 @@
+"""`python -m cluster.run [--config FILE] [key=value ...]`: train BiCoT-GRPO on Ray.
+
+Starts a local Ray cluster (with its dashboard) or joins the one named by cluster.address / RAY_ADDRESS (as under
+`ray job submit`), then runs trainer.steps steps of the loop in cluster/trainer.py. Add resume=true to continue a
+stopped run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from cluster.config import ConfigError, load_config
+from cluster.data import DataError
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m cluster.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n  python -m cluster.run trainer.steps=50 seed=1\n"
+                                       "  python -m cluster.run --config janus-pro-7b model.path=/models/Janus-Pro-7B "
+                                       "rewards.hps.path=... rewards.gdino.path=... rewards.git.path=... "
+                                       "rewards.orm.path=...\n  python -m cluster.run output_dir=outputs/run resume=true")
+    p.add_argument("--config", help="a preset name (tiny, janus-pro-1b, janus-pro-7b) or a YAML file")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of any config field")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    from cluster.ray_setup import connect
+    from cluster.trainer import Trainer
+
+    try:
+        trainer = Trainer(cfg)
+    except DataError as e:
+        print(f"data error: {e}", file=sys.stderr)
+        return 2
+    dashboard = connect(cfg)
+    out = trainer.out.root
+    print(f"output dir: {out}\n  metrics: {trainer.out.metrics_path}\n  rollouts: {trainer.out.rollouts}\n"
+          f"  images: {trainer.out.images}\n  checkpoints: {trainer.out.checkpoints}", flush=True)
+    if dashboard:
+        print(f"Ray dashboard: {dashboard}  (metrics: t2i_* gauges; job logs under its Jobs/Actors views)", flush=True)
+    try:
+        trainer.run()
+    finally:
+        trainer.shutdown()
+    print(f"done: {cfg.trainer.steps} steps; metrics in {trainer.out.metrics_path}, images in {trainer.out.images}, "
+          f"checkpoints in {trainer.out.checkpoints}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

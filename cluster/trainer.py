@@ -1,0 +1,313 @@
+"""The BiCoT-GRPO loop on Ray: prompts -> rollouts -> rewards -> advantages -> learner update -> weight sync.
+
+The driver owns no model. It holds handles to three kinds of actors, each scaled on its own:
+rollout workers (rollout/actor.py), reward server replicas (rewards/pool.py, reached over gRPC by
+rewards/client.py) and learner ranks (learner/actor.py), plus the weight-sync group that joins learner rank 0 to
+every rollout worker (learner/weight_sync.py).
+
+Modes (trainer.mode):
+- ``sync``: T2I-R1's on-policy order; every stage waits for the previous one.
+- ``off_policy``: the rollout of step t+1 is launched before step t is scored and trained, so it runs while the
+  learner updates; it is made by the weights of step t-1 (one version behind) and the loss uses its behaviour
+  log-probs for the ratio. A rollout actor runs one call at a time, so the weight sync after step t queues
+  behind that rollout and the rollout of step t+2 behind the sync.
+
+Faults: a reward replica that dies mid-step is retried on another replica by the client and replaced after
+the step; a rollout worker that dies is restarted by Ray, the weight-sync group is formed anew with it, it
+receives the current weights and its prompts are rolled out again; a dead learner or driver ends the run, and
+``resume=true`` continues from the last checkpoint with the same data order (outputs of later steps are
+rewritten, never counted twice).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from cluster.config import Config, to_yaml
+from cluster.data import PromptSchedule, load_prompts
+from cluster.outputs import RunOutputs
+from learner.advantages import batch_advantages
+from learner.batch import train_samples
+from rollout.types import PromptRecord, RolloutGroup
+
+log = logging.getLogger("cluster")
+
+STATE_FILE = "trainer_state.json"
+
+
+def _rollout_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % 2**31
+
+
+class Trainer:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.out = RunOutputs(cfg.output_dir)
+        self.data = load_prompts(cfg.data.path, cfg.data.on_malformed)
+        self.schedule = PromptSchedule(self.data.records, cfg.trainer.prompts_per_step, cfg.seed, cfg.data.shuffle)
+        self.learner = None
+        self.rollout: list = []
+        self.sync = None
+        self.fleet = None
+        self.client = None
+        self.metrics = None
+        self.version = 0
+        self._restarts = 0
+
+    # ------------------------------------------------------------------------------------------------ start-up
+
+    def start(self) -> int:
+        """Start every actor; on resume load the last checkpoint. Returns the first step to run."""
+        import ray
+
+        from cluster.metrics import RayMetrics
+        from cluster.placement import Placement
+        from learner.weight_sync import WeightSyncCoordinator
+        from rewards.client import RewardClient
+        from rewards.pool import fleet_endpoints, launch_fleet
+
+        cfg = self.cfg
+        (self.out.root / "config.yaml").write_text(to_yaml(cfg))
+        self.placement = Placement(cfg)
+        t0 = time.perf_counter()
+        self.fleet = launch_fleet(cfg.rewards, name=f"reward_fleet_{os.getpid()}")
+        self.client = RewardClient(cfg.rewards, fleet_endpoints(self.fleet))
+        self.learner = self.placement.learner_group()
+        self.rollout = self.placement.rollout_actors()
+        self.sync = WeightSyncCoordinator(self.learner, self.rollout)
+        start_step = 0
+        if cfg.resume:
+            start_step = self._resume()
+        self.sync.connect()
+        self.version = self.sync.sync()
+        if cfg.logging.ray_metrics:
+            self.metrics = RayMetrics(self.out.root.name)
+        log.info("started in %.1f s: %d rollout worker(s), %d learner rank(s), rewards %s; first step %d",
+                 time.perf_counter() - t0, len(self.rollout), cfg.learner.ranks,
+                 {k: len(v) for k, v in ray.get(self.fleet.endpoints.remote()).items()}, start_step)
+        return start_step
+
+    def _resume(self) -> int:
+        state_path = self.out.checkpoints / STATE_FILE
+        if not state_path.is_file():
+            log.warning("resume=true but %s has no checkpoint yet: starting from step 0", self.out.checkpoints)
+            self.out.truncate_after(-1)
+            return 0
+        state = json.loads(state_path.read_text())
+        version = self.learner.load_checkpoint(str(self.out.checkpoints / "learner"), state["tag"])
+        if version != state["version"]:
+            raise RuntimeError(f"checkpoint {state['tag']} holds version {version}, {STATE_FILE} says {state['version']}")
+        self.out.truncate_after(state["step"])
+        log.info("resumed from the checkpoint of step %d (policy version %d)", state["step"], version)
+        return state["step"] + 1
+
+    # ------------------------------------------------------------------------------------------------ stages
+
+    def _launch_rollout(self, step: int) -> tuple[list[list[PromptRecord]], list]:
+        """Submit the prompts of ``step``, split across the rollout workers; returns the futures."""
+        prompts = self.schedule.batch(step)
+        w = len(self.rollout)
+        shares = [prompts[i::w] for i in range(w)]
+        seed = _rollout_seed(self.cfg.seed, step)
+        futures = [a.rollout.remote(share, seed) if share else None for a, share in zip(self.rollout, shares)]
+        return shares, futures
+
+    def _collect_rollout(self, step: int, shares: list[list[PromptRecord]], futures: list) -> list[RolloutGroup]:
+        """Wait for a step's rollouts; a worker that died is restarted, re-synced and its prompts redone."""
+        import ray
+
+        seed = _rollout_seed(self.cfg.seed, step)
+        groups: list[Optional[list[RolloutGroup]]] = [None] * len(futures)
+        for attempt in range(3):
+            failed = []
+            for i, f in enumerate(futures):
+                if f is None or groups[i] is not None:
+                    continue
+                try:
+                    groups[i] = ray.get(f)
+                except ray.exceptions.RayActorError as e:
+                    log.warning("rollout worker %d died during step %d (%s); restarting it and redoing its %d prompts",
+                                i, step, type(e).__name__, len(shares[i]))
+                    failed.append(i)
+            if not failed:
+                break
+            self._restarts += len(failed)
+            self._reform_sync_group()
+            futures = [self.rollout[i].rollout.remote(shares[i], seed) if i in failed else None
+                       for i in range(len(futures))]
+        else:
+            raise RuntimeError(f"step {step}: rollout workers {failed} kept dying; giving up")
+        by_index = {g.prompt.index: g for share in groups if share for g in share}
+        return [by_index[p.index] for p in self.schedule.batch(step)]
+
+    def _reform_sync_group(self) -> None:
+        """After a rollout worker restart: a torch.distributed group cannot take a new member, so every member
+        leaves and a new group is formed; then the current weights go to every worker."""
+        import ray
+
+        # wait for Ray to bring the actor back (its constructor reloads the initial weights)
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                ray.get([a.version.remote() for a in self.rollout], timeout=60)
+                break
+            except ray.exceptions.RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)  # Ray is restarting the actor; a bounded wait until it answers
+        self.sync.connect()
+        self.version = self.sync.sync()
+
+    def _score(self, groups: list[RolloutGroup]):
+        batch = self.client.score([g.prompt for g in groups], [g.images for g in groups])
+        return batch, batch.rewards(self.cfg.rewards)
+
+    # ------------------------------------------------------------------------------------------------ loop
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        start = self.start()
+        off_policy = cfg.trainer.mode == "off_policy"
+        groups = None
+        for step in range(start, cfg.trainer.steps):
+            t_step = time.perf_counter()
+            times: dict[str, float] = {}
+            if groups is None:  # sync mode, or the first step of off-policy
+                t = time.perf_counter()
+                groups = self._collect_rollout(step, *self._launch_rollout(step))
+                times["rollout_s"] = time.perf_counter() - t
+            ahead = self._launch_rollout(step + 1) if off_policy and step + 1 < cfg.trainer.steps else None
+            t = time.perf_counter()
+            batch, rewards = self._score(groups)
+            times["reward_s"] = time.perf_counter() - t
+            advantages = batch_advantages(rewards, cfg.learner.advantage)
+            t = time.perf_counter()
+            learner_version = self.version
+            stats = self._train(train_samples(groups, advantages))
+            times["learner_s"] = time.perf_counter() - t
+            next_groups = None
+            if ahead is not None:
+                # the workers must be idle to join the broadcast: collect the overlapped rollout first
+                t = time.perf_counter()
+                next_groups = self._collect_rollout(step + 1, *ahead)
+                times["rollout_wait_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            self.version = self.sync.sync()
+            times["sync_s"] = time.perf_counter() - t
+            times["step_s"] = time.perf_counter() - t_step
+            self._after_step(step, groups, batch, rewards, advantages, stats, times, learner_version)
+            if self._checkpoint_due(step):
+                self.checkpoint(step)
+            groups = next_groups
+        export = self.out.checkpoints / "hf"
+        self.learner.export_hf(str(export))
+        log.info("exported the trained policy to %s", export)
+        return self.out.root
+
+    def _train(self, samples) -> dict[str, float]:
+        import ray
+
+        try:
+            return self.learner.train_batch(samples)
+        except ray.exceptions.RayActorError as e:
+            raise RuntimeError(
+                f"a learner rank died ({type(e).__name__}); the run stops here. Continue from the last checkpoint "
+                f"with the same command plus resume=true") from e
+
+    def _checkpoint_due(self, step: int) -> bool:
+        every = self.cfg.trainer.save_every
+        return step + 1 == self.cfg.trainer.steps or (every > 0 and (step + 1) % every == 0)
+
+    def checkpoint(self, step: int) -> None:
+        t = time.perf_counter()
+        path = Path(self.learner.save_checkpoint(str(self.out.checkpoints / "learner")))
+        state = {"step": step, "version": self.version, "tag": path.name}
+        tmp = self.out.checkpoints / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.out.checkpoints / STATE_FILE)  # the checkpoint counts only once this lands
+        log.info("checkpoint of step %d (version %d) in %.1f s: %s", step, self.version, time.perf_counter() - t, path)
+
+    # ------------------------------------------------------------------------------------------------ outputs
+
+    def _after_step(self, step, groups, batch, rewards, advantages, stats, times, learner_version) -> None:
+        import ray
+
+        cfg = self.cfg
+        flat_rewards = np.concatenate(rewards)
+        flat_adv = np.concatenate(advantages)
+        per_scorer = batch.per_scorer()
+        samples = [s for g in groups for s in g.samples]
+        lag = [learner_version - s.policy_version for s in samples]
+        row: dict[str, Any] = {
+            "step": step,
+            "policy_version": self.version,
+            "reward_mean": float(flat_rewards.mean()),
+            "reward_std": float(flat_rewards.std()),
+            "cot_tokens_mean": float(np.mean([len(s.cot_ids) for s in samples])),
+            "images": len(samples),
+            "version_lag_mean": float(np.mean(lag)),
+            "version_lag_max": int(max(lag)),
+            "rollout_worker_restarts": self._restarts,
+        }
+        for name, v in per_scorer.items():
+            row[f"reward_{name}_mean"] = float(v.mean())
+            row[f"reward_{name}_std"] = float(v.std())
+        for name, lat in batch.latency().items():
+            row[f"reward_{name}_latency_s"] = lat.mean_s
+            row[f"reward_{name}_retries"] = lat.retries
+        row.update({k: float(v) for k, v in stats.items()})
+        levels = [k[:-len("/kl")] for k in stats if k.endswith("/kl")]
+        if levels:  # one KL column: the levels' KL weighted by their token counts, as the token-mean loss sees it
+            tokens = sum(stats[f"{lv}/tokens"] for lv in levels)
+            row["kl"] = sum(stats[f"{lv}/kl"] * stats[f"{lv}/tokens"] for lv in levels) / max(tokens, 1.0)
+        row.update(times)
+        row["images_per_s"] = len(samples) / times["step_s"]
+        for key in ("cot", "image", "decode"):
+            row[f"rollout_{key}_s"] = float(np.mean([s.timings.get(key, 0.0) for s in samples]))
+        self.out.write_metrics(row)
+        self.out.write_rollouts(step, groups, flat_rewards, per_scorer, flat_adv)
+        if cfg.logging.image_every and (step % cfg.logging.image_every == 0 or step + 1 == cfg.trainer.steps):
+            self.out.write_grid(step, groups, flat_rewards, cfg.logging.grid_images)
+        if self.metrics is not None:
+            self.metrics.publish(row, len(samples))
+        # heal the reward fleet: replicas that died this step are replaced before the next one
+        ray.get(self.fleet.heal.remote())
+        print(f"step {step + 1}/{cfg.trainer.steps}  reward {row['reward_mean']:.4f} (std {row['reward_std']:.4f})  "
+              f"loss {row.get('loss', float('nan')):.4f}  kl {row.get('kl', float('nan')):.5f}  "
+              f"cot {row['cot_tokens_mean']:.0f} tok  {row['images_per_s']:.1f} img/s  step {times['step_s']:.2f}s "
+              f"({', '.join(f'{k[:-2]} {v:.2f}' for k, v in times.items() if k != 'step_s')})  "
+              f"version {self.version}", flush=True)
+
+    # ------------------------------------------------------------------------------------------------ shutdown
+
+    def shutdown(self) -> None:
+        import ray
+
+        if self.client is not None:
+            self.client.close()
+        for a in self.rollout:
+            try:
+                ray.get(a.close.remote(), timeout=60)
+            except Exception:
+                pass
+            ray.kill(a)
+        if self.learner is not None:
+            try:
+                self.learner.shutdown()
+            except Exception:
+                self.learner.kill()
+        if self.fleet is not None:
+            try:
+                ray.get(self.fleet.shutdown.remote(), timeout=60)
+            except Exception:
+                pass
+            ray.kill(self.fleet)
+        if getattr(self, "placement", None) is not None:
+            self.placement.remove()
