@@ -62,7 +62,11 @@ class VLLMTextEngine(TextEngine):
 
         on_cpu = current_platform.is_cpu()
         kwargs: dict = {}
+        max_model_len = rollout.prompt.max_prompt_tokens + rollout.cot.max_new_tokens
         if on_cpu:
+            # A prompt split over two scheduler steps (chunked prefill) makes vLLM rewind the request's seeded
+            # generator, which CPU generators cannot do ("CPU Generator does not use offset"): prefill whole prompts.
+            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len))
             # The legacy env var would override the config's KV-cache size; the config is the one source.
             if os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None) is not None:
                 log.info("ignoring VLLM_CPU_KVCACHE_SPACE: rollout.cot.vllm_kv_cache_gib sets the KV cache size")
@@ -80,7 +84,7 @@ class VLLMTextEngine(TextEngine):
             self._llm = LLM(
                 model=str(export),
                 dtype=dtype,
-                max_model_len=rollout.prompt.max_prompt_tokens + rollout.cot.max_new_tokens,
+                max_model_len=max_model_len,
                 seed=0,  # requests carry their own seeds
                 logprobs_mode="raw_logprobs",  # log_softmax of the raw logits: what the learner recomputes
                 **kwargs,

@@ -164,6 +164,17 @@ def test_sampling_respects_n_seed_and_max_tokens(policy, engines, prompts, rollo
     assert all(len(c.token_ids) <= 3 for c in short[0])
 
 
+def test_seeded_sampling_of_a_batch_larger_than_one_scheduler_step(policy, engines, rollout_cfg):
+    """24 distinct ~500-token prompts (12k tokens) do not fit one vLLM scheduler step (8192 tokens): a prompt
+    split across steps once made vLLM rewind the seeded CPU generator and fail ("CPU Generator does not use
+    offset"). Each prompt's samples must still be the ones it gets alone."""
+    prompts = [[policy.ids.bos] + [(i * 7 + j) % 250 for j in range(500)] for i in range(24)]
+    out = engines["vllm"].generate(prompts, 2, list(range(24)), rollout_cfg.cot)
+    alone = engines["vllm"].generate(prompts[-1:], 2, [23], rollout_cfg.cot)
+    assert [len(g) for g in out] == [2] * 24
+    assert [c.token_ids for c in out[-1]] == [c.token_ids for c in alone[0]]
+
+
 @pytest.mark.parametrize("name", ENGINES)
 def test_sampling_stops_at_eos(policy, engines, prompts, rollout_cfg, restore_weights, name):
     engine = engines[name]
