@@ -13,7 +13,7 @@ and the same function can run inside a CUDA graph.
 from __future__ import annotations
 
 import functools
-from typing import Protocol, Sequence, Union
+from typing import Optional, Protocol, Sequence, Union
 
 import torch
 
@@ -76,6 +76,21 @@ def guided_logits(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, params
 def sampling_logprobs(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     """Log-probabilities ``[..., V]`` of the exact distribution sampled from (-inf on filtered-out codes)."""
     return torch.log_softmax(guided_logits(cond_logits, uncond_logits, params), dim=-1)
+
+
+def draw_tokens(
+    guided: torch.Tensor, params: SamplingParams, step_key: Optional[torch.Tensor], greedy: bool, with_logprobs: bool
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """One code per row of guided logits ``[B, V]``: ``(tokens [B], logprobs [B] | None)``, drawn after temperature
+    and filters with the requests' noise of this step (``greedy``: the argmax of ``guided`` itself, no noise);
+    log-probs are those of the filtered distribution. The torch definition the fused kernel is tested against."""
+    if greedy and not with_logprobs:
+        return guided.argmax(-1), None
+    filtered = filter_logits(guided, params)
+    tokens = guided.argmax(-1) if greedy else sample_from_logits(filtered, step_key)
+    if not with_logprobs:
+        return tokens, None
+    return tokens, torch.log_softmax(filtered, -1).gather(-1, tokens[:, None])[:, 0]
 
 
 def conditional_logprobs(cond_logits: torch.Tensor) -> torch.Tensor:
