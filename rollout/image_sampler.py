@@ -29,12 +29,12 @@ import torch.nn.functional as F
 
 from cluster.config import ImageSamplingConfig
 from policy.tokenizer import SpecialIds
+from rollout.fused_sampling import fused_next_tokens
 from rollout.sampling import (
     SamplingParams,
     cfg_combine,
     conditional_logprobs,
-    filter_logits,
-    sample_from_logits,
+    draw_tokens,
     seed_keys,
     step_keys,
 )
@@ -226,19 +226,19 @@ def next_tokens(
     step_key: torch.Tensor,
     greedy: bool,
     with_logprobs: bool,
+    fused: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """One image token per request from last hidden states ``[2B, D]``: ``(tokens [B], logprobs [B] | None,
-    cond_logprobs [B] | None)``. Sampling uses the requests' counter-based noise of this step."""
+    cond_logprobs [B] | None)``. Sampling uses the requests' counter-based noise of this step. ``fused``: draw
+    with rollout/fused_sampling.py (its Triton kernel on CUDA; the same torch functions elsewhere)."""
     guided, cond = guided_and_cond_logits(w, hidden, params.cfg_weight, with_logprobs)
-    if greedy and not with_logprobs:
-        return guided.argmax(-1), None, None
-    filtered = filter_logits(guided, params)
-    tokens = guided.argmax(-1) if greedy else sample_from_logits(filtered, step_key)
+    if fused:
+        tokens, lp = fused_next_tokens(guided, None, params, step_key, greedy=greedy, with_logprobs=with_logprobs)
+    else:
+        tokens, lp = draw_tokens(guided, params, step_key, greedy, with_logprobs)
     if not with_logprobs:
         return tokens, None, None
-    pick = tokens[:, None]
-    lp = torch.log_softmax(filtered, -1).gather(-1, pick)[:, 0]
-    return tokens, lp, conditional_logprobs(cond).gather(-1, pick)[:, 0]
+    return tokens, lp, conditional_logprobs(cond).gather(-1, tokens[:, None])[:, 0]
 
 
 # --------------------------------------------------------------------------------------------------- sampler
@@ -249,12 +249,19 @@ class ImageSampler:
 
     CACHE_ROUND = 256  # cache capacity grows in these steps, so prompts of similar length share one buffer
 
-    def __init__(self, model, ids: SpecialIds):
+    def __init__(self, model, ids: SpecialIds, cuda_graphs: bool = False):
+        """``cuda_graphs``: decode by replaying a CUDA graph of one step (rollout/cuda_graph_sampler.py) on
+        CUDA; without CUDA that step runs eagerly, slower than the default loop (for tests only)."""
         self.model = model
         self.ids = ids
         self.num_tokens = int(model.config.vision_config.num_image_tokens)
         self.max_positions = int(model.config.text_config.max_position_embeddings)
         self._caches: dict[tuple, StaticKVCache] = {}
+        self._graphs = None
+        if cuda_graphs:
+            from rollout.cuda_graph_sampler import GraphDecoders  # imported here: it imports this module
+
+            self._graphs = GraphDecoders()
 
     # ------------------------------------------------------------------------------------------- public
 
@@ -369,6 +376,9 @@ class ImageSampler:
             [k[:, :, :plen] for k in cache.k], [v[:, :, :plen] for v in cache.v], q_idx, prefill_visible,
         )[:, -1]
         image_cos, image_sin = cos_table[image_pos][:, None], sin_table[image_pos][:, None]  # [R, 1, N, d]
+        if self._graphs is not None:
+            decoder = self._graphs.get(model, w, cache, b, n, params, greedy, with_logprobs)
+            return decoder.decode(hidden, keys, image_cos, image_sin, real, plen)
         for i in range(n):
             nxt, lp, clp = next_tokens(w, hidden, params, keys[i], greedy, with_logprobs)
             tokens[:, i] = nxt

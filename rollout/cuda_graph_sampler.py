@@ -1,0 +1,156 @@
+"""Image-token decoding by replaying one CUDA graph of a whole decode step.
+
+A decode step of a 1B-7B model on a batch of 16 images is a few hundred small kernels (per layer: norms,
+projections, RoPE, cache write, attention, MLP; then the head, the draw, the next embedding), so on a GPU its
+time goes to launching them, not to reading the weights. Captured once as a CUDA graph and replayed for image
+tokens 1..N-1, the step costs one launch. What a graph needs, and how this step provides it:
+- fixed shapes and addresses: the step reads and writes only static buffers (hidden states, a step counter,
+  the step keys of all steps, RoPE tables, the padding mask, token outputs) and the sampler's static KV cache
+  (the whole buffer, with future slots masked out, instead of the filled prefix the eager loop slices);
+- no host synchronisation: the step index lives on the device, and the draw is the fused Triton kernel
+  (rollout/fused_sampling.py), which needs no sort and no ``.item()``.
+
+The captured step reads the model's weights at the addresses they had at capture: in-place weight updates
+(the rollout worker's weight sync) are seen by later replays; if any parameter (or the KV cache) was re-allocated, the
+graph is captured again. Graphs are kept per batch size, sampling parameters and mode. Without CUDA the same step runs
+eagerly (how the CPU tests check it against the default loop; there it is slower than that loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from rollout.image_sampler import DecoderWeights, ImageSample, StaticKVCache, decoder_forward, next_tokens
+from rollout.sampling import SamplingParams
+
+WARMUP_STEPS = 3  # eager steps on a side stream before capture (Triton compiles, cuBLAS picks its kernels)
+
+
+@dataclass(frozen=True)
+class _Params:
+    """The sampling parameters a graph bakes in as constants."""
+
+    cfg_weight: float
+    temperature: float
+    top_k: int
+    top_p: float
+
+    @classmethod
+    def of(cls, params: SamplingParams) -> "_Params":
+        return cls(float(params.cfg_weight), float(params.temperature), int(params.top_k), float(params.top_p))
+
+
+class GraphDecoder:
+    """Image tokens 0..N-1 of B requests after a prefill, one decode step at a time over static buffers."""
+
+    def __init__(self, model, w: DecoderWeights, cache: StaticKVCache, b: int, n: int, params: SamplingParams,
+                 greedy: bool, with_logprobs: bool):
+        self.model, self.w, self.cache = model, w, cache
+        self.b, self.n = b, n
+        self.params = _Params.of(params)
+        self.greedy, self.with_logprobs = greedy, with_logprobs
+        k0 = cache.k[0]
+        device, dtype = k0.device, k0.dtype
+        rows, capacity = 2 * b, cache.capacity
+        self.capture = device.type == "cuda"
+        self.weight_ptrs = _weight_ptrs(model)
+        self.hidden = torch.zeros((rows, model.config.text_config.hidden_size), dtype=dtype, device=device)
+        self.step = torch.zeros(1, dtype=torch.long, device=device)
+        self.first_slot = torch.zeros(1, dtype=torch.long, device=device)  # cache slot of image token 0's input
+        self.keys = torch.zeros((n, b), dtype=torch.int32, device=device)
+        self.cos = torch.zeros((rows, 1, n, w.head_dim), dtype=dtype, device=device)
+        self.sin = torch.zeros_like(self.cos)
+        self.real = torch.zeros((rows, capacity), dtype=torch.bool, device=device)
+        self.slots = torch.arange(capacity, device=device)
+        self.tokens = torch.zeros((b, n), dtype=torch.long, device=device)
+        self.logprobs = torch.zeros((b, n), dtype=torch.float32, device=device) if with_logprobs else None
+        self.cond_logprobs = torch.zeros((b, n), dtype=torch.float32, device=device) if with_logprobs else None
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+
+    def still_valid(self, model, cache: StaticKVCache) -> bool:
+        """Whether the cache and every weight are still at the addresses this decoder's graph was captured with."""
+        return cache is self.cache and _weight_ptrs(model) == self.weight_ptrs
+
+    # ------------------------------------------------------------------------------------------- the step
+
+    def _draw(self) -> torch.Tensor:
+        """Token ``step`` of every request from the current hidden states, written to the outputs."""
+        i = self.step
+        nxt, lp, clp = next_tokens(self.w, self.hidden, self.params, self.keys.index_select(0, i)[0],
+                                   self.greedy, self.with_logprobs, fused=True)
+        self.tokens.index_copy_(1, i, nxt[:, None])
+        if self.with_logprobs:
+            self.logprobs.index_copy_(1, i, lp[:, None])
+            self.cond_logprobs.index_copy_(1, i, clp[:, None])
+        return nxt
+
+    def _step(self) -> None:
+        """Draw token ``step``, run it through the decoder into the cache, advance: the unit a graph captures."""
+        i = self.step
+        nxt = self._draw()
+        e = self.model.prepare_embeddings_for_image_generation(nxt)  # [B, D]
+        slot = self.first_slot + i
+        visible = (self.real & (self.slots <= slot))[:, None, None, :]  # [R, 1, 1, S]: real slots up to this one
+        h = decoder_forward(self.w, torch.cat([e, e])[:, None], self.cos.index_select(2, i),
+                            self.sin.index_select(2, i), self.cache.k, self.cache.v, slot, visible)
+        self.hidden.copy_(h[:, 0])
+        self.step.add_(1)
+
+    def _capture(self) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                self._step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._step()
+
+    # ------------------------------------------------------------------------------------------- public
+
+    def decode(self, hidden: torch.Tensor, keys: torch.Tensor, image_cos: torch.Tensor, image_sin: torch.Tensor,
+               real: torch.Tensor, first_slot: int) -> ImageSample:
+        """All N image tokens from the prefill's last hidden states ``[2B, D]``; ``keys`` ``[N, B]`` the step keys,
+        ``image_cos/sin`` ``[2B, 1, N, d]`` the RoPE rows of the image positions, ``real`` ``[2B, S]`` the slots
+        holding real (not pad) tokens, ``first_slot`` the prompt length (the cache slot of image token 0)."""
+        if self.capture and self.graph is None:
+            self._capture()  # its warm-up steps scribble on the buffers: the inputs are written after it
+        self.hidden.copy_(hidden)
+        self.keys.copy_(keys)
+        self.cos.copy_(image_cos)
+        self.sin.copy_(image_sin)
+        self.real.copy_(real)
+        self.first_slot.fill_(first_slot)
+        self.step.zero_()
+        for _ in range(self.n - 1):
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._step()
+        self._draw()  # the last token feeds nothing
+        copy = lambda t: None if t is None else t.to("cpu", copy=True)  # noqa: E731 (buffers are reused)
+        return ImageSample(copy(self.tokens), copy(self.logprobs), copy(self.cond_logprobs))
+
+
+class GraphDecoders:
+    """The decoders (and captured graphs) of one ImageSampler, per batch size, sampling parameters and mode."""
+
+    def __init__(self):
+        self._decoders: dict[tuple, GraphDecoder] = {}
+
+    def get(self, model, w: DecoderWeights, cache: StaticKVCache, b: int, n: int, params: SamplingParams,
+            greedy: bool, with_logprobs: bool) -> GraphDecoder:
+        """The cached decoder for this call if still valid, else a new one (captured on its first decode)."""
+        key = (b, n, _Params.of(params), greedy, with_logprobs)
+        d = self._decoders.get(key)
+        if d is None or not d.still_valid(model, cache):
+            d = self._decoders[key] = GraphDecoder(model, w, cache, b, n, params, greedy, with_logprobs)
+        return d
+
+
+def _weight_ptrs(model) -> tuple[int, ...]:
+    return tuple(p.data_ptr() for p in model.parameters())
