@@ -43,11 +43,11 @@ def t2i_r1_loop(model, ids: SpecialIds, prompts: list[list[int]], cfg_weight: fl
     """The reference implementation's image-token loop (REFERENCE.md section 1, step 3)."""
     lm = model.model.language_model
     n = model.config.vision_config.num_image_tokens
-    tokens = torch.tensor(prompts).repeat_interleave(2, dim=0)
+    tokens = torch.tensor(prompts, device=model.device).repeat_interleave(2, dim=0)
     tokens[1::2, 1:-1] = ids.pad
     embeds = model.get_input_embeddings()(tokens)
     past = None
-    out = torch.empty((len(prompts), n), dtype=torch.long)
+    out = torch.empty((len(prompts), n), dtype=torch.long, device=model.device)
     for i in range(n):
         o = lm(inputs_embeds=embeds, use_cache=True, past_key_values=past)
         past = o.past_key_values
