@@ -32,9 +32,10 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
-# Until the training loop lands: a rollout demo that writes captioned image grids through both text engines.
+# The main job: BiCoT-GRPO on a local Ray cluster (dashboard on 127.0.0.1:8265), the embedded default unless
+# ARGS says otherwise, e.g. make run ARGS="trainer.steps=10 output_dir=outputs/try".
 run: install
-	$(PY) -m rollout.demo $(ARGS)
+	$(PY) -m cluster.run $(ARGS)
 
 bench: install
 	$(PY) -m benchmarks.run $(ARGS)

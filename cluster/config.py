@@ -209,6 +209,9 @@ class ImageSamplingConfig:
     top_k: int = 0  # 0 = off (T2I-R1 samples over all codes)
     top_p: float = 1.0
     max_batch: int = 16  # images per sampler forward (a group larger than this is split)
+    # on CUDA: replay one captured decode step (rollout/cuda_graph_sampler.py); ignored on CPU, where the eager
+    # loop is faster
+    cuda_graphs: bool = True
 
     def validate(self) -> None:
         require(self.cfg_weight >= 0, "cfg_weight", "must be >= 0 (1 = no guidance, 5 = T2I-R1)")

@@ -131,11 +131,21 @@ class Trainer:
                 if f is None or groups[i] is not None:
                     continue
                 try:
-                    groups[i] = ray.get(f)
+                    out = ray.get(f)
                 except ray.exceptions.RayActorError as e:
                     log.warning("rollout worker %d died during step %d (%s); restarting it and redoing its %d prompts",
                                 i, step, type(e).__name__, len(shares[i]))
                     failed.append(i)
+                    continue
+                # A worker that died between calls is restarted by Ray before it runs the call: it answers with
+                # its initial weights. Its rollouts are discarded and redone once it holds the current version.
+                stale = sorted({s.policy_version for g in out for s in g.samples} - {self.version})
+                if stale:
+                    log.warning("rollout worker %d answered step %d with policy version %s, not %d: it was restarted; "
+                                "re-syncing it and redoing its %d prompts", i, step, stale, self.version, len(shares[i]))
+                    failed.append(i)
+                    continue
+                groups[i] = out
             if not failed:
                 break
             self._restarts += len(failed)
@@ -164,6 +174,19 @@ class Trainer:
                 time.sleep(0.5)  # Ray is restarting the actor; a bounded wait until it answers
         self.sync.connect()
         self.version = self.sync.sync()
+
+    def _sync_weights(self) -> None:
+        """Broadcast the learner's weights; a sync broken by a rollout worker that died (or was restarted since the
+        last sync) is redone once with a new group. Nothing is half-applied: a worker keeps its old version until
+        it has received a whole one."""
+        from learner.weight_sync import WeightSyncError
+
+        try:
+            self.version = self.sync.sync()
+        except WeightSyncError as e:
+            self._restarts += 1
+            log.warning("weight sync failed (%s); forming the sync group anew and sending the weights again", e)
+            self._reform_sync_group()
 
     def _score(self, groups: list[RolloutGroup]):
         batch = self.client.score([g.prompt for g in groups], [g.images for g in groups])
@@ -199,7 +222,7 @@ class Trainer:
                 next_groups = self._collect_rollout(step + 1, *ahead)
                 times["rollout_wait_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            self.version = self.sync.sync()
+            self._sync_weights()
             times["sync_s"] = time.perf_counter() - t
             times["step_s"] = time.perf_counter() - t_step
             self._after_step(step, groups, batch, rewards, advantages, stats, times, learner_version)
@@ -278,7 +301,9 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.publish(row, len(samples))
         # heal the reward fleet: replicas that died this step are replaced before the next one
-        ray.get(self.fleet.heal.remote())
+        healed = {name: dead for name, dead in ray.get(self.fleet.heal.remote()).items() if dead}
+        if healed:
+            log.warning("reward replicas that died were replaced: %s", healed)
         print(f"step {step + 1}/{cfg.trainer.steps}  reward {row['reward_mean']:.4f} (std {row['reward_std']:.4f})  "
               f"loss {row.get('loss', float('nan')):.4f}  kl {row.get('kl', float('nan')):.5f}  "
               f"cot {row['cot_tokens_mean']:.0f} tok  {row['images_per_s']:.1f} img/s  step {times['step_s']:.2f}s "

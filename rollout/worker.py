@@ -49,7 +49,9 @@ class RolloutWorker:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.policy = load_policy(cfg.model, device=device)
         self.prompt_builder = PromptBuilder(self.policy.tokenizer, self.policy.ids, cfg.rollout.prompt)
-        self.image_sampler = ImageSampler(self.policy.model, self.policy.ids)
+        on_cuda = next(self.policy.model.parameters()).is_cuda
+        self.image_sampler = ImageSampler(self.policy.model, self.policy.ids,
+                                          cuda_graphs=on_cuda and cfg.rollout.image.cuda_graphs)
         # Without a CoT (the no-CoT baseline) there is no text stage and no text engine to start.
         self.text_engine: Optional[TextEngine] = (
             build_text_engine(self.policy, cfg.rollout, work_dir=cfg.model.cache_dir) if cfg.rollout.prompt.use_cot

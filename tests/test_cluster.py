@@ -1,0 +1,268 @@
+"""cluster.run end to end, as a user runs it: a subprocess that starts (or joins) a local Ray cluster on 127.0.0.1.
+
+- the embedded default learns: the mean reward of the last quarter of steps is clearly above the first quarter,
+  and every output a user is promised exists;
+- faults: a reward replica, a rollout worker and a learner rank killed mid-run, then the driver killed (its whole
+  process group, Ray included); `resume=true` twice; the stitched run equals a straight run step by step;
+- `ray job submit --working-dir .` against a cluster started by the test, in off-policy mode, with the per-step
+  Ray metrics read from the node's metrics endpoint while the job runs.
+
+Every wait is bounded (a deadline kills the run's process group), every socket is on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+# tiny and quick: 8 CoT tokens; three reward replicas would not fit 2 cores next to the learner and worker
+QUICK = ["rollout.cot.max_new_tokens=4", "logging.image_every=2"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python`, `ray` of this venv
+    env["PYTHONPATH"] = str(REPO)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+class Run:
+    """`python -m cluster.run ...` in its own session (so the driver and the Ray cluster it starts can be killed
+    together), its merged stdout/stderr read line by line; ``on`` registers an action for the first line that
+    contains a text."""
+
+    def __init__(self, out: Path, *overrides: str, timeout_s: float = 600):
+        self.lines: list[str] = []
+        self._actions: list[tuple[str, Callable[["Run"], None]]] = []
+        args = [sys.executable, "-m", "cluster.run", f"output_dir={out}",
+                f"cluster.dashboard_port={_free_port()}", *overrides]
+        self.proc = subprocess.Popen(args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+        self._timer = threading.Timer(timeout_s, self.kill_all)
+        self._timer.start()
+
+    def on(self, text: str, action: Callable[["Run"], None]) -> "Run":
+        self._actions.append((text, action))
+        return self
+
+    def wait(self) -> int:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            for i, (text, action) in enumerate(self._actions):
+                if text in line:
+                    self._actions.pop(i)
+                    action(self)
+                    break
+        rc = self.proc.wait()
+        self._timer.cancel()
+        self.kill_all()  # leftovers of a killed driver (raylet, workers) share its session
+        return rc
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def kill_all(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def kill_actor(self, class_name: str) -> None:
+        """SIGKILL one Ray worker process of this run hosting an actor of ``class_name``."""
+        import psutil
+
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                title = " ".join(p.info["cmdline"] or [])
+                if title.startswith(f"ray::{class_name}") and os.getsid(p.pid) == self.proc.pid:
+                    p.kill()
+                    return
+            except (psutil.Error, ProcessLookupError):
+                continue
+        raise AssertionError(f"no process of an actor {class_name} found")
+
+
+def _metrics(out: Path) -> list[dict]:
+    return pq.read_table(out / "metrics.parquet").to_pylist()
+
+
+def _rollout_rows(out: Path, step: int) -> list[dict]:
+    return pq.read_table(out / "rollouts" / f"step_{step:06d}.parquet").to_pylist()
+
+
+# ------------------------------------------------------------------------------------------------ it learns
+
+
+def test_embedded_default_learns_and_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    run = Run(out, "seed=1")  # the embedded default as `make run` trains it: 40 steps
+    assert run.wait() == 0, run.log[-5000:]
+    rows = _metrics(out)
+    assert [r["step"] for r in rows] == list(range(40))
+    rewards = np.array([r["reward_mean"] for r in rows])
+    first, last = rewards[:10].mean(), rewards[-10:].mean()
+    # measured: 0.24 -> 0.30 (seed 1); step-to-step noise of a 10-step mean is ~0.02
+    assert last > first + 0.03, f"no learning: first quarter {first:.3f}, last quarter {last:.3f}"
+
+    for key in ("reward_mean", "reward_color_mean", "reward_color_std", "kl", "loss", "cot_tokens_mean",
+                "rollout_s", "reward_s", "learner_s", "sync_s", "images_per_s", "version_lag_mean"):
+        assert all(np.isfinite(r[key]) for r in rows), key
+    assert [r["policy_version"] for r in rows] == list(range(1, 41))
+    assert sum(line.startswith("step ") for line in run.lines) == 40  # one progress line per step
+
+    roll = _rollout_rows(out, 39)
+    assert len(roll) == 16 and {"prompt", "cot", "image_file", "reward_color", "advantage", "policy_version"} <= set(roll[0])
+    assert all((out / r["image_file"]).is_file() for r in roll)
+    for g in range(0, 16, 4):  # group z-scores: each group's advantages sum to 0
+        assert abs(sum(r["advantage"] for r in roll[g:g + 4])) < 1e-4
+    assert (out / "images" / "step_000000.png").is_file() and (out / "images" / "step_000039.png").is_file()
+
+    from transformers import JanusForConditionalGeneration
+
+    assert (out / "checkpoints" / "trainer_state.json").is_file()
+    model = JanusForConditionalGeneration.from_pretrained(out / "checkpoints" / "hf")
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+# ------------------------------------------------------------------------------------------------ faults
+
+
+def test_faults_and_resume_give_the_straight_run(tmp_path):
+    common = [*QUICK, "trainer.steps=6", "trainer.save_every=2", "rewards.color.replicas=2",
+              "rewards.color.num_cpus=0.1"]
+    straight = tmp_path / "straight"
+    assert Run(straight, *common).wait() == 0
+
+    out = tmp_path / "faults"
+    first = (Run(out, *common)
+             .on("step 1/6", lambda r: r.kill_actor("RewardServerActor"))
+             .on("step 2/6", lambda r: r.kill_actor("RolloutActor"))
+             .on("checkpoint of step 3", lambda r: r.kill_actor("LearnerRank")))
+    assert first.wait() != 0
+    assert "resume=true" in first.log and "a learner rank died" in first.log
+    # the killed reward replica was replaced and the killed rollout worker restarted and re-synced
+    assert "reward replicas that died were replaced" in first.log
+    assert "rollout worker 0" in first.log and "restarted" in first.log
+
+    second = Run(out, *common, "resume=true").on("step 5/6", lambda r: r.kill_all())  # the driver dies
+    second.wait()
+    assert "resumed from the checkpoint of step 3" in second.log
+    third = Run(out, *common, "resume=true")
+    assert third.wait() == 0, third.log[-5000:]
+    assert "resumed from the checkpoint of step 3" in third.log
+
+    # nothing lost, nothing counted twice, same data order, same results as the run without faults
+    rows, ref = _metrics(out), _metrics(straight)
+    assert [r["step"] for r in rows] == list(range(6))
+    assert max(r["rollout_worker_restarts"] for r in rows) >= 1
+    for step in range(6):
+        got, want = _rollout_rows(out, step), _rollout_rows(straight, step)
+        assert [(r["prompt_index"], r["group_index"]) for r in got] == [(r["prompt_index"], r["group_index"]) for r in want]
+        np.testing.assert_allclose([r["reward"] for r in got], [r["reward"] for r in want], atol=1e-6,
+                                   err_msg=f"step {step}")
+    np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in ref], rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ ray job submit
+
+
+def _scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (Ray renames its processes, so names cannot find them)."""
+    import psutil
+
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == sid:
+                p.kill()
+        except (psutil.Error, ProcessLookupError):
+            continue
+
+
+def test_ray_job_submit_off_policy_with_metrics(tmp_path):
+    env = _env()
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    gcs, dash, metrics = _free_port(), _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
+    env["RAY_metrics_report_interval_ms"] = "500"  # gauges reach the endpoint within a step
+    # Ray's token authentication, as a user's cluster has it: `ray start` writes the token, `ray job submit` and
+    # the job's driver read it from the same file
+    token = Path(temp) / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    # --block: the head's processes stay in this child's session, so the test can kill them all at the end
+    # (`ray stop` would stop every Ray on the machine, the test session's own too)
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=2",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+         f"--metrics-export-port={metrics}", f"--dashboard-agent-listen-port={_free_port()}",
+         f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    out = tmp_path / "job-out"
+    try:
+        env["RAY_ADDRESS"] = f"http://127.0.0.1:{dash}"
+        submit = ["ray", "job", "submit", "--no-wait", "--submission-id", "t2i-test", "--working-dir", str(REPO),
+                  "--", "python", "-m", "cluster.run", f"output_dir={out}", "trainer.mode=off_policy",
+                  "trainer.steps=4", *QUICK]
+        for _ in range(60):  # the head comes up in the background: dashboard first, its job agent a bit later
+            sub = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+            if sub.returncode == 0:
+                break
+            time.sleep(1)
+        assert sub.returncode == 0, sub.stdout + sub.stderr
+        follow = subprocess.Popen(["ray", "job", "logs", "--follow", "t2i-test"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        timer = threading.Timer(600, follow.kill)
+        timer.start()
+        seen, lines = "", []
+        for line in follow.stdout:  # scrape the node's metrics while the job runs (gauges live with the driver)
+            lines.append(line)
+            if line.startswith("step ") and "t2i_reward_mean" not in seen:
+                seen = _scrape(metrics)
+        follow.wait()
+        timer.cancel()
+        log = "".join(lines)
+        status = subprocess.run(["ray", "job", "status", "t2i-test"], env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert "Job 't2i-test' succeeded" in status.stdout + status.stderr, log[-5000:] + status.stdout + status.stderr
+    finally:
+        _kill_session(head.pid)
+    rows = _metrics(out)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    # off-policy: the first rollout is on-policy, each later one was made by the weights one update behind
+    assert [r["version_lag_mean"] for r in rows] == [0, 1, 1, 1]
+    assert all(r["rollout_wait_s"] is not None for r in rows[:3])
+    assert "t2i_reward_mean" in seen, "per-step gauges not on the node's metrics endpoint"
