@@ -574,3 +574,17 @@ def to_yaml(cfg: Config) -> str:
 def from_yaml(text: str) -> Config:
     """Inverse of :func:`to_yaml` (used to hand the resolved config to Ray actors and on resume)."""
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(text)))
+
+
+def load_cli_config(config: Optional[str], overrides: list[str]) -> Config:
+    """load_config for a command-line entry point: sets up logging; a bad config ends the process with the
+    error on stderr and exit status 2."""
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return load_config(config, overrides)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -8,10 +8,9 @@ stopped run from its last checkpoint.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from cluster.config import ConfigError, load_config
+from cluster.config import load_cli_config
 from cluster.data import DataError
 
 
@@ -29,12 +28,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_cli_config(args.config, args.overrides)
     from cluster.ray_setup import connect
     from cluster.trainer import Trainer
 

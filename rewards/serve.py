@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
-from cluster.config import SCORER_NAMES, ConfigError, load_config
+from cluster.config import SCORER_NAMES, load_cli_config
 from rewards.server import RewardServer, make_scorer
 
 
@@ -44,12 +43,7 @@ async def serve(server: RewardServer, grace_s: float) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_cli_config(args.config, args.overrides)
     scorer = make_scorer(args.scorer, cfg.rewards)
     server = RewardServer(scorer, cfg.rewards, args.host or cfg.cluster.host, args.port)
     asyncio.run(serve(server, args.grace))

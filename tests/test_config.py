@@ -117,3 +117,14 @@ def test_override_syntax_error():
 
 def test_builtin_template_is_t2i_r1s_file(shared_data):
     assert (shared_data / "t2i_r1_reasoning_prompt.txt").read_bytes() == T2I_R1_REASONING_TEMPLATE.encode()
+
+
+@pytest.mark.parametrize("module", ["cluster.run", "rewards.serve"])
+def test_command_line_config_error_exits_2_with_the_message(module):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", module, "trainer.stepz=3"] + (["--scorer", "color"] if module == "rewards.serve" else [])
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "config error" in done.stderr and "trainer.steps" in done.stderr  # the "did you mean"
