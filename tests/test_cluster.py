@@ -154,8 +154,9 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
 
 
 def test_faults_and_resume_give_the_straight_run(tmp_path):
-    common = [*QUICK, "trainer.steps=6", "trainer.save_every=2", "rewards.color.replicas=2",
-              "rewards.color.num_cpus=0.1"]
+    # the transformers text engine: 4 start-ups and a worker restart without loading vLLM (the other tests use it)
+    common = [*QUICK, "rollout.cot.engine=transformers", "trainer.steps=6", "trainer.save_every=2",
+              "rewards.color.replicas=2", "rewards.color.num_cpus=0.1"]
     straight = tmp_path / "straight"
     assert Run(straight, *common).wait() == 0
 

@@ -122,7 +122,9 @@ def test_gradients_of_padded_batch_equal_sum_of_single_sample_gradients(tiny_pol
             if g is not None:
                 e += g
     for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+        # fp32 sums in a different order: errors scale with the gradient's size (the colour words and the trained
+        # head scale of the tiny model made these gradients larger), so the absolute tolerance does too
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))
     assert not any(torch.isnan(g).any() for g in got)
 
 
