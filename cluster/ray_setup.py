@@ -16,9 +16,10 @@ WORKER_ENV = {
 }
 
 
-def connect(cfg: Config) -> str:
+def connect(cfg: Config) -> tuple[str, str]:
     """Join the cluster named by cluster.address or RAY_ADDRESS (set by `ray job submit`), else start a local
-    one with its dashboard. Returns the dashboard URL ('' when the dashboard is off or unknown)."""
+    one with its dashboard. Returns the dashboard URL ('' when the dashboard is off or unknown) and the
+    directory of this node's Ray logs (every actor's stdout/stderr)."""
     import ray
 
     for k, v in WORKER_ENV.items():
@@ -46,4 +47,5 @@ def connect(cfg: Config) -> str:
             log_to_driver=True,
         )
     url = ctx.dashboard_url or ""
-    return url if not url or url.startswith("http") else f"http://{url}"
+    logs = os.path.join(ctx.address_info.get("session_dir", ""), "logs")
+    return (url if not url or url.startswith("http") else f"http://{url}"), logs

@@ -8,6 +8,7 @@ stopped run from its last checkpoint.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from cluster.config import load_cli_config
@@ -37,10 +38,15 @@ def main(argv: list[str]) -> int:
     except DataError as e:
         print(f"data error: {e}", file=sys.stderr)
         return 2
-    dashboard = connect(cfg)
+    driver_log = trainer.out.logs / "driver.log"  # the driver's log records (progress lines are on stdout)
+    handler = logging.FileHandler(driver_log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    dashboard, ray_logs = connect(cfg)
     out = trainer.out.root
     print(f"output dir: {out}\n  metrics: {trainer.out.metrics_path}\n  rollouts: {trainer.out.rollouts}\n"
           f"  images: {trainer.out.images}\n  checkpoints: {trainer.out.checkpoints}", flush=True)
+    print(f"  logs: {driver_log} (driver), {ray_logs} (Ray: every actor's output)", flush=True)
     if dashboard:
         print(f"Ray dashboard: {dashboard}  (metrics: t2i_* gauges; job logs under its Jobs/Actors views)", flush=True)
     try:

@@ -135,6 +135,8 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
         assert all(np.isfinite(r[key]) for r in rows), key
     assert [r["policy_version"] for r in rows] == list(range(1, 41))
     assert sum(line.startswith("step ") for line in run.lines) == 40  # one progress line per step
+    assert "Ray dashboard: http://127.0.0.1:" in run.log and f"images: {out / 'images'}" in run.log
+    assert "checkpoint of step 39" in (out / "logs" / "driver.log").read_text()
 
     roll = _rollout_rows(out, 39)
     assert len(roll) == 16 and {"prompt", "cot", "image_file", "reward_color", "advantage", "policy_version"} <= set(roll[0])
