@@ -25,6 +25,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows), buf)
+    _atomic_write(path, buf.getvalue().to_pybytes())
+
+
 class RunOutputs:
     def __init__(self, output_dir: str | os.PathLike):
         self.root = Path(output_dir).expanduser().resolve()
@@ -46,20 +52,17 @@ class RunOutputs:
     def write_metrics(self, row: dict[str, Any]) -> None:
         """Add (or replace) the row of ``row['step']`` and rewrite metrics.parquet."""
         rows = [r for r in self.metric_rows() if r["step"] != row["step"]] + [row]
-        rows.sort(key=lambda r: r["step"])
+        self._write_metric_rows(sorted(rows, key=lambda r: r["step"]))
+
+    def _write_metric_rows(self, rows: list[dict[str, Any]]) -> None:
         _atomic_write(self._metrics_log, "".join(json.dumps(r) + "\n" for r in rows).encode())
-        buf = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pylist(rows), buf)
-        _atomic_write(self.metrics_path, buf.getvalue().to_pybytes())
+        _write_parquet(self.metrics_path, rows)
 
     def truncate_after(self, step: int) -> None:
         """On resume from the checkpoint of ``step``: forget every output of later steps."""
         rows = [r for r in self.metric_rows() if r["step"] <= step]
         if self._metrics_log.is_file():
-            _atomic_write(self._metrics_log, "".join(json.dumps(r) + "\n" for r in rows).encode())
-            buf = pa.BufferOutputStream()
-            pq.write_table(pa.Table.from_pylist(rows), buf)
-            _atomic_write(self.metrics_path, buf.getvalue().to_pybytes())
+            self._write_metric_rows(rows)
         for f in list(self.rollouts.glob("step_*.parquet")) + list(self.images.glob("step_*.png")):
             if int(f.stem.split("_")[1]) > step:
                 f.unlink()
@@ -97,9 +100,7 @@ class RunOutputs:
                 rows.append(row)
                 k += 1
         path = self.rollouts / f"step_{step:06d}.parquet"
-        buf = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pylist(rows), buf)
-        _atomic_write(path, buf.getvalue().to_pybytes())
+        _write_parquet(path, rows)
         return path
 
     def write_grid(self, step: int, groups: list[RolloutGroup], rewards: np.ndarray, limit: int) -> Path:
