@@ -16,7 +16,7 @@ from evaluation.geneval.detector import Mask2FormerDetector
 from evaluation.geneval.detector_input import MEAN, STD, detector_input, geometry
 from evaluation.geneval.instances import instance_postprocess, mask_to_box
 from evaluation.local_files import MissingFilesError
-from tests.tiny_eval_models import tiny_mask2former_dir
+from tests.tiny_eval_models import block_scene, tiny_mask2former_dir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -150,21 +150,11 @@ def reference_detections(model, image):
     return dets
 
 
-def scene(h, w, seed):
-    """Flat colour blocks (a random model's masks follow edges; noise gives whole-image masks)."""
-    rng = np.random.default_rng(seed)
-    im = np.empty((h, w, 3), np.uint8)
-    im[:] = rng.integers(0, 256, 3)
-    im[: h // 2, : w // 2] = rng.integers(0, 256, 3)
-    im[h // 3:, 2 * w // 3:] = rng.integers(0, 256, 3)
-    return im
-
-
 def test_detector_matches_numpy_reference(tmp_path):
     path = tiny_mask2former_dir(tmp_path / "m2f")
     detector = Mask2FormerDetector.load(path, batch_size=2)
     model = Mask2FormerForUniversalSegmentation.from_pretrained(path).eval()
-    images = [scene(32, 32, 0), scene(48, 32, 1), scene(32, 32, 2)]  # two sizes: batched by size
+    images = [block_scene(32, 32, 0), block_scene(48, 32, 1), block_scene(32, 32, 2)]  # two sizes: batched by size
     got = detector.detect(images)
     for image, dets in zip(images, got):
         ref = reference_detections(model, image)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 # Eight queries over five classes: top-100 keeps all 40 (query, class) pairs.
@@ -40,3 +41,14 @@ def tiny_mask2former_dir(path: Path, seed: int = 0) -> Path:
         last.bias.mul_(2000.0)
     model.save_pretrained(path)
     return path
+
+
+def block_scene(h: int, w: int, seed: int) -> np.ndarray:
+    """A uint8 RGB image of three flat colour blocks: a random Mask2Former's masks follow such edges (on noise
+    they cover the whole image), so detections have partial masks and boxes."""
+    rng = np.random.default_rng(seed)
+    im = np.empty((h, w, 3), np.uint8)
+    im[:] = rng.integers(0, 256, 3)
+    im[: h // 2, : w // 2] = rng.integers(0, 256, 3)
+    im[h // 3:, 2 * w // 3:] = rng.integers(0, 256, 3)
+    return im
