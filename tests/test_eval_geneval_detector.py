@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -40,6 +39,7 @@ def test_geometry_by_hand(hw, resized, padded):
 
 
 def test_input_matches_opencv_resize():
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (mmcv's resize backend) comes with vllm")
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     image[:, :20] = [250, 10, 128]  # flat areas and a sharp edge next to the noise
