@@ -43,7 +43,7 @@ def test_input_matches_opencv_resize():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     image[:, :20] = [250, 10, 128]  # flat areas and a sharp edge next to the noise
-    x, g = detector_input([image])
+    x, _ = detector_input([image])
     assert x.shape == (1, 3, 800, 1088) and x.dtype == torch.float32
     ref = cv2.resize(image, (1067, 800), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     ref = (ref - np.array(MEAN, np.float32)) / np.array(STD, np.float32)

@@ -12,7 +12,7 @@ from evaluation.local_files import MissingFilesError
 from evaluation.wise.checkout import WiseDataError, eval_items, load_prompts, load_rubric
 from evaluation.wise.rubric import Field, RubricFormatError, read_rubric
 from evaluation.wise.variants import LEGACY, VERIFIED
-from tests.tiny_eval_models import FAKE_JUDGE_SCRIPT, FAKE_LEGACY, FAKE_VERIFIED, fake_wise_checkout
+from tests.tiny_eval_models import FAKE_JUDGE_SCRIPT, fake_wise_checkout
 
 
 @pytest.fixture
@@ -25,7 +25,8 @@ def test_loads_prompts_of_both_protocols(checkout):
     assert [(p.prompt_id, p.category) for p in verified] == [
         (1, "Culture"), (2, "Culture"), (401, "Time"), (521, "Space"), (641, "Biology"), (761, "Physics"),
         (881, "Chemistry")]
-    assert verified[0].prompt == "a lantern for the autumn fair" and verified[0].record["Explanation"] == "paper lantern"
+    assert verified[0].prompt == "a lantern for the autumn fair"
+    assert verified[0].record["Explanation"] == "paper lantern"
     legacy = load_prompts(checkout, LEGACY)
     # 568 is Space in the legacy ranges (Time ends at 567), 701 Biology
     assert [(p.prompt_id, p.category) for p in legacy] == [

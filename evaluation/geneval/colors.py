@@ -45,7 +45,7 @@ def clip_dir(path) -> Path:
 def object_crop(image: np.ndarray, mask: np.ndarray, box: Sequence[float]) -> Image.Image:
     """The object's pixels on #999 grey, cropped to its box (x_min, y_min, x_max + 1, y_max + 1)."""
     composite = np.where(mask[..., None], image, np.array(BACKGROUND, dtype=np.uint8))
-    x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
+    x0, y0, x1, y1 = (round(v) for v in box[:4])
     return Image.fromarray(np.ascontiguousarray(composite[y0:y1, x0:x1]), "RGB")
 
 
@@ -59,7 +59,7 @@ def clip_pixels(crops: Sequence[Image.Image], size: int) -> torch.Tensor:
         else:
             new_w, new_h = int(size * w / h), size
         im = im.convert("RGB").resize((new_w, new_h), Image.BICUBIC)
-        top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+        top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)  # Python's round: half to even
         arr = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
         out.append((arr - np.array(OPENAI_MEAN, dtype=np.float32)) / np.array(OPENAI_STD, dtype=np.float32))
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
