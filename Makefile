@@ -12,7 +12,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-fast run bench protos clean
+.PHONY: install test test-fast run bench gpu-wheels protos clean
 
 install: $(STAMP)
 
@@ -39,6 +39,14 @@ run: install
 
 bench: install
 	$(PY) -m benchmarks.run $(ARGS)
+
+# Wheels that benchmarks/gpu_check.sh needs on the GPU machine (Python 3.12, torch, transformers, Triton, pyarrow
+# and grpcio there; no registry): omegaconf (cluster.config), pinned as in pyproject.toml; its antlr4 parser is
+# vendored and PyYAML is there. The run carries the ignored folder: carry=[".gpu_wheels"].
+GPU_WHEELS := omegaconf==2.4.0
+gpu-wheels:
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 -d .gpu_wheels $(GPU_WHEELS)
 
 protos: install
 	$(PY) -m protos.build

@@ -181,11 +181,18 @@ def give_generation_head_trained_scale(head, logit_std: float = 0.75) -> None:
     head.vision_head.bias.zero_()
 
 
-def build_tiny_janus(t: TinyModelConfig) -> tuple[JanusForConditionalGeneration, PreTrainedTokenizerBase]:
-    """A tiny random Janus, deterministic from ``t.seed`` (same classes as Janus-Pro)."""
+def build_tiny_janus(
+    t: TinyModelConfig, vocab_size: int | None = None
+) -> tuple[JanusForConditionalGeneration, PreTrainedTokenizerBase]:
+    """A tiny random Janus, deterministic from ``t.seed`` (same classes as Janus-Pro). ``vocab_size``: the text
+    vocabulary (e.g. Janus-Pro's 102,400 for benchmarks at its shapes); default: the tiny tokenizer's, rounded up."""
     tok = build_tiny_tokenizer()
     ids = SpecialIds.from_tokenizer(tok)
-    vocab = 64 * ((len(tok) + 1 + 63) // 64)  # room for the image placeholder id, rounded like real vocabularies
+    # room for the image placeholder id, rounded like real vocabularies
+    vocab = vocab_size or 64 * ((len(tok) + 1 + 63) // 64)
+    if vocab <= len(tok):
+        raise ValueError(f"vocab_size {vocab} must exceed the tokenizer's {len(tok)} ids (the image placeholder "
+                         "takes the last id)")
     config = tiny_janus_config(t, vocab, ids)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(t.seed)

@@ -12,21 +12,29 @@ tokens 1..N-1, the step costs one launch. What a graph needs, and how this step 
 
 The captured step reads the model's weights at the addresses they had at capture: in-place weight updates
 (the rollout worker's weight sync) are seen by later replays; if any parameter (or the KV cache) was re-allocated, the
-graph is captured again. Graphs are kept per batch size, sampling parameters and mode. Without CUDA the same step runs
-eagerly (how the CPU tests check it against the default loop; there it is slower than that loop).
+graph is captured again. Graphs are kept per batch size, sampling parameters and mode.
+
+Capture runs the step for real a few times first (warm-up), and those steps write to the live KV cache and the
+buffers. So a decode writes its inputs first and captures after: the warm-up steps are then steps 0, 1, 2 of this
+very call, writing only the cache slots (and outputs) that decoding writes again before reading them; then every
+input is written again (the warm-up advanced the step counter and the hidden states).
+
+Without CUDA the same sequence runs with the CUDA calls swapped for eager ones (:class:`_EagerCalls`: no side
+stream, "capture" keeps the step function, "replay" calls it), so the CPU tests exercise the warm-up and capture
+order on the same buffers; there it is slower than the default loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
 from rollout.image_sampler import DecoderWeights, ImageSample, StaticKVCache, decoder_forward, next_tokens
 from rollout.sampling import SamplingParams
 
-WARMUP_STEPS = 3  # eager steps on a side stream before capture (Triton compiles, cuBLAS picks its kernels)
+WARMUP_STEPS = 3  # real steps on a side stream before capture (Triton compiles, cuBLAS picks its kernels)
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class GraphDecoder:
         k0 = cache.k[0]
         device, dtype = k0.device, k0.dtype
         rows, capacity = 2 * b, cache.capacity
-        self.capture = device.type == "cuda"
+        self.calls = _CudaCalls() if device.type == "cuda" else _EagerCalls()
         self.weight_ptrs = _weight_ptrs(model)
         self.hidden = torch.zeros((rows, model.config.text_config.hidden_size), dtype=dtype, device=device)
         self.step = torch.zeros(1, dtype=torch.long, device=device)
@@ -68,7 +76,7 @@ class GraphDecoder:
         self.tokens = torch.zeros((b, n), dtype=torch.long, device=device)
         self.logprobs = torch.zeros((b, n), dtype=torch.float32, device=device) if with_logprobs else None
         self.cond_logprobs = torch.zeros((b, n), dtype=torch.float32, device=device) if with_logprobs else None
-        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self.graph = None  # a torch.cuda.CUDAGraph, or _EagerGraph without CUDA; made by the first decode
 
     def still_valid(self, model, cache: StaticKVCache) -> bool:
         """Whether the cache and every weight are still at the addresses this decoder's graph was captured with."""
@@ -99,16 +107,22 @@ class GraphDecoder:
         self.hidden.copy_(h[:, 0])
         self.step.add_(1)
 
+    def _write_inputs(self, hidden, keys, image_cos, image_sin, real, first_slot: int) -> None:
+        self.hidden.copy_(hidden)
+        self.keys.copy_(keys)
+        self.cos.copy_(image_cos)
+        self.sin.copy_(image_sin)
+        self.real.copy_(real)
+        self.first_slot.fill_(first_slot)
+        self.step.zero_()
+
     def _capture(self) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_STEPS):
+        """Warm up, then capture one step. Runs on the inputs of a decode: the warm-up steps are its steps
+        0..W-1 (W < N, so their step keys, RoPE rows and cache slots exist and are written again by decoding)."""
+        with self.calls.side_stream():
+            for _ in range(min(WARMUP_STEPS, self.n - 1)):
                 self._step()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._step()
+        self.graph = self.calls.capture(self._step)
 
     # ------------------------------------------------------------------------------------------- public
 
@@ -117,20 +131,13 @@ class GraphDecoder:
         """All N image tokens from the prefill's last hidden states ``[2B, D]``; ``keys`` ``[N, B]`` the step keys,
         ``image_cos/sin`` ``[2B, 1, N, d]`` the RoPE rows of the image positions, ``real`` ``[2B, S]`` the slots
         holding real (not pad) tokens, ``first_slot`` the prompt length (the cache slot of image token 0)."""
-        if self.capture and self.graph is None:
-            self._capture()  # its warm-up steps scribble on the buffers: the inputs are written after it
-        self.hidden.copy_(hidden)
-        self.keys.copy_(keys)
-        self.cos.copy_(image_cos)
-        self.sin.copy_(image_sin)
-        self.real.copy_(real)
-        self.first_slot.fill_(first_slot)
-        self.step.zero_()
+        inputs = (hidden, keys, image_cos, image_sin, real, first_slot)
+        self._write_inputs(*inputs)
+        if self.graph is None and self.n > 1:
+            self._capture()
+            self._write_inputs(*inputs)  # the warm-up advanced the step and overwrote the hidden states
         for _ in range(self.n - 1):
-            if self.graph is not None:
-                self.graph.replay()
-            else:
-                self._step()
+            self.graph.replay()
         self._draw()  # the last token feeds nothing
         copy = lambda t: None if t is None else t.to("cpu", copy=True)  # noqa: E731 (buffers are reused)
         return ImageSample(copy(self.tokens), copy(self.logprobs), copy(self.cond_logprobs))
@@ -150,6 +157,44 @@ class GraphDecoders:
         if d is None or not d.still_valid(model, cache):
             d = self._decoders[key] = GraphDecoder(model, w, cache, b, n, params, greedy, with_logprobs)
         return d
+
+
+class _CudaCalls:
+    """Warm-up on a side stream and capture into a CUDA graph (what torch.cuda.graphs asks for)."""
+
+    @staticmethod
+    @contextlib.contextmanager
+    def side_stream():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            yield
+        torch.cuda.current_stream().wait_stream(side)
+
+    @staticmethod
+    def capture(step) -> torch.cuda.CUDAGraph:
+        """Record ``step`` (captured kernels do not run now: the buffers keep their warm-up state)."""
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        return graph
+
+
+class _EagerGraph:
+    """A captured step without CUDA: replay calls the step function."""
+
+    def __init__(self, step):
+        self.replay = step
+
+
+class _EagerCalls:
+    """The CUDA calls of :class:`_CudaCalls` swapped for eager ones; capture, like CUDA's, runs nothing."""
+
+    side_stream = staticmethod(contextlib.nullcontext)
+
+    @staticmethod
+    def capture(step) -> _EagerGraph:
+        return _EagerGraph(step)
 
 
 def _weight_ptrs(model) -> tuple[int, ...]:

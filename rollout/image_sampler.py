@@ -251,7 +251,8 @@ class ImageSampler:
 
     def __init__(self, model, ids: SpecialIds, cuda_graphs: bool = False):
         """``cuda_graphs``: decode by replaying a CUDA graph of one step (rollout/cuda_graph_sampler.py) on
-        CUDA; without CUDA that step runs eagerly, slower than the default loop (for tests only)."""
+        CUDA; without CUDA the same warm-up, capture and replay run with eager stand-ins, slower than the default
+        loop (for tests only)."""
         self.model = model
         self.ids = ids
         self.num_tokens = int(model.config.vision_config.num_image_tokens)

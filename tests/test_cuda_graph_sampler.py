@@ -1,8 +1,9 @@
 """The CUDA-graph decode path of the image sampler against its default loop.
 
-On CPU the static-buffer step that a graph captures runs eagerly (same buffers, whole-cache attention with
-future slots masked, the step index on the device): it must draw what the default loop draws. On CUDA the
-same comparisons run with the step captured and replayed, and the draw done by the fused Triton kernel.
+On CPU the static-buffer step that a graph captures runs through the same warm-up, capture and replay sequence
+with eager stand-ins for the CUDA calls (same buffers, whole-cache attention with future slots masked, the step
+index on the device): it must draw what the default loop draws. On CUDA the same comparisons run with the step
+captured and replayed, and the draw done by the fused Triton kernel.
 """
 
 from __future__ import annotations
@@ -52,6 +53,28 @@ def test_static_step_unpadded_default_params_on_cpu(janus):
     _compare(model, ids, _prompts(ids, [8, 8]), [7, 8], ImageSamplingConfig())
 
 
+@pytest.mark.parametrize("kw", [dict(greedy=True), dict(return_logprobs=True)], ids=["greedy", "sampled"])
+def test_warm_up_and_capture_keep_the_prompt_cache_of_unpadded_prompts_on_cpu(janus, kw):
+    """The CPU stand-ins run the warm-up steps and the capture in CUDA's order, on the same buffers: warm-up must
+    not write over the prompt's cache slots (BOS, the start of the text), at the first capture nor at the
+    re-capture when the cache grows."""
+    model, ids = janus
+    p = ImageSamplingConfig(cfg_weight=3.0, temperature=0.9, top_k=20, top_p=0.9)
+    sampler, _ = _compare(model, ids, _prompts(ids, [12, 12]), [21, 22], p, **kw)
+    first = next(iter(sampler._graphs._decoders.values()))
+    assert first.graph is not None  # went through warm-up and capture
+    # A prompt longer than the cache's first capacity: a new cache, a new decoder, a second capture.
+    long = _prompts(ids, [ImageSampler.CACHE_ROUND, ImageSampler.CACHE_ROUND], seed=3)
+    ref = ImageSampler(model, ids).sample(long, p, [23, 24], **kw)
+    out = sampler.sample(long, p, [23, 24], **kw)
+    assert torch.equal(out.tokens, ref.tokens)
+    if kw.get("return_logprobs"):
+        assert torch.allclose(out.logprobs, ref.logprobs, atol=1e-5)
+        assert torch.allclose(out.cond_logprobs, ref.cond_logprobs, atol=1e-5)
+    second = next(iter(sampler._graphs._decoders.values()))
+    assert second is not first and second.cache.capacity > first.cache.capacity
+
+
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 @pytest.mark.parametrize("kw", [dict(greedy=True), dict(), dict(return_logprobs=True)],
                          ids=["greedy", "sampled", "logprobs"])
@@ -62,7 +85,7 @@ def test_graph_replay_draws_what_the_loop_draws_on_cuda(kw):
     for p in (ImageSamplingConfig(), ImageSamplingConfig(cfg_weight=3.0, temperature=0.9, top_k=20, top_p=0.9)):
         sampler, _ = _compare(model, ids, prompts, [11, 12, 13, 14], p, **kw)
         decoder = next(iter(sampler._graphs._decoders.values()))
-        assert decoder.graph is not None  # replayed, not the eager fallback
+        assert isinstance(decoder.graph, torch.cuda.CUDAGraph)  # replayed, not the eager stand-in
 
 
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")

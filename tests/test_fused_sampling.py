@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ KERNEL_HERE = _kernel_runs_here()
 needs_kernel = pytest.mark.skipif(
     not KERNEL_HERE, reason="triton missing, or imported before this module without TRITON_INTERPRET=1 "
     "(the subprocess test runs these)")
+needs_cuda = pytest.mark.skipif(not CUDA, reason="needs CUDA (16,384 codes is too slow for the interpreter)")
 
 
 def params(**kw) -> ImageSamplingConfig:
@@ -161,7 +163,7 @@ def test_already_guided_and_strided_logits():
 
 
 @needs_kernel
-@pytest.mark.skipif(not CUDA, reason="needs CUDA (16,384 codes is too slow for the interpreter)")
+@needs_cuda
 @pytest.mark.parametrize("p", VARIANTS[:6], ids=lambda p: f"w{p.cfg_weight}-t{p.temperature}-k{p.top_k}-p{p.top_p}")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_same_tokens_as_torch_at_janus_pro_codebook_on_cuda(p, dtype):
@@ -220,13 +222,31 @@ def test_rejects_bad_arguments():
         fused_next_tokens(logits, logits[:1], params(), keys_for(2), backend="triton")
 
 
+def _interpreter_tests() -> tuple[list[str], int]:
+    """This module's kernel tests that run without CUDA (marked ``needs_kernel``, not ``needs_cuda``): their
+    names and how many test items they make (one per parametrization)."""
+    names, items = [], 0
+    for name, fn in globals().items():
+        marks = getattr(fn, "pytestmark", []) if name.startswith("test_") else []
+        if needs_kernel.mark in marks and needs_cuda.mark not in marks:
+            names.append(name)
+            items += math.prod(len(m.args[1]) for m in marks if m.name == "parametrize")
+    return names, items
+
+
 @pytest.mark.skipif(KERNEL_HERE or CUDA or not triton_available(),
                     reason="the kernel tests run in this process (or triton is missing)")
 def test_kernel_tests_under_the_interpreter_in_a_subprocess():
-    """A fresh interpreter with ``TRITON_INTERPRET=1`` from the start runs this module's kernel tests."""
+    """A fresh interpreter with ``TRITON_INTERPRET=1`` from the start runs this module's kernel tests: every one
+    of them passes (none skipped, failed or in error)."""
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(root)}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+    names, expected = _interpreter_tests()
+    assert expected >= len(names) > 0
+    node_ids = [f"{__file__}::{n}" for n in names]
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *node_ids],
                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    assert " passed" in out.stdout and " failed" not in out.stdout
+    summary = out.stdout.strip().splitlines()[-1]  # e.g. "14 passed, 2 warnings in 31.02s"
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (\w+)", summary) if k not in ("warning", "warnings")}
+    assert counts == {"passed": expected}, summary
