@@ -18,9 +18,11 @@ import torch
 
 from benchmarks.bench_sampler import PROMPT_TOKENS, t2i_r1_loop
 from benchmarks.results_io import Entry
-from cluster.config import ImageSamplingConfig, TinyModelConfig
+from policy.config import TinyModelConfig
 from policy.model import build_tiny_janus
 from policy.tokenizer import SpecialIds
+from rollout.config import ImageSamplingConfig
+from rollout.factories import build_image_sampler
 from rollout.image_sampler import DecoderWeights, ImageSampler
 
 # LLaMA shapes of Janus-Pro's language model (hidden, layers, heads = KV heads, FFN)
@@ -90,7 +92,7 @@ def _measure(name: str, bandwidth: float) -> Entry:
                for _ in range(GROUP)]
     params = ImageSamplingConfig(cfg_weight=5.0, max_batch=GROUP)
     seeds = list(range(GROUP))
-    graphs, eager = ImageSampler(model, ids, cuda_graphs=True), ImageSampler(model, ids)
+    graphs, eager = build_image_sampler(model, ids, cuda_graphs=True), ImageSampler(model, ids)
 
     def ours():
         graphs.sample(prompts, params, seeds)
@@ -130,7 +132,7 @@ def _measure(name: str, bandwidth: float) -> Entry:
                      f"{SHAPES[name]['num_layers']} layers, {SHAPES[name]['num_heads']} heads, FFN "
                      f"{SHAPES[name]['intermediate_size']}, codebook 16384, bfloat16",
             "batch": f"{GROUP} images x {n} tokens, CFG 5 (2 x {GROUP} rows), prompts of {PROMPT_TOKENS} tokens",
-            "ours": "ImageSampler(cuda_graphs=True): one captured decode step replayed, fused Triton sampling",
+            "ours": "build_image_sampler(cuda_graphs=True): one captured decode step replayed, fused Triton sampling",
             "baseline": "T2I-R1 loop: DynamicCache, eager HF forward per token, multinomial",
             "ours_s": [round(s, 3) for s in ours_s],
             "baseline_s": [round(s, 3) for s in base_s],

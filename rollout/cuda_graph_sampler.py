@@ -23,8 +23,8 @@ from typing import Optional
 
 import torch
 
+from policy.sampling import SamplingParams
 from rollout.image_sampler import DecoderWeights, ImageSample, StaticKVCache, decoder_forward, next_tokens
-from rollout.sampling import SamplingParams
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (Triton compiles, cuBLAS picks its kernels)
 
