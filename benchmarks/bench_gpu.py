@@ -20,9 +20,11 @@ import torch
 
 from benchmarks.bench_sampler import PROMPT_TOKENS, t2i_r1_loop
 from benchmarks.results_io import Entry
-from cluster.config import ImageSamplingConfig, TinyModelConfig
+from policy.config import TinyModelConfig
 from policy.model import build_tiny_janus
 from policy.tokenizer import SpecialIds
+from rollout.config import ImageSamplingConfig
+from rollout.factories import build_image_sampler
 from rollout.image_sampler import DecoderWeights, ImageSampler
 
 # Janus-Pro's LLaMA shapes (REFERENCE.md section 6: hidden, layers, heads = KV heads, FFN), 576 image tokens and
@@ -115,7 +117,7 @@ def measure(name: str, shape: TinyModelConfig | None = None, device: str = "cuda
                for _ in range(images)]
     params = ImageSamplingConfig(cfg_weight=5.0, max_batch=images)
     seeds = list(range(images))
-    graphs, eager = ImageSampler(model, ids, cuda_graphs=True), ImageSampler(model, ids)
+    graphs, eager = build_image_sampler(model, ids, cuda_graphs=True), ImageSampler(model, ids)
 
     def timed(fn) -> float:
         synchronize(device)
@@ -167,7 +169,7 @@ def measure(name: str, shape: TinyModelConfig | None = None, device: str = "cuda
             "model": f"random Janus, LLaMA hidden {shape.hidden_size} x {shape.num_layers} layers, "
                      f"{shape.num_heads} heads, FFN {shape.intermediate_size}, codebook {shape.codebook_size}, {dtype}",
             "batch": f"{images} images x {n} tokens, CFG 5 (2 x {images} rows), prompts of {PROMPT_TOKENS} tokens",
-            "ours": "ImageSampler(cuda_graphs=True): one captured decode step replayed, fused Triton sampling",
+            "ours": "build_image_sampler(cuda_graphs=True): one captured decode step replayed, fused Triton sampling",
             "baseline": "T2I-R1 loop: DynamicCache, eager HF forward per token, multinomial",
             "ours_s": [round(s, 3) for s in ours_s],
             "baseline_s": [round(s, 3) for s in base_s],

@@ -50,22 +50,17 @@ from benchmarks.bench_gpu import SHAPES, build, device_name, synchronize
 from benchmarks.bench_learner import T2IR1LogProbs
 from benchmarks.bench_sampler import t2i_r1_loop
 from benchmarks.results_io import Entry
-from cluster.config import (
-    AdvantageConfig,
-    ImageSamplingConfig,
-    LossConfig,
-    ModelConfig,
-    TextSamplingConfig,
-    TinyModelConfig,
-)
 from learner.advantages import group_advantages
+from learner.config import AdvantageConfig, LossConfig
 from learner.batch import LEVELS, pack_level, pack_values
 from learner.logprobs import PolicyLogProbs
 from learner.loss import LevelTerms, grpo_loss
+from policy.config import ModelConfig, TinyModelConfig
 from policy.model import named_trainable_parameters, set_trainable
 from policy.tokenizer import SpecialIds
+from rollout.config import ImageSamplingConfig, TextSamplingConfig
+from rollout.factories import build_image_sampler
 from rollout.hf_engine import HFTextEngine
-from rollout.image_sampler import ImageSampler
 
 JANUS_PRO_VOCAB = 102400
 
@@ -312,7 +307,7 @@ class OursStep(Step):
     def __init__(self, models: Models, setup: StepSetup):
         super().__init__(models, setup)
         self.text_engine = HFTextEngine(models.sampler_model, models.ids)
-        self.sampler = ImageSampler(models.sampler_model, models.ids, cuda_graphs=True)
+        self.sampler = build_image_sampler(models.sampler_model, models.ids, cuda_graphs=True)
         self.image_params = dataclasses.replace(IMAGE, max_batch=setup.samples)
         self.cot_params = dataclasses.replace(COT, max_new_tokens=setup.cot_tokens)
 

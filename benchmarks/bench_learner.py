@@ -10,7 +10,7 @@
    the backbone only and applies each head to its own target positions. Everything else (DeepSpeed, loss,
    optimizer, batch) is identical. Each variant runs in a fresh process; time = median over the steps after a
    warm-up step, both variants alternated three times; memory = peak RSS growth over the steps (ru_maxrss).
-2. ``sync_bucketed_vs_per_param``: one weight sync (learner.weight_sync, gloo) from a sender to 2 receiver
+2. ``sync_bucketed_vs_per_param``: one weight sync (weightsync.broadcast, gloo) from a sender to 2 receiver
    processes, for a 24-layer tiny Janus (219 trainable tensors): fixed 64 MB buckets vs one broadcast per tensor.
 """
 
@@ -65,10 +65,11 @@ class T2IR1LogProbs(PolicyLogProbs):
 
 def _small_model_dir(root: Path) -> str:
     """Janus with the real vocabulary, codebook and image-token count, and a small backbone."""
-    from cluster.config import TinyModelConfig
+    from transformers import JanusForConditionalGeneration
+
+    from policy.config import TinyModelConfig
     from policy.model import janus_generation_config, tiny_janus_config
     from policy.tokenizer import SpecialIds, build_tiny_tokenizer
-    from transformers import JanusForConditionalGeneration
 
     out = root / "small-janus"
     if (out / "config.json").is_file():
@@ -97,10 +98,11 @@ def _learner_process(kind: str, size: str, root: str, queue) -> None:
     import resource
 
     torch.set_num_threads(1)  # 2 shared cores: one thread per process gives stable, comparable timings
-    from cluster.config import Config, ModelConfig
-    from learner.distributed import Rendezvous, init_default_group, shutdown_default_group
+    from cluster.config import Config, learner_setup
     from learner.engine import PolicyTrainer
     from learner.synthetic import random_samples
+    from policy.config import ModelConfig
+    from weightsync.distributed import Rendezvous, init_default_group, shutdown_default_group
 
     spec = SIZES[size]
     cfg = Config()
@@ -109,7 +111,7 @@ def _learner_process(kind: str, size: str, root: str, queue) -> None:
     cfg.learner.micro_batch_size, cfg.learner.ref_on_cpu = spec["micro"], True
     rdzv = Rendezvous("127.0.0.1", 1)
     init_default_group(rdzv.store, 0, 1, "gloo")
-    trainer = PolicyTrainer(cfg, logprobs=T2IR1LogProbs if kind == "baseline" else PolicyLogProbs)
+    trainer = PolicyTrainer(learner_setup(cfg), logprobs=T2IR1LogProbs if kind == "baseline" else PolicyLogProbs)
     batch = random_samples(trainer.policy, spec["prompts"] * spec["group"], seed=1,
                            prompt_len=spec["prompt_len"], cot_len=spec["cot_len"])
     for s in batch:  # as recorded by a rollout, so no recompute pass
@@ -172,7 +174,7 @@ def bench_learner_steps() -> list[Entry]:
 
 def _sync_receiver(port: int, rank: int, world: int, layout, rounds: int, queue) -> None:
     torch.set_num_threads(1)
-    from learner.weight_sync import SyncGroup, WeightReceiver
+    from weightsync.broadcast import SyncGroup, WeightReceiver
 
     receiver = WeightReceiver(SyncGroup.join("127.0.0.1", port, rank, world, "gloo", "cpu", 300.0), layout)
     for _ in range(rounds):
@@ -182,8 +184,8 @@ def _sync_receiver(port: int, rank: int, world: int, layout, rounds: int, queue)
 
 def _sync_seconds(named: list[tuple[str, torch.Tensor]], bucket_mb: float, receivers: int = 2) -> float:
     """Seconds per sync, averaged over the timed rounds (until every receiver holds the last version)."""
-    from learner.distributed import Rendezvous
-    from learner.weight_sync import SyncGroup, SyncLayout, send_weights
+    from weightsync.broadcast import SyncGroup, SyncLayout, send_weights
+    from weightsync.distributed import Rendezvous
 
     layout = SyncLayout.build([(n, t.shape) for n, t in named], "float32", bucket_mb)
     rdzv = Rendezvous("127.0.0.1", receivers + 1, 300.0)
@@ -209,7 +211,7 @@ def _sync_seconds(named: list[tuple[str, torch.Tensor]], bucket_mb: float, recei
 
 
 def bench_sync() -> list[Entry]:
-    from cluster.config import TinyModelConfig
+    from policy.config import TinyModelConfig
     from policy.model import build_tiny_janus, named_trainable_parameters
 
     torch.set_num_threads(1)

@@ -30,13 +30,13 @@ import torch
 from PIL import Image
 
 from benchmarks.results_io import Entry
-from cluster.config import RewardsConfig
+from core.images import decode_png, encode_png
+from core.records import PromptRecord
 from rewards.base import Scorer
 from rewards.client import RewardClient
+from rewards.config import RewardsConfig
 from rewards.registry import build_scorer
 from rewards.server import RewardServer, ServerThread
-from rollout.images import decode_png, encode_png
-from rollout.types import PromptRecord
 
 GROUP = 8  # T2I-R1's G
 JANUS_PRO_SIDE = 384  # Janus-Pro's images

@@ -17,9 +17,10 @@ import time
 import torch
 
 from benchmarks.results_io import Entry
-from cluster.config import ImageSamplingConfig, TinyModelConfig
+from policy.config import TinyModelConfig
 from policy.model import build_tiny_janus
 from policy.tokenizer import SpecialIds
+from rollout.config import ImageSamplingConfig
 from rollout.image_sampler import ImageSampler
 
 # Sized so that one run of everything stays within about 3 minutes on the shared 2-core CPU, yet large enough

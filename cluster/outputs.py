@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rollout.images import caption_grid, encode_png
-from rollout.types import RolloutGroup
+from core.images import caption_grid, encode_png
+from core.records import RolloutGroup
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

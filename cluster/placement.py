@@ -8,7 +8,7 @@ while training runs.
 
 from __future__ import annotations
 
-from cluster.config import Config
+from cluster.config import Config, learner_setup
 
 
 def _bundle(cpus: float, gpus: float) -> dict[str, float]:
@@ -44,14 +44,16 @@ class Placement:
     def learner_group(self):
         from learner.actor import LearnerGroup
 
-        return LearnerGroup(self.cfg, scheduling=self.strategy)
+        return LearnerGroup(learner_setup(self.cfg), scheduling=self.strategy)
 
     def rollout_actors(self) -> list:
         from rollout.actor import create_rollout_actors
 
-        k = self.cfg.learner.ranks
+        cfg = self.cfg
+        k = cfg.learner.ranks
         # restartable: a worker that dies is brought back by Ray and re-synced by the trainer
-        return create_rollout_actors(self.cfg, scheduling=lambda i: self.strategy(k + i), max_restarts=-1)
+        return create_rollout_actors(cfg.model, cfg.rollout, cfg.learner.loss.image_logprob,
+                                     scheduling=lambda i: self.strategy(k + i), max_restarts=-1)
 
     def remove(self) -> None:
         from ray.util.placement_group import remove_placement_group

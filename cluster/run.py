@@ -12,7 +12,7 @@ import logging
 import sys
 
 from cluster.config import load_cli_config
-from cluster.data import DataError
+from core.prompt_file import DataError
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

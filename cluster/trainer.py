@@ -3,7 +3,7 @@
 The driver owns no model. It holds handles to three kinds of actors, each scaled on its own:
 rollout workers (rollout/actor.py), reward server replicas (rewards/pool.py, reached over gRPC by
 rewards/client.py) and learner ranks (learner/actor.py), plus the weight-sync group that joins learner rank 0 to
-every rollout worker (learner/weight_sync.py).
+every rollout worker (cluster/weight_sync.py, weightsync/broadcast.py).
 
 Modes (trainer.mode):
 - ``sync``: T2I-R1's on-policy order; every stage waits for the previous one.
@@ -25,17 +25,23 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from cluster.config import Config, to_yaml
-from cluster.data import PromptSchedule, load_prompts
+from cluster.config import Config, TrainMode, to_yaml
+from cluster.data import PromptSchedule
 from cluster.outputs import RunOutputs
+from core.prompt_file import load_prompts
+from core.records import PromptRecord, RolloutGroup, RolloutSample
+from core.timing import timed
 from learner.advantages import batch_advantages
 from learner.batch import train_samples
-from rollout.types import PromptRecord, RolloutGroup
+
+if TYPE_CHECKING:
+    from rewards.client import RewardBatch
 
 log = logging.getLogger("cluster")
 
@@ -44,6 +50,70 @@ STATE_FILE = "trainer_state.json"
 
 def _rollout_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % 2**31
+
+
+@dataclass
+class StepResult:
+    """What one step produced: the input of its metrics row, its outputs and its console line."""
+
+    step: int
+    groups: list[RolloutGroup]
+    batch: RewardBatch  # every scorer's scores and latencies
+    rewards: list[np.ndarray]  # combined reward per sample, one array per group
+    advantages: list[np.ndarray]  # likewise
+    stats: dict[str, float]  # the learner's statistics of the update
+    times: dict[str, float]  # seconds per stage ("rollout_s", "reward_s", ...; "step_s" the whole step)
+    learner_version: int  # policy version the update started from
+    version: int  # policy version the rollout workers hold after the step's weight sync
+    restarts: int  # rollout-worker restarts so far in this run
+
+    @property
+    def samples(self) -> list[RolloutSample]:
+        return [s for g in self.groups for s in g.samples]
+
+
+def metrics_row(r: StepResult) -> dict[str, Any]:
+    """The step's row of metrics.parquet (and of the Ray gauges)."""
+    flat_rewards = np.concatenate(r.rewards)
+    samples = r.samples
+    lag = [r.learner_version - s.policy_version for s in samples]
+    row: dict[str, Any] = {
+        "step": r.step,
+        "policy_version": r.version,
+        "reward_mean": float(flat_rewards.mean()),
+        "reward_std": float(flat_rewards.std()),
+        "cot_tokens_mean": float(np.mean([len(s.cot_ids) for s in samples])),
+        "images": len(samples),
+        "version_lag_mean": float(np.mean(lag)),
+        "version_lag_max": int(max(lag)),
+        "rollout_worker_restarts": r.restarts,
+    }
+    for name, v in r.batch.per_scorer().items():
+        row[f"reward_{name}_mean"] = float(v.mean())
+        row[f"reward_{name}_std"] = float(v.std())
+    for name, lat in r.batch.latency().items():
+        row[f"reward_{name}_latency_s"] = lat.mean_s
+        row[f"reward_{name}_retries"] = lat.retries
+    stats = r.stats
+    row.update({k: float(v) for k, v in stats.items()})
+    levels = [k[:-len("/kl")] for k in stats if k.endswith("/kl")]
+    if levels:  # one KL column: the levels' KL weighted by their token counts, as the token-mean loss sees it
+        tokens = sum(stats[f"{lv}/tokens"] for lv in levels)
+        row["kl"] = sum(stats[f"{lv}/kl"] * stats[f"{lv}/tokens"] for lv in levels) / max(tokens, 1.0)
+    row.update(r.times)
+    row["images_per_s"] = len(samples) / r.times["step_s"]
+    for key in ("cot", "image", "decode"):
+        row[f"rollout_{key}_s"] = float(np.mean([s.timings.get(key, 0.0) for s in samples]))
+    return row
+
+
+def progress_line(row: dict[str, Any], times: dict[str, float], steps: int) -> str:
+    """The console line of a step."""
+    return (f"step {row['step'] + 1}/{steps}  reward {row['reward_mean']:.4f} (std {row['reward_std']:.4f})  "
+            f"loss {row.get('loss', float('nan')):.4f}  kl {row.get('kl', float('nan')):.5f}  "
+            f"cot {row['cot_tokens_mean']:.0f} tok  {row['images_per_s']:.1f} img/s  step {times['step_s']:.2f}s "
+            f"({', '.join(f'{k[:-2]} {v:.2f}' for k, v in times.items() if k != 'step_s')})  "
+            f"version {row['policy_version']}")
 
 
 class Trainer:
@@ -69,28 +139,29 @@ class Trainer:
 
         from cluster.metrics import RayMetrics
         from cluster.placement import Placement
-        from learner.weight_sync import WeightSyncCoordinator
+        from cluster.weight_sync import WeightSyncCoordinator
         from rewards.client import RewardClient
         from rewards.pool import fleet_endpoints, launch_fleet
 
         cfg = self.cfg
         (self.out.root / "config.yaml").write_text(to_yaml(cfg))
         self.placement = Placement(cfg)
-        t0 = time.perf_counter()
-        self.fleet = launch_fleet(cfg.rewards, name=f"reward_fleet_{os.getpid()}")
-        self.client = RewardClient(cfg.rewards, fleet_endpoints(self.fleet))
-        self.learner = self.placement.learner_group()
-        self.rollout = self.placement.rollout_actors()
-        self.sync = WeightSyncCoordinator(self.learner, self.rollout)
-        start_step = 0
-        if cfg.resume:
-            start_step = self._resume()
-        self.sync.connect()
-        self.version = self.sync.sync()
-        if cfg.logging.ray_metrics:
-            self.metrics = RayMetrics(self.out.root.name)
+        times: dict[str, float] = {}
+        with timed(times, "start"):
+            self.fleet = launch_fleet(cfg.rewards, name=f"reward_fleet_{os.getpid()}")
+            self.client = RewardClient(cfg.rewards, fleet_endpoints(self.fleet))
+            self.learner = self.placement.learner_group()
+            self.rollout = self.placement.rollout_actors()
+            self.sync = WeightSyncCoordinator(self.learner, self.rollout, timeout_s=cfg.learner.sync_timeout_s)
+            start_step = 0
+            if cfg.resume:
+                start_step = self._resume()
+            self.sync.connect()
+            self.version = self.sync.sync()
+            if cfg.logging.ray_metrics:
+                self.metrics = RayMetrics(self.out.root.name)
         log.info("started in %.1f s: %d rollout worker(s), %d learner rank(s), rewards %s; first step %d",
-                 time.perf_counter() - t0, len(self.rollout), cfg.learner.ranks,
+                 times["start"], len(self.rollout), cfg.learner.ranks,
                  {k: len(v) for k, v in ray.get(self.fleet.endpoints.remote()).items()}, start_step)
         return start_step
 
@@ -179,7 +250,7 @@ class Trainer:
         """Broadcast the learner's weights; a sync broken by a rollout worker that died (or was restarted since the
         last sync) is redone once with a new group. Nothing is half-applied: a worker keeps its old version until
         it has received a whole one."""
-        from learner.weight_sync import WeightSyncError
+        from weightsync.broadcast import WeightSyncError
 
         try:
             self.version = self.sync.sync()
@@ -197,35 +268,30 @@ class Trainer:
     def run(self) -> Path:
         cfg = self.cfg
         start = self.start()
-        off_policy = cfg.trainer.mode == "off_policy"
+        off_policy = cfg.trainer.mode == TrainMode.off_policy
         groups = None
         for step in range(start, cfg.trainer.steps):
-            t_step = time.perf_counter()
             times: dict[str, float] = {}
-            if groups is None:  # sync mode, or the first step of off-policy
-                t = time.perf_counter()
-                groups = self._collect_rollout(step, *self._launch_rollout(step))
-                times["rollout_s"] = time.perf_counter() - t
-            ahead = self._launch_rollout(step + 1) if off_policy and step + 1 < cfg.trainer.steps else None
-            t = time.perf_counter()
-            batch, rewards = self._score(groups)
-            times["reward_s"] = time.perf_counter() - t
-            advantages = batch_advantages(rewards, cfg.learner.advantage)
-            t = time.perf_counter()
-            learner_version = self.version
-            stats = self._train(train_samples(groups, advantages))
-            times["learner_s"] = time.perf_counter() - t
-            next_groups = None
-            if ahead is not None:
-                # the workers must be idle to join the broadcast: collect the overlapped rollout first
-                t = time.perf_counter()
-                next_groups = self._collect_rollout(step + 1, *ahead)
-                times["rollout_wait_s"] = time.perf_counter() - t
-            t = time.perf_counter()
-            self._sync_weights()
-            times["sync_s"] = time.perf_counter() - t
-            times["step_s"] = time.perf_counter() - t_step
-            self._after_step(step, groups, batch, rewards, advantages, stats, times, learner_version)
+            with timed(times, "step_s"):
+                if groups is None:  # sync mode, or the first step of off-policy
+                    with timed(times, "rollout_s"):
+                        groups = self._collect_rollout(step, *self._launch_rollout(step))
+                ahead = self._launch_rollout(step + 1) if off_policy and step + 1 < cfg.trainer.steps else None
+                with timed(times, "reward_s"):
+                    batch, rewards = self._score(groups)
+                advantages = batch_advantages(rewards, cfg.learner.advantage)
+                learner_version = self.version
+                with timed(times, "learner_s"):
+                    stats = self._train(train_samples(groups, advantages))
+                next_groups = None
+                if ahead is not None:
+                    # the workers must be idle to join the broadcast: collect the overlapped rollout first
+                    with timed(times, "rollout_wait_s"):
+                        next_groups = self._collect_rollout(step + 1, *ahead)
+                with timed(times, "sync_s"):
+                    self._sync_weights()
+            self._after_step(StepResult(step, groups, batch, rewards, advantages, stats, times, learner_version,
+                                        self.version, self._restarts))
             if self._checkpoint_due(step):
                 self.checkpoint(step)
             groups = next_groups
@@ -249,66 +315,38 @@ class Trainer:
         return step + 1 == self.cfg.trainer.steps or (every > 0 and (step + 1) % every == 0)
 
     def checkpoint(self, step: int) -> None:
-        t = time.perf_counter()
-        path = Path(self.learner.save_checkpoint(str(self.out.checkpoints / "learner")))
-        state = {"step": step, "version": self.version, "tag": path.name}
-        tmp = self.out.checkpoints / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.out.checkpoints / STATE_FILE)  # the checkpoint counts only once this lands
-        log.info("checkpoint of step %d (version %d) in %.1f s: %s", step, self.version, time.perf_counter() - t, path)
+        times: dict[str, float] = {}
+        with timed(times, "save"):
+            path = Path(self.learner.save_checkpoint(str(self.out.checkpoints / "learner")))
+            state = {"step": step, "version": self.version, "tag": path.name}
+            tmp = self.out.checkpoints / f".{STATE_FILE}.tmp"
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, self.out.checkpoints / STATE_FILE)  # the checkpoint counts only once this lands
+        log.info("checkpoint of step %d (version %d) in %.1f s: %s", step, self.version, times["save"], path)
 
     # ------------------------------------------------------------------------------------------------ outputs
 
-    def _after_step(self, step, groups, batch, rewards, advantages, stats, times, learner_version) -> None:
+    def _after_step(self, result: StepResult) -> None:
+        """Write the step's metrics row, rollouts and image grid, publish the gauges, heal the reward fleet and
+        print the console line."""
         import ray
 
         cfg = self.cfg
-        flat_rewards = np.concatenate(rewards)
-        flat_adv = np.concatenate(advantages)
-        per_scorer = batch.per_scorer()
-        samples = [s for g in groups for s in g.samples]
-        lag = [learner_version - s.policy_version for s in samples]
-        row: dict[str, Any] = {
-            "step": step,
-            "policy_version": self.version,
-            "reward_mean": float(flat_rewards.mean()),
-            "reward_std": float(flat_rewards.std()),
-            "cot_tokens_mean": float(np.mean([len(s.cot_ids) for s in samples])),
-            "images": len(samples),
-            "version_lag_mean": float(np.mean(lag)),
-            "version_lag_max": int(max(lag)),
-            "rollout_worker_restarts": self._restarts,
-        }
-        for name, v in per_scorer.items():
-            row[f"reward_{name}_mean"] = float(v.mean())
-            row[f"reward_{name}_std"] = float(v.std())
-        for name, lat in batch.latency().items():
-            row[f"reward_{name}_latency_s"] = lat.mean_s
-            row[f"reward_{name}_retries"] = lat.retries
-        row.update({k: float(v) for k, v in stats.items()})
-        levels = [k[:-len("/kl")] for k in stats if k.endswith("/kl")]
-        if levels:  # one KL column: the levels' KL weighted by their token counts, as the token-mean loss sees it
-            tokens = sum(stats[f"{lv}/tokens"] for lv in levels)
-            row["kl"] = sum(stats[f"{lv}/kl"] * stats[f"{lv}/tokens"] for lv in levels) / max(tokens, 1.0)
-        row.update(times)
-        row["images_per_s"] = len(samples) / times["step_s"]
-        for key in ("cot", "image", "decode"):
-            row[f"rollout_{key}_s"] = float(np.mean([s.timings.get(key, 0.0) for s in samples]))
+        row = metrics_row(result)
+        flat_rewards = np.concatenate(result.rewards)
         self.out.write_metrics(row)
-        self.out.write_rollouts(step, groups, flat_rewards, per_scorer, flat_adv)
-        if cfg.logging.image_every and (step % cfg.logging.image_every == 0 or step + 1 == cfg.trainer.steps):
-            self.out.write_grid(step, groups, flat_rewards, cfg.logging.grid_images)
+        self.out.write_rollouts(result.step, result.groups, flat_rewards, result.batch.per_scorer(),
+                                np.concatenate(result.advantages))
+        every = cfg.logging.image_every
+        if every and (result.step % every == 0 or result.step + 1 == cfg.trainer.steps):
+            self.out.write_grid(result.step, result.groups, flat_rewards, cfg.logging.grid_images)
         if self.metrics is not None:
-            self.metrics.publish(row, len(samples))
+            self.metrics.publish(row, row["images"])
         # heal the reward fleet: replicas that died this step are replaced before the next one
         healed = {name: dead for name, dead in ray.get(self.fleet.heal.remote()).items() if dead}
         if healed:
             log.warning("reward replicas that died were replaced: %s", healed)
-        print(f"step {step + 1}/{cfg.trainer.steps}  reward {row['reward_mean']:.4f} (std {row['reward_std']:.4f})  "
-              f"loss {row.get('loss', float('nan')):.4f}  kl {row.get('kl', float('nan')):.5f}  "
-              f"cot {row['cot_tokens_mean']:.0f} tok  {row['images_per_s']:.1f} img/s  step {times['step_s']:.2f}s "
-              f"({', '.join(f'{k[:-2]} {v:.2f}' for k, v in times.items() if k != 'step_s')})  "
-              f"version {self.version}", flush=True)
+        print(progress_line(row, result.times, cfg.trainer.steps), flush=True)
 
     # ------------------------------------------------------------------------------------------------ shutdown
 

@@ -1,13 +1,13 @@
 """The learner as K Ray actors (one DeepSpeed rank each) and the driver-side handle that runs them together.
 
-    group = LearnerGroup(cfg)                 # K = cfg.learner.ranks actors, one torch.distributed group
+    group = LearnerGroup(setup)               # K = setup.learner.ranks actors, one torch.distributed group
     stats = group.train_batch(samples)        # list[TrainSample], the whole global batch
     group.save_checkpoint(dir); group.load_checkpoint(dir); group.export_hf(dir)
     group.shutdown()
 
 Rank 0 hosts the rendezvous store on a socket it binds on its node's address (127.0.0.1 on one machine) with
 an OS-chosen port; the other ranks connect to it. Rank 0 is also the sender of the weight-sync group
-(learner/weight_sync.py).
+(weightsync/broadcast.py).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from cluster.config import Config
 from learner.batch import TrainSample
+from learner.config import LearnerSetup
 
 
 class LearnerRank:
     """One learner rank (the body of a Ray actor; also usable in-process for a single rank)."""
 
-    def __init__(self, cfg: Config, rank: int, world_size: int):
-        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+    def __init__(self, setup: LearnerSetup, rank: int, world_size: int):
+        self.setup, self.rank, self.world_size = setup, rank, world_size
         self.trainer = None
         self._rendezvous = None
         self._sync = None  # (Rendezvous, layout, backend, timeout) then SyncGroup
@@ -43,7 +43,7 @@ class LearnerRank:
         return "127.0.0.1"
 
     def create_rendezvous(self) -> tuple[str, int]:
-        from learner.distributed import Rendezvous
+        from weightsync.distributed import Rendezvous
 
         if self.rank != 0:
             raise RuntimeError("only learner rank 0 hosts the rendezvous")
@@ -51,15 +51,15 @@ class LearnerRank:
         return self._rendezvous.host, self._rendezvous.port
 
     def setup(self, host: str, port: int) -> None:
-        from learner.distributed import connect_store, init_default_group
         from learner.engine import PolicyTrainer
+        from weightsync.distributed import connect_store, init_default_group
 
         store = self._rendezvous.store if self.rank == 0 else connect_store(host, port, self.world_size)
         init_default_group(store, self.rank, self.world_size)
-        self.trainer = PolicyTrainer(self.cfg)
+        self.trainer = PolicyTrainer(self.setup)
 
     def shutdown(self) -> None:
-        from learner.distributed import shutdown_default_group
+        from weightsync.distributed import shutdown_default_group
 
         self._sync = None
         shutdown_default_group()
@@ -99,20 +99,20 @@ class LearnerRank:
 
     def open_weight_sync(self, world_size: int, timeout_s: float, backend: Optional[str]) -> tuple[str, int, Any, str]:
         """Rank 0: host a new sync group's store; returns (host, port, layout, backend) for the receivers."""
-        from learner.distributed import Rendezvous, default_backend
-        from learner.weight_sync import SyncLayout
+        from weightsync.broadcast import SyncLayout
+        from weightsync.distributed import Rendezvous, default_backend
 
         if self.rank != 0:
             raise RuntimeError("only learner rank 0 sends weights")
-        layout = SyncLayout.build(self.trainer.full_parameter_shapes(), self.cfg.model.dtype,
-                                  self.cfg.learner.sync_bucket_mb)
+        layout = SyncLayout.build(self.trainer.full_parameter_shapes(), self.setup.model.dtype,
+                                  self.setup.learner.sync_bucket_mb)
         rendezvous = Rendezvous(self._node_address(), world_size, timeout_s)
         backend = backend or default_backend()
         self._sync = (rendezvous, layout, backend, timeout_s, world_size)
         return rendezvous.host, rendezvous.port, layout, backend
 
     def connect_weight_sync(self) -> None:
-        from learner.weight_sync import SyncGroup
+        from weightsync.broadcast import SyncGroup
 
         rendezvous, layout, backend, timeout_s, world = self._sync
         group = SyncGroup.join(rendezvous.host, rendezvous.port, 0, world, backend, self.trainer.device, timeout_s,
@@ -121,7 +121,7 @@ class LearnerRank:
 
     def sync_weights(self) -> dict[str, float]:
         """Every rank calls this (ZeRO-3 gathers collectively); rank 0 broadcasts the current version."""
-        from learner.weight_sync import send_weights
+        from weightsync.broadcast import send_weights
 
         version = self.trainer.version
         tensors = self.trainer.iter_full_parameters(self.trainer.gather_numel)
@@ -139,17 +139,17 @@ class LearnerRank:
 class LearnerGroup:
     """Driver-side handle of the K learner actors."""
 
-    def __init__(self, cfg: Config, scheduling: Optional[Callable[[int], Any]] = None):
+    def __init__(self, setup: LearnerSetup, scheduling: Optional[Callable[[int], Any]] = None):
         """``scheduling(rank)``: the Ray scheduling strategy of each rank (cluster/placement.py passes its
         placement-group bundles); None lets Ray place them."""
         import ray
 
-        self.cfg = cfg
-        lc = cfg.learner
+        self.setup = setup
+        lc = setup.learner
         remote = ray.remote(LearnerRank)
         self.actors = [
             remote.options(num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank,
-                           scheduling_strategy=scheduling(r) if scheduling else None).remote(cfg, r, lc.ranks)
+                           scheduling_strategy=scheduling(r) if scheduling else None).remote(setup, r, lc.ranks)
             for r in range(lc.ranks)
         ]
         try:

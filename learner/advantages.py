@@ -1,6 +1,6 @@
 """Group-relative advantages: each sample's reward compared with the other samples of its prompt's group.
 
-Modes (cluster.config.AdvantageConfig.mode):
+Modes (learner.config.AdvantageConfig.mode):
 - ``zscore`` (T2I-R1): ``(r - mean) / (std + eps)`` with the unbiased (n - 1) standard deviation;
 - ``center``: ``r - mean`` (no division by the spread);
 - ``leave_one_out``: ``r_i - mean_{j != i} r_j`` (RLOO's baseline), which equals ``n / (n - 1) * (r_i - mean)``.
@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cluster.config import AdvantageConfig
+from learner.config import AdvantageConfig, AdvantageMode
 
 
 def group_advantages(rewards: Sequence[float], cfg: AdvantageConfig) -> np.ndarray:
@@ -29,11 +29,11 @@ def group_advantages(rewards: Sequence[float], cfg: AdvantageConfig) -> np.ndarr
     if n < 2 or np.all(r == r[0]):
         return np.zeros(n)
     centred = r - r.mean()
-    if cfg.mode == "zscore":
+    if cfg.mode == AdvantageMode.zscore:
         return centred / (r.std(ddof=1) + cfg.eps)
-    if cfg.mode == "center":
+    if cfg.mode == AdvantageMode.center:
         return centred
-    if cfg.mode == "leave_one_out":
+    if cfg.mode == AdvantageMode.leave_one_out:
         return centred * (n / (n - 1))
     raise ValueError(f"learner.advantage.mode must be zscore, center or leave_one_out, got {cfg.mode!r}")
 

@@ -1,6 +1,6 @@
 """What the learner trains on: lean per-sample records (no images) and their packing into padded tensors.
 
-A :class:`TrainSample` is a :class:`rollout.types.RolloutSample` without the pixels, plus its advantage; it is
+A :class:`TrainSample` is a :class:`core.records.RolloutSample` without the pixels, plus its advantage; it is
 what crosses from the driver to the learner ranks. :func:`pack_level` lays one level (semantic CoT or image
 tokens) of a micro-batch out as context left-padded to a common length followed by targets right-padded to a
 common length, so the targets of every row sit in the same columns.
@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from rollout.types import RolloutGroup, RolloutSample
+from core.records import ImageLogprobMode, RolloutGroup, RolloutSample
 
 LEVELS = ("semantic", "token")  # semantic = text CoT tokens (lm_head), token = image tokens (generation head)
 
@@ -27,7 +27,7 @@ class TrainSample:
     advantage: float
     cot_logprobs: Optional[list[float]] = None  # behaviour log-probs (None: the rollout did not record them)
     image_logprobs: Optional[list[float]] = None
-    image_logprob_mode: str = "conditional"
+    image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional
     policy_version: int = 0
 
     @classmethod

@@ -46,7 +46,7 @@ def save_checkpoint(trainer: PolicyTrainer, directory: str | Path) -> Path:
     directory = Path(directory)
     tag = _tag(trainer.version)
     client_state = {"version": trainer.version, "world_size": trainer.world_size,
-                    "zero_stage": trainer.cfg.learner.zero_stage}
+                    "zero_stage": trainer.setup.learner.zero_stage}
     trainer.engine.save_checkpoint(str(directory), tag=tag, client_state=client_state)
     torch.save(_rng_state(), directory / tag / f"rng_rank{trainer.rank}.pt")
     torch.distributed.barrier()
@@ -79,7 +79,7 @@ def load_checkpoint(trainer: PolicyTrainer, directory: str | Path, tag: Optional
 
 def full_state_dict(trainer: PolicyTrainer) -> Optional[dict[str, torch.Tensor]]:
     """Every rank: the complete Janus state dict on CPU on rank 0 (None elsewhere), ZeRO-3 shards gathered."""
-    if trainer.cfg.learner.zero_stage == 3:
+    if trainer.setup.learner.zero_stage == 3:
         state = trainer.engine._zero3_consolidated_16bit_state_dict()
     else:
         state = trainer.engine.module.state_dict() if trainer.rank == 0 else None

@@ -20,8 +20,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
-from cluster.config import Config, LearnerConfig
 from learner.batch import LevelInputs, TrainSample, pack_level, pack_values
+from learner.config import LearnerDtype, LearnerSetup
 from learner.logprobs import PolicyLogProbs
 from learner.loss import LevelTerms, active_levels, grpo_loss
 from policy.model import Policy, load_policy, set_trainable
@@ -37,17 +37,9 @@ def import_deepspeed():
     return deepspeed
 
 
-def global_batch_size(cfg: Config) -> int:
-    return cfg.trainer.prompts_per_step * cfg.rollout.group_size
-
-
-def total_optimizer_steps(cfg: Config) -> int:
-    return cfg.trainer.steps * cfg.learner.updates_per_batch
-
-
-def grad_accumulation_steps(cfg: Config, world_size: int) -> int:
-    lc = cfg.learner
-    batch = global_batch_size(cfg)
+def grad_accumulation_steps(setup: LearnerSetup, world_size: int) -> int:
+    lc = setup.learner
+    batch = setup.global_batch
     per_step = lc.micro_batch_size * world_size
     if batch % per_step:
         raise ValueError(
@@ -57,18 +49,18 @@ def grad_accumulation_steps(cfg: Config, world_size: int) -> int:
     return batch // per_step
 
 
-def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
-    lc: LearnerConfig = cfg.learner
+def deepspeed_config(setup: LearnerSetup, world_size: int) -> dict[str, Any]:
+    lc = setup.learner
     zero: dict[str, Any] = {"stage": lc.zero_stage}
     if lc.zero_stage == 3:
         # let save_16bit_model / consolidated state dicts gather full weights on rank 0
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     return {
-        "train_batch_size": global_batch_size(cfg),
+        "train_batch_size": setup.global_batch,
         "train_micro_batch_size_per_gpu": lc.micro_batch_size,
-        "gradient_accumulation_steps": grad_accumulation_steps(cfg, world_size),
+        "gradient_accumulation_steps": grad_accumulation_steps(setup, world_size),
         "zero_optimization": zero,
-        "bf16": {"enabled": lc.dtype == "bfloat16"},
+        "bf16": {"enabled": lc.dtype == LearnerDtype.bfloat16},
         "gradient_clipping": float(lc.optim.grad_clip),
         "zero_allow_untested_optimizer": True,  # a plain torch AdamW (no JIT-built DeepSpeed op)
         "steps_per_print": 2**31 - 1,
@@ -92,7 +84,7 @@ class PolicyTrainer:
     """The learner of one rank. ``version`` = optimizer steps taken (the policy version rollouts are stamped
     with; 0 = the initial weights, which the rollout workers load too)."""
 
-    def __init__(self, cfg: Config, logprobs: type[PolicyLogProbs] = PolicyLogProbs):
+    def __init__(self, setup: LearnerSetup, logprobs: type[PolicyLogProbs] = PolicyLogProbs):
         """``logprobs``: the module that scores each level (benchmarks/bench_learner.py swaps in T2I-R1's way)."""
         import torch.distributed as dist
 
@@ -101,16 +93,16 @@ class PolicyTrainer:
         deepspeed = import_deepspeed()
         from deepspeed.accelerator import get_accelerator
 
-        self.cfg = cfg
-        lc = cfg.learner
+        self.setup = setup
+        lc = setup.learner
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         deepspeed.init_distributed(dist_backend=dist.get_backend())  # adopts the existing default group
         self.device = torch.device(get_accelerator().current_device_name())
         self.active = active_levels(lc.loss)
 
-        self.policy: Policy = load_policy(cfg.model, dtype=lc.dtype, device=self.device)
+        self.policy: Policy = load_policy(setup.model, dtype=lc.dtype, device=self.device)
         model = self.policy.model
-        self.trainable = set_trainable(model, cfg.model.trainable)
+        self.trainable = set_trainable(model, setup.model.trainable)
         if lc.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()
@@ -119,11 +111,11 @@ class PolicyTrainer:
         optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
         from transformers import get_linear_schedule_with_warmup
 
-        scheduler = get_linear_schedule_with_warmup(optimizer, o.warmup_steps, total_optimizer_steps(cfg))
+        scheduler = get_linear_schedule_with_warmup(optimizer, o.warmup_steps, setup.optimizer_steps)
         self._logprobs_cls = logprobs
-        module = logprobs(model, lc.loss.image_logprob, cfg.rollout.image, self.policy.ids)
+        module = logprobs(model, lc.loss.image_logprob, setup.image_sampling, self.policy.ids)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=module, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg, self.world_size)
+            model=module, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(setup, self.world_size)
         )
         self.ref = self._build_reference(deepspeed) if lc.loss.beta > 0 else None
         # ZeRO-3 gathers full parameters about this many elements at a time (the same on every rank)
@@ -132,21 +124,21 @@ class PolicyTrainer:
     # ----------------------------------------------------------------------------------------------- reference
 
     def _build_reference(self, deepspeed) -> Optional[torch.nn.Module]:
-        lc = self.cfg.learner
-        ref_policy = load_policy(self.cfg.model, dtype=lc.dtype, device="cpu")
+        lc = self.setup.learner
+        ref_policy = load_policy(self.setup.model, dtype=lc.dtype, device="cpu")
         for p in ref_policy.model.parameters():
             p.requires_grad_(False)
-        module = self._logprobs_cls(ref_policy.model, lc.loss.image_logprob, self.cfg.rollout.image, ref_policy.ids)
+        module = self._logprobs_cls(ref_policy.model, lc.loss.image_logprob, self.setup.image_sampling, ref_policy.ids)
         self.ref_device = torch.device("cpu")
         if lc.ref_on_cpu:
             return module.eval()
         self.ref_device = self.device
         if lc.zero_stage == 3:
             # sharded like the policy, inference only (no optimizer)
-            config = {"train_batch_size": global_batch_size(self.cfg),
+            config = {"train_batch_size": self.setup.global_batch,
                       "train_micro_batch_size_per_gpu": lc.micro_batch_size,
-                      "gradient_accumulation_steps": grad_accumulation_steps(self.cfg, self.world_size),
-                      "zero_optimization": {"stage": 3}, "bf16": {"enabled": lc.dtype == "bfloat16"},
+                      "gradient_accumulation_steps": grad_accumulation_steps(self.setup, self.world_size),
+                      "zero_optimization": {"stage": 3}, "bf16": {"enabled": lc.dtype == LearnerDtype.bfloat16},
                       "steps_per_print": 2**31 - 1}
             engine, *_ = deepspeed.initialize(model=module, config=config)
             engine.eval()
@@ -177,7 +169,7 @@ class PolicyTrainer:
         in step: parameters are gathered (collectively) about ``group_numel`` elements at a time, and a yielded
         tensor is valid only until the next one is requested."""
         params = list(self.named_trainable_parameters())
-        if self.cfg.learner.zero_stage != 3:
+        if self.setup.learner.zero_stage != 3:
             for n, p in params:
                 yield n, p.detach()
             return
@@ -197,7 +189,7 @@ class PolicyTrainer:
     # ----------------------------------------------------------------------------------------------- batches
 
     def _share(self, samples: Sequence[TrainSample]) -> list[TrainSample]:
-        expected = global_batch_size(self.cfg)
+        expected = self.setup.global_batch
         if len(samples) != expected:
             raise ValueError(f"train_batch got {len(samples)} samples; the configured global batch is {expected} "
                              f"(trainer.prompts_per_step x rollout.group_size)")
@@ -214,7 +206,7 @@ class PolicyTrainer:
             rows = []
             for s in samples:
                 lp = s.behaviour_logprobs(name)
-                if name == "token" and s.image_logprob_mode != self.cfg.learner.loss.image_logprob:
+                if name == "token" and s.image_logprob_mode != self.setup.learner.loss.image_logprob:
                     lp = None  # recorded under another distribution than the loss uses
                 rows.append(lp)
             values = pack_values([r or [] for r in rows], level.targets.shape[1])
@@ -238,7 +230,7 @@ class PolicyTrainer:
         if "semantic" in self.active and s.cot_logprobs is None:
             return True
         return "token" in self.active and (s.image_logprobs is None
-                                           or s.image_logprob_mode != self.cfg.learner.loss.image_logprob)
+                                           or s.image_logprob_mode != self.setup.learner.loss.image_logprob)
 
     @torch.no_grad()
     def _prepare(self, micro_batches: list[MicroBatch], samples: Sequence[TrainSample]) -> None:
@@ -252,7 +244,7 @@ class PolicyTrainer:
             raise ValueError(
                 f"some samples lack behaviour log-probs (or have them in another image_logprob mode) and were made "
                 f"by policy version(s) {stale}, older than the learner's {self.version}: their probabilities cannot "
-                f"be recomputed. Record log-probs in the rollout (image mode {self.cfg.learner.loss.image_logprob!r}) "
+                f"be recomputed. Record log-probs in the rollout (image mode {self.setup.learner.loss.image_logprob!r}) "
                 f"for off-policy training."
             )
         need_old = bool(lacking)
@@ -269,7 +261,7 @@ class PolicyTrainer:
     def train_batch(self, samples: Sequence[TrainSample]) -> dict[str, float]:
         """All ``updates_per_batch`` optimizer steps on one global batch (every rank gets the whole batch and
         trains on its share). Returns this rank's statistics (means over its micro-batches)."""
-        lc = self.cfg.learner
+        lc = self.setup.learner
         mine = self._share(samples)
         self._validate(samples)
         m = lc.micro_batch_size

@@ -10,10 +10,10 @@ never sees image positions or prompts and the generation head never sees text po
 handled by the attention mask and by position ids that count only real tokens, so a row's log-probs do not
 depend on what it is batched with.
 
-Image log-prob modes (cluster.config.LossConfig.image_logprob):
+Image log-prob modes (learner.config.LossConfig.image_logprob):
 - ``conditional`` (T2I-R1): the conditional row alone, temperature 1, no filtering.
 - ``guided``: the distribution the sampler actually drew from (CFG combine with the unconditional row, then
-  temperature / top-k / top-p), via rollout.sampling.sampling_logprobs; the unconditional row goes through the
+  temperature / top-k / top-p), via policy.sampling.sampling_logprobs; the unconditional row goes through the
   backbone in the same forward, and gradients flow through both rows.
 """
 
@@ -25,12 +25,10 @@ import torch
 from torch import nn
 from transformers import JanusForConditionalGeneration
 
-from cluster.config import ImageSamplingConfig
+from core.records import ImageLogprobMode
 from learner.batch import LevelInputs
+from policy.sampling import SamplingParams, sampling_logprobs
 from policy.tokenizer import SpecialIds
-from rollout.sampling import sampling_logprobs
-
-IMAGE_LOGPROB_MODES = ("conditional", "guided")
 
 
 def _sequence_mask_and_positions(level: LevelInputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,17 +86,17 @@ def unconditional_context(level: LevelInputs, ids: SpecialIds) -> torch.Tensor:
 def image_logprobs(
     model: JanusForConditionalGeneration,
     level: LevelInputs,
-    mode: str = "conditional",
-    sampling: Optional[ImageSamplingConfig] = None,
+    mode: ImageLogprobMode = ImageLogprobMode.conditional,
+    sampling: Optional[SamplingParams] = None,
     ids: Optional[SpecialIds] = None,
 ) -> torch.Tensor:
     """log p(image_t | image context, image_<t) under the generation head: float32 ``[B, T]``, 0 on padding.
 
     ``mode="guided"`` needs ``sampling`` (the rollout's image sampling settings) and the special token ``ids``.
     """
-    if mode not in IMAGE_LOGPROB_MODES:
-        raise ValueError(f"image log-prob mode must be one of {IMAGE_LOGPROB_MODES}, got {mode!r}")
-    guided = mode == "guided"
+    if mode not in tuple(ImageLogprobMode):
+        raise ValueError(f"image log-prob mode must be one of {', '.join(ImageLogprobMode)}, got {mode!r}")
+    guided = mode == ImageLogprobMode.guided
     if guided and (sampling is None or ids is None):
         raise ValueError("image_logprobs(mode='guided') needs the image sampling config and the special token ids")
     context_ids = level.context_ids
@@ -132,8 +130,8 @@ class PolicyLogProbs(nn.Module):
     def __init__(
         self,
         policy: JanusForConditionalGeneration,
-        image_mode: str = "conditional",
-        sampling: Optional[ImageSamplingConfig] = None,
+        image_mode: ImageLogprobMode = ImageLogprobMode.conditional,
+        sampling: Optional[SamplingParams] = None,
         ids: Optional[SpecialIds] = None,
     ):
         super().__init__()

@@ -23,8 +23,8 @@ from typing import Mapping, Optional
 
 import torch
 
-from cluster.config import LossConfig
 from learner.batch import LEVELS
+from learner.config import Aggregation, Levels, LossConfig
 
 
 @dataclass
@@ -39,9 +39,9 @@ class LevelTerms:
 
 def active_levels(cfg: LossConfig) -> tuple[str, ...]:
     """The levels whose tokens enter the loss (the others need no forward at all)."""
-    if cfg.levels == "both":
+    if cfg.levels == Levels.both:
         return tuple(l for l in LEVELS if level_weight(cfg, l) > 0)
-    return (cfg.levels,)
+    return (str(cfg.levels),)
 
 
 def level_weight(cfg: LossConfig, level: str) -> float:
@@ -97,9 +97,9 @@ def grpo_loss(
             if cfg.beta > 0:
                 stats[f"{name}/kl"] = float((kl * mask).sum()) / tokens
 
-    if cfg.aggregation == "token_mean":
+    if cfg.aggregation == Aggregation.token_mean:
         loss = total.sum() / count.sum().clamp(min=1.0)
-    elif cfg.aggregation == "seq_mean":
+    elif cfg.aggregation == Aggregation.seq_mean:
         has_tokens = count > 0
         per_seq = total[has_tokens] / count[has_tokens]
         # a micro-batch without any token still yields a (zero) loss attached to the graph

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 from transformers import (
     AutoTokenizer,
@@ -27,7 +28,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from cluster.config import ModelConfig, TinyModelConfig, check_model_dir
+from policy.config import ModelConfig, TinyModelConfig, check_model_dir
 from policy.tokenizer import SpecialIds, build_tiny_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -251,6 +252,16 @@ def load_policy(model_cfg: ModelConfig, dtype: str | None = None, device: str | 
         # Some exported checkpoints lack the image-mode generation settings; they are fixed facts of Janus.
         model.generation_config = janus_generation_config(ids)
     return Policy(model=model, tokenizer=tok, ids=ids, path=path)
+
+
+@torch.no_grad()
+def decode_image_tokens(model: JanusForConditionalGeneration, tokens: torch.Tensor, batch_size: int = 16) -> np.ndarray:
+    """VQ-decode [B, N] image tokens to uint8 RGB images [B, H, W, 3] (Janus-Pro: 576 tokens -> 384 px)."""
+    out = []
+    for chunk in tokens.split(batch_size):
+        pix = model.decode_image_tokens(chunk.to(next(model.parameters()).device))  # [b, H, W, 3] in ~[-1, 1]
+        out.append(((pix.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy())
+    return np.concatenate(out, axis=0)
 
 
 # --------------------------------------------------------------------------------------------------- training

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rollout.types import PromptRecord
-
+from core.records import PromptRecord
 
 # Task types of T2I-R1's training file; the detector and VQA rules branch on them, the reward server accepts
 # only these.

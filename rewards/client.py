@@ -32,11 +32,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import grpc
 import numpy as np
 
-from cluster.config import SCORER_NAMES, RewardsConfig
+from core.records import PromptRecord
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
+from rewards.config import SCORER_NAMES, RewardsConfig
 from rewards.ensemble import combine_for
-from rollout.types import PromptRecord
 
 Endpoints = Mapping[str, Sequence[str]]  # scorer name -> replica addresses (host:port)
 EndpointSource = Union[Endpoints, Callable[[], Endpoints]]

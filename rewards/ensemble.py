@@ -16,9 +16,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from cluster.config import RewardsConfig
-
-MODES = ("sum", "mean", "weighted")
+from rewards.config import Ensemble, RewardsConfig
 
 
 def standardize(values: np.ndarray) -> np.ndarray:
@@ -27,11 +25,11 @@ def standardize(values: np.ndarray) -> np.ndarray:
     return centred / std if std > 1e-12 else centred
 
 
-def combine(per_scorer: Mapping[str, Sequence[float]], mode: str = "sum",
+def combine(per_scorer: Mapping[str, Sequence[float]], mode: Ensemble = Ensemble.sum,
             weights: Optional[Mapping[str, float]] = None, standardize_each: bool = False) -> np.ndarray:
     """One reward per sample from ``{scorer: one score per sample}`` (all of the same length, all finite)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown ensemble mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode not in tuple(Ensemble):
+        raise ValueError(f"unknown ensemble mode {mode!r}; expected one of {', '.join(Ensemble)}")
     if not per_scorer:
         raise ValueError("no scorer results to combine")
     arrays = {name: np.asarray(v, dtype=np.float64) for name, v in per_scorer.items()}
@@ -43,13 +41,13 @@ def combine(per_scorer: Mapping[str, Sequence[float]], mode: str = "sum",
         raise ValueError(f"non-finite scores from {', '.join(bad)}: refusing to combine them")
     if standardize_each:
         arrays = {name: standardize(a) for name, a in arrays.items()}
-    if mode == "weighted":
+    if mode == Ensemble.weighted:
         if weights is None or set(arrays) - set(weights):
             missing = sorted(set(arrays) - set(weights or {}))
             raise ValueError(f"ensemble 'weighted' needs a weight for every scorer; missing {missing}")
         return sum(weights[name] * a for name, a in arrays.items())
     total = sum(arrays.values())
-    return total / len(arrays) if mode == "mean" else total
+    return total / len(arrays) if mode == Ensemble.mean else total
 
 
 def combine_for(per_scorer: Mapping[str, Sequence[float]], cfg: RewardsConfig) -> np.ndarray:

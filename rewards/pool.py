@@ -23,7 +23,7 @@ import sys
 import threading
 from typing import Any, Callable, Mapping, Optional
 
-from cluster.config import SCORER_NAMES, RewardsConfig
+from rewards.config import SCORER_NAMES, RewardsConfig
 from rewards.server import RewardServerActor, ScorerSpec
 
 FLEET_ACTOR = "reward_fleet"

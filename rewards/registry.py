@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from cluster.config import SCORER_NAMES, RewardsConfig
 from rewards.base import Scorer
+from rewards.config import SCORER_NAMES, RewardsConfig
 
 
 def _hps(cfg: RewardsConfig) -> Scorer:

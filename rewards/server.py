@@ -27,11 +27,11 @@ from typing import Callable, Optional, Union
 import grpc
 import numpy as np
 
-from cluster.config import RewardsConfig
+from core.records import PromptRecord
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
 from rewards.base import Scorer, ScorerInputError
-from rollout.types import PromptRecord
+from rewards.config import RewardsConfig
 
 log = logging.getLogger(__name__)
 

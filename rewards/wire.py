@@ -21,10 +21,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from google.protobuf import struct_pb2
 
+from core.images import decode_png, encode_png
+from core.records import PromptRecord
 from protos import reward_pb2
 from rewards.base import TASK_TYPES, ImageScore
-from rollout.images import decode_png, encode_png
-from rollout.types import PromptRecord
 
 # Largest decoded image accepted. A PNG of a few KiB can inflate to gigabytes; the message limit alone does not
 # bound the decoded size, so the server reads the size from the PNG header before decoding.

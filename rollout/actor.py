@@ -1,10 +1,10 @@
 """The rollout worker as a Ray actor: rollouts, plus membership in the learner's weight-sync group.
 
-    actors = create_rollout_actors(cfg)                     # cfg.rollout.workers actors
+    actors = create_rollout_actors(model_cfg, rollout_cfg)  # rollout_cfg.workers actors
     groups = ray.get(actors[0].rollout.remote(prompts, seed))
-    # weight sync: learner.weight_sync.WeightSyncCoordinator(learner_group, actors).connect() / .sync()
+    # weight sync: cluster.weight_sync.WeightSyncCoordinator(learner_group, actors).connect() / .sync()
 
-A new version is received whole into a staging buffer (learner.weight_sync.WeightReceiver) and only then handed
+A new version is received whole into a staging buffer (weightsync.broadcast.WeightReceiver) and only then handed
 to ``RolloutWorker.update_weights``, which loads it into both the text engine and the image sampler's model; a
 sync that breaks off raises and leaves the worker on the version it had.
 """
@@ -13,17 +13,19 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from cluster.config import Config
-from rollout.types import PromptRecord, RolloutGroup
+from core.records import ImageLogprobMode, PromptRecord, RolloutGroup
+from policy.config import ModelConfig
+from rollout.config import RolloutConfig
 
 
 class RolloutActor:
     """Body of the Ray actor (``ray.remote(RolloutActor)``) around one :class:`rollout.worker.RolloutWorker`."""
 
-    def __init__(self, cfg: Config, worker_index: int = 0):
+    def __init__(self, model_cfg: ModelConfig, rollout_cfg: RolloutConfig, image_logprob_mode: ImageLogprobMode,
+                 worker_index: int = 0):
         from rollout.worker import RolloutWorker
 
-        self.worker = RolloutWorker(cfg, worker_index)
+        self.worker = RolloutWorker(model_cfg, rollout_cfg, image_logprob_mode, worker_index)
         self.worker_index = worker_index
         self._receiver = None
 
@@ -35,7 +37,7 @@ class RolloutActor:
 
     def parameter_checksums(self) -> dict[str, str]:
         """sha1 per trainable parameter: equal to the learner's (cast to the rollout dtype) after a sync."""
-        from learner.weight_sync import tensor_checksums
+        from weightsync.broadcast import tensor_checksums
 
         return tensor_checksums(self.worker.named_trainable_parameters())
 
@@ -44,8 +46,8 @@ class RolloutActor:
     def join_weight_sync(self, host: str, port: int, rank: int, world_size: int, layout: Any, backend: str,
                          timeout_s: float) -> None:
         """Join the sync group as ``rank`` (blocks until every member joined); ``layout`` is the learner's
-        learner.weight_sync.SyncLayout, checked against this worker's parameters first."""
-        from learner.weight_sync import SyncGroup, WeightReceiver
+        weightsync.broadcast.SyncLayout, checked against this worker's parameters first."""
+        from weightsync.broadcast import SyncGroup, WeightReceiver
 
         named = list(self.worker.named_trainable_parameters())
         layout.check(named)
@@ -66,15 +68,18 @@ class RolloutActor:
         return int(self.worker.version)
 
 
-def create_rollout_actors(cfg: Config, count: Optional[int] = None,
-                          scheduling: Optional[Callable[[int], Any]] = None, max_restarts: int = 0) -> list:
-    """``count`` (default ``cfg.rollout.workers``) Ray actors, with the configured CPU/GPU share each.
+def create_rollout_actors(model_cfg: ModelConfig, rollout_cfg: RolloutConfig,
+                          image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional,
+                          count: Optional[int] = None, scheduling: Optional[Callable[[int], Any]] = None,
+                          max_restarts: int = 0) -> list:
+    """``count`` (default ``rollout_cfg.workers``) Ray actors, with the configured CPU/GPU share each.
     ``scheduling(i)``: worker i's Ray scheduling strategy (placement-group bundle); ``max_restarts``: how often
     Ray restarts a worker that died (it comes back with the initial weights and must be re-synced)."""
     import ray
 
     remote = ray.remote(RolloutActor)
-    r = cfg.rollout
+    r = rollout_cfg
     return [remote.options(num_cpus=r.num_cpus_per_worker, num_gpus=r.num_gpus_per_worker, max_restarts=max_restarts,
-                           scheduling_strategy=scheduling(i) if scheduling else None).remote(cfg, i)
+                           scheduling_strategy=scheduling(i) if scheduling else None)
+            .remote(model_cfg, rollout_cfg, image_logprob_mode, i)
             for i in range(r.workers if count is None else count)]

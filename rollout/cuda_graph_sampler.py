@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from policy.sampling import SamplingParams
 from rollout.image_sampler import DecoderWeights, ImageSample, StaticKVCache, decoder_forward, next_tokens
-from rollout.sampling import SamplingParams
 
 WARMUP_STEPS = 3  # real steps on a side stream before capture (Triton compiles, cuBLAS picks its kernels)
 

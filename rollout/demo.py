@@ -2,6 +2,9 @@
 
     python -m rollout.demo [--config FILE] [key=value ...] [--out DIR] [--engines vllm,transformers] [--prompts N]
 
+The config is the run's (a preset, a YAML file, a run's config.yaml), of which the demo reads ``seed``,
+``output_dir``, ``model.*``, ``rollout.*`` and ``data.*``; ``key=value`` overrides those.
+
 Each engine run writes ``grid_<engine>.png`` (one row per prompt, one column per sample of its group, captioned
 with the prompt and the CoT) and ``rollouts_<engine>.jsonl`` (the full CoT texts and timings) to the output
 directory (default: ``{output_dir}/rollout_demo``). Without a CoT (``rollout.prompt.use_cot=false``) there is
@@ -14,16 +17,31 @@ import argparse
 import copy
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from cluster.config import Config, ConfigError, load_config
-from cluster.data import DataError, load_prompts
-from rollout.images import caption_grid
-from rollout.types import RolloutGroup
+from core.config import ConfigError, load_config
+from core.images import caption_grid
+from core.prompt_file import DataConfig, DataError, load_prompts
+from core.records import RolloutGroup
+from policy.config import ModelConfig
+from rollout.config import RolloutConfig, TextEngineName
 from rollout.worker import RolloutWorker
 
-ENGINES = ("vllm", "transformers")
+ENGINES = tuple(e.value for e in TextEngineName)
+DEFAULT_PROMPTS = 4
+
+
+@dataclass
+class DemoConfig:
+    """The sections of the run's config the demo reads (the others in a file are ignored)."""
+
+    seed: int = 0
+    output_dir: str = "outputs/run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -31,7 +49,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--config", default=None, help="preset name (tiny, janus-pro-1b, ...) or YAML file")
     ap.add_argument("--out", default=None, help="output directory (default: {output_dir}/rollout_demo)")
     ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated text engines to run")
-    ap.add_argument("--prompts", type=int, default=None, help="number of prompts (default: trainer.prompts_per_step)")
+    ap.add_argument("--prompts", type=int, default=DEFAULT_PROMPTS, help=f"number of prompts (default {DEFAULT_PROMPTS})")
     ap.add_argument("overrides", nargs="*", help="config overrides, key=value")
     args = ap.parse_args(argv)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -55,7 +73,7 @@ def write_outputs(groups: list[RolloutGroup], out: Path, label: str, columns: in
     return grid
 
 
-def run(cfg: Config, engines: list[str], out: Path, n_prompts: int) -> list[Path]:
+def run(cfg: DemoConfig, engines: list[str], out: Path, n_prompts: int) -> list[Path]:
     prompts = load_prompts(cfg.data.path, cfg.data.on_malformed).records[:n_prompts]
     out.mkdir(parents=True, exist_ok=True)
     runs = engines if cfg.rollout.prompt.use_cot else ["no_cot"]
@@ -63,8 +81,8 @@ def run(cfg: Config, engines: list[str], out: Path, n_prompts: int) -> list[Path
     for engine in runs:
         run_cfg = copy.deepcopy(cfg)
         if engine != "no_cot":
-            run_cfg.rollout.cot.engine = engine
-        worker = RolloutWorker(run_cfg)
+            run_cfg.rollout.cot.engine = TextEngineName(engine)
+        worker = RolloutWorker(run_cfg.model, run_cfg.rollout)
         try:
             groups = worker.rollout(prompts, seed=cfg.seed)
         finally:
@@ -82,13 +100,13 @@ def run(cfg: Config, engines: list[str], out: Path, n_prompts: int) -> list[Path
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(DemoConfig, args.config, args.overrides, partial=True)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path(cfg.output_dir) / "rollout_demo"
     try:
-        run(cfg, args.engines, out.expanduser(), args.prompts or cfg.trainer.prompts_per_step)
+        run(cfg, args.engines, out.expanduser(), args.prompts)
     except DataError as e:
         print(f"data error: {e}", file=sys.stderr)
         return 2

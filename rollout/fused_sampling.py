@@ -1,11 +1,11 @@
 """One image token per row in one kernel launch: CFG combine, temperature, top-k, top-p and the draw fused.
 
-The torch path (rollout/sampling.py) makes a dozen passes over ``[B, 16384]`` logits per step, with a sort
+The torch path (policy/sampling.py) makes a dozen passes over ``[B, 16384]`` logits per step, with a sort
 for top-p; on a GPU each is a kernel launch, and the step is launch-bound. The Triton kernel
 (rollout/fused_sampling_kernel.py) holds a row in registers and makes all those passes there, finding the
 top-k and top-p cut-offs by binary search on the value instead of sorting.
 
-It draws with the same counter-based noise as :func:`rollout.sampling.sample_from_logits`, so given the same
+It draws with the same counter-based noise as :func:`policy.sampling.sample_from_logits`, so given the same
 step keys it picks the same token as the torch path (greedy: the same argmax). Where it can differ, and why:
 - top-p on tied values at the cut-off: torch keeps the tied codes that its sort happens to put first, the
   kernel keeps all of them (every code whose strictly-larger mass is below ``p``); without ties at the cut-off
@@ -22,7 +22,7 @@ from typing import Optional
 
 import torch
 
-from rollout.sampling import SamplingParams, cfg_combine, draw_tokens
+from policy.sampling import SamplingParams, cfg_combine, draw_tokens
 
 BACKENDS = ("auto", "triton", "torch")
 
@@ -45,19 +45,19 @@ def fused_next_tokens(
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Tokens ``[B]`` (int64) drawn from ``guided = uncond + w * (cond - uncond)`` ``[B, V]`` after temperature,
     top-k and top-p, with the requests' counter-based noise of this step (``step_key`` ``[B]`` int32, from
-    :func:`rollout.sampling.step_keys`); and, with ``with_logprobs``, their log-probs ``[B]`` under that
+    :func:`policy.sampling.step_keys`); and, with ``with_logprobs``, their log-probs ``[B]`` under that
     filtered distribution.
 
     ``uncond_logits`` None: ``cond_logits`` are already guided (the image sampler combines CFG before the
     generation head's last linear map). ``greedy``: the argmax of the guided logits (no temperature or
     filters; ``step_key`` may be None). ``backend``: "triton" runs the kernel (CUDA tensors, or CPU tensors
-    when Triton was imported under ``TRITON_INTERPRET=1``), "torch" the functions of rollout/sampling.py,
+    when Triton was imported under ``TRITON_INTERPRET=1``), "torch" the functions of policy/sampling.py,
     "auto" the kernel on CUDA when Triton is installed, else torch.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not one of {BACKENDS}")
     if not greedy and step_key is None:
-        raise ValueError("sampling needs step_key (the requests' keys of this step, rollout.sampling.step_keys); "
+        raise ValueError("sampling needs step_key (the requests' keys of this step, policy.sampling.step_keys); "
                          "only greedy=True may pass None")
     if backend == "auto":
         backend = "triton" if cond_logits.is_cuda and triton_available() else "torch"

@@ -4,7 +4,7 @@ Kept in its own module, imported only when the kernel runs, so that installs wit
 dependency of the project) never import it, and so that tests can import it under ``TRITON_INTERPRET=1``
 (Triton decides between compiling and interpreting when ``@triton.jit`` runs, i.e. at import).
 
-Every step copies the arithmetic of the torch path (rollout/sampling.py) operation by operation, with each
+Every step copies the arithmetic of the torch path (policy/sampling.py) operation by operation, with each
 result rounded to float32 where torch rounds it, so that the same step keys give the same token:
 - CFG ``u + w * (c - u)`` as three rounded operations (launch with ``enable_fp_fusion=False``: an FMA would
   round once);
@@ -13,7 +13,7 @@ result rounded to float32 where torch rounds it, so that the same step keys give
 - top-k as a binary search for the k-th largest value over the float32 values in sortable-integer order
   (exact: the answer is an element of the row; ties with it are kept, as ``logits < kth`` does);
 - top-p as a binary search for the smallest value whose strictly-larger mass is below ``p``;
-- Gumbel-max on the same hashed uniforms as :func:`rollout.sampling.uniform_from_keys`, ``argmin(log(-log u) -
+- Gumbel-max on the same hashed uniforms as :func:`policy.sampling.uniform_from_keys`, ``argmin(log(-log u) -
   x)``, first index on ties like ``torch.argmin``; on CUDA the logs are libdevice's ``logf`` (what torch calls)
   rather than Triton's approximate ``log`` (``ACCURATE``; the interpreter has no libdevice).
 """
@@ -27,7 +27,7 @@ from triton.language.extra import libdevice
 
 @triton.jit
 def _hash32(x):
-    """rollout.sampling.hash32_ on int32 bit patterns (logical right shifts as arithmetic shift + mask;
+    """policy.sampling.hash32_ on int32 bit patterns (logical right shifts as arithmetic shift + mask;
     -2073254261 is 0x846CA68B as an int32)."""
     x ^= (x >> 16) & 0xFFFF
     x *= 0x7FEB352D

@@ -12,8 +12,8 @@ import torch
 from transformers import GenerationConfig, JanusForConditionalGeneration
 from transformers.generation.utils import GenerationMixin
 
-from cluster.config import TextSamplingConfig
 from policy.tokenizer import SpecialIds
+from rollout.config import TextSamplingConfig
 from rollout.text_engine import Completion, TextEngine, check_generate_args
 
 

@@ -10,7 +10,7 @@ Why not ``model.generate(generation_mode="image")`` or T2I-R1's loop of eager HF
 - CFG is applied to the generation head's last hidden layer: the head ends in a linear map, so
   ``W(g_u + w (g_c - g_u)) + b`` equals ``uncond + w (cond - uncond)`` on the logits and the widest matmul of
   the step (hidden -> 16,384 codes) runs on B rows instead of 2B;
-- randomness is counter-based Gumbel-max keyed by each request's seed (rollout/sampling.py), so a request's
+- randomness is counter-based Gumbel-max keyed by each request's seed (policy/sampling.py), so a request's
   image depends on its seed, not on its batch, and no ``torch.multinomial`` (slow on CPU) is needed.
 
 Weights are read from the model at every :meth:`ImageSampler.sample` call (references, never copies), so
@@ -22,22 +22,15 @@ An ImageSampler holds its caches as state: one sampler per thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from cluster.config import ImageSamplingConfig
+from policy.sampling import SamplingParams, cfg_combine, conditional_logprobs, draw_tokens, seed_keys, step_keys
 from policy.tokenizer import SpecialIds
+from rollout.config import ImageSamplingConfig
 from rollout.fused_sampling import fused_next_tokens
-from rollout.sampling import (
-    SamplingParams,
-    cfg_combine,
-    conditional_logprobs,
-    draw_tokens,
-    seed_keys,
-    step_keys,
-)
 
 
 @dataclass
@@ -244,25 +237,34 @@ def next_tokens(
 # --------------------------------------------------------------------------------------------------- sampler
 
 
+class ReplayDecoder(Protocol):
+    """Decodes all image tokens after the prefill (rollout.cuda_graph_sampler.GraphDecoder)."""
+
+    def decode(self, hidden: torch.Tensor, keys: torch.Tensor, image_cos: torch.Tensor, image_sin: torch.Tensor,
+               real: torch.Tensor, first_slot: int) -> ImageSample: ...
+
+
+class ReplayDecoders(Protocol):
+    """A ReplayDecoder per batch shape and sampling setting (rollout.cuda_graph_sampler.GraphDecoders)."""
+
+    def get(self, model, w: DecoderWeights, cache: StaticKVCache, b: int, n: int, params: SamplingParams,
+            greedy: bool, with_logprobs: bool) -> ReplayDecoder: ...
+
+
 class ImageSampler:
     """Draws Janus image tokens for a batch of image prompts (each ending in ``<begin_of_image>``)."""
 
     CACHE_ROUND = 256  # cache capacity grows in these steps, so prompts of similar length share one buffer
 
-    def __init__(self, model, ids: SpecialIds, cuda_graphs: bool = False):
-        """``cuda_graphs``: decode by replaying a CUDA graph of one step (rollout/cuda_graph_sampler.py) on
-        CUDA; without CUDA the same warm-up, capture and replay run with eager stand-ins, slower than the default
-        loop (for tests only)."""
+    def __init__(self, model, ids: SpecialIds, graphs: Optional[ReplayDecoders] = None):
+        """``graphs``: decode by replaying captured decode steps (rollout.cuda_graph_sampler.GraphDecoders; built
+        by rollout.factories.build_image_sampler) instead of the eager loop."""
         self.model = model
         self.ids = ids
         self.num_tokens = int(model.config.vision_config.num_image_tokens)
         self.max_positions = int(model.config.text_config.max_position_embeddings)
         self._caches: dict[tuple, StaticKVCache] = {}
-        self._graphs = None
-        if cuda_graphs:
-            from rollout.cuda_graph_sampler import GraphDecoders  # imported here: it imports this module
-
-            self._graphs = GraphDecoders()
+        self._graphs = graphs
 
     # ------------------------------------------------------------------------------------------- public
 

@@ -31,8 +31,8 @@ from typing import Optional, Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from cluster.config import PromptConfig
 from policy.tokenizer import SpecialIds
+from rollout.config import PromptConfig
 
 
 def chat_text(user: str, system: str = "") -> str:

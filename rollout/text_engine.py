@@ -1,4 +1,5 @@
-"""The semantic-level CoT engine: one interface, two implementations (vLLM, transformers), one factory.
+"""The semantic-level CoT engine: one interface, two implementations (vLLM, transformers; picked by
+rollout/factories.py).
 
 Both engines take prompts as token ids (built by rollout.prompts), sample ``n`` completions per prompt and
 return, per completion, the sampled ids (up to and including EOS when they stopped on it) and the behaviour
@@ -12,19 +13,13 @@ greedy decoding gives the same tokens in both.
 
 from __future__ import annotations
 
-import logging
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable
 
 import torch
 
-from cluster.config import RolloutConfig, TextSamplingConfig
-from policy.model import Policy
-
-log = logging.getLogger(__name__)
+from rollout.config import TextSamplingConfig
 
 
 @dataclass
@@ -64,34 +59,3 @@ def check_generate_args(prompts: list[list[int]], n: int, seeds: list[int]) -> N
         raise ValueError(f"n (completions per prompt) must be >= 1, got {n}")
     if any(len(p) == 0 for p in prompts):
         raise ValueError("empty prompt: every prompt needs at least one token (BOS)")
-
-
-class EngineFallbackWarning(UserWarning):
-    """The configured vLLM engine could not be used; the transformers engine runs instead."""
-
-
-def build_text_engine(policy: Policy, rollout: RolloutConfig, work_dir: Optional[str | Path] = None) -> TextEngine:
-    """The engine ``rollout.cot.engine`` names. vLLM falls back to transformers, with a warning, when it is not
-    installed, does not support this platform, or fails to load.
-
-    ``work_dir``: where the vLLM engine may write its temporary Llama export (default: the system temp dir).
-    """
-    from rollout.hf_engine import HFTextEngine
-
-    if rollout.cot.engine == "transformers":
-        return HFTextEngine(policy.model, policy.ids)
-    try:
-        from rollout.vllm_engine import VLLMTextEngine
-
-        return VLLMTextEngine(policy, rollout, work_dir=work_dir)
-    except Exception as e:  # ImportError, an unsupported platform, or a load error: all end in the fallback
-        reason = f"{type(e).__name__}: {e}".splitlines()[0]
-        warnings.warn(
-            f"rollout.cot.engine=vllm is unavailable ({reason}); using the transformers engine instead. "
-            "Install the vLLM extra (`pip install -e .[cpu]` on x86_64 CPUs, `.[gpu]` with CUDA) or set "
-            "rollout.cot.engine=transformers to silence this.",
-            EngineFallbackWarning,
-            stacklevel=2,
-        )
-        log.warning("vLLM text engine unavailable, falling back to transformers: %s", reason)
-        return HFTextEngine(policy.model, policy.ids)

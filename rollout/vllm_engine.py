@@ -24,8 +24,8 @@ from typing import Iterable, Optional
 
 import torch
 
-from cluster.config import RolloutConfig, TextSamplingConfig
 from policy.model import Policy, export_language_model, llama_name
+from rollout.config import RolloutConfig, TextSamplingConfig
 from rollout.text_engine import Completion, TextEngine, check_generate_args
 
 log = logging.getLogger(__name__)

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from typing import Iterable, Iterator, Optional
 
 import torch
 
-from cluster.config import Config
-from policy.model import load_policy, named_trainable_parameters
-from rollout.image_sampler import ImageSampler
-from rollout.images import decode_image_tokens
+from core.records import ImageLogprobMode, PromptRecord, RolloutGroup, RolloutSample
+from core.timing import timed
+from policy.config import ModelConfig
+from policy.model import decode_image_tokens, load_policy, named_trainable_parameters
+from rollout.config import RolloutConfig
+from rollout.factories import build_image_sampler, build_text_engine
 from rollout.prompts import PromptBuilder
-from rollout.text_engine import Completion, TextEngine, build_text_engine
-from rollout.types import PromptRecord, RolloutGroup, RolloutSample
+from rollout.text_engine import Completion, TextEngine
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,23 @@ def derive_seed(*parts: int) -> int:
 
 
 class RolloutWorker:
-    def __init__(self, cfg: Config, worker_index: int = 0, device: Optional[str] = None):
-        self.cfg = cfg
+    def __init__(self, model_cfg: ModelConfig, rollout_cfg: RolloutConfig,
+                 image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional, worker_index: int = 0,
+                 device: Optional[str] = None):
+        """``image_logprob_mode``: the distribution the image tokens' behaviour log-probs are recorded under (the
+        learner's ``loss.image_logprob``)."""
+        self.model_cfg, self.cfg = model_cfg, rollout_cfg
+        self.image_logprob_mode = image_logprob_mode
         self.worker_index = worker_index
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.policy = load_policy(cfg.model, device=device)
-        self.prompt_builder = PromptBuilder(self.policy.tokenizer, self.policy.ids, cfg.rollout.prompt)
+        self.policy = load_policy(model_cfg, device=device)
+        self.prompt_builder = PromptBuilder(self.policy.tokenizer, self.policy.ids, rollout_cfg.prompt)
         on_cuda = next(self.policy.model.parameters()).is_cuda
-        self.image_sampler = ImageSampler(self.policy.model, self.policy.ids,
-                                          cuda_graphs=on_cuda and cfg.rollout.image.cuda_graphs)
+        self.image_sampler = build_image_sampler(self.policy.model, self.policy.ids,
+                                                 cuda_graphs=on_cuda and rollout_cfg.image.cuda_graphs)
         # Without a CoT (the no-CoT baseline) there is no text stage and no text engine to start.
         self.text_engine: Optional[TextEngine] = (
-            build_text_engine(self.policy, cfg.rollout, work_dir=cfg.model.cache_dir) if cfg.rollout.prompt.use_cot
+            build_text_engine(self.policy, rollout_cfg, work_dir=model_cfg.cache_dir) if rollout_cfg.prompt.use_cot
             else None
         )
         self._version = 0
@@ -68,7 +73,7 @@ class RolloutWorker:
 
     def named_trainable_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(Janus name, tensor) of the parameters that train, in a fixed order: what a weight sync sends."""
-        return named_trainable_parameters(self.policy.model, self.cfg.model.trainable)
+        return named_trainable_parameters(self.policy.model, self.model_cfg.trainable)
 
     # ------------------------------------------------------------------------------------------- rollout
 
@@ -76,35 +81,34 @@ class RolloutWorker:
         """G samples for each prompt. ``greedy``: argmax at both levels (all G samples then agree)."""
         if not prompts:
             return []
-        g = self.cfg.rollout.group_size
+        g = self.cfg.group_size
         version = self._version
-        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        with timed(timings, "total"):
+            with timed(timings, "cot"):
+                if self.text_engine is not None:
+                    cot_prompts = [self.prompt_builder.cot_prompt_ids(p.prompt) for p in prompts]
+                    seeds = [derive_seed(seed, _COT_STREAM, i) for i in range(len(prompts))]
+                    completions = self.text_engine.generate(cot_prompts, g, seeds, self.cfg.cot, greedy=greedy)
+                else:
+                    cot_prompts = [[] for _ in prompts]
+                    completions = [[Completion([], [], "stop") for _ in range(g)] for _ in prompts]
 
-        if self.text_engine is not None:
-            cot_prompts = [self.prompt_builder.cot_prompt_ids(p.prompt) for p in prompts]
-            seeds = [derive_seed(seed, _COT_STREAM, i) for i in range(len(prompts))]
-            completions = self.text_engine.generate(cot_prompts, g, seeds, self.cfg.rollout.cot, greedy=greedy)
-        else:
-            cot_prompts = [[] for _ in prompts]
-            completions = [[Completion([], [], "stop") for _ in range(g)] for _ in prompts]
-        t1 = time.perf_counter()
+            with timed(timings, "image"):
+                cot_texts = [[self.prompt_builder.cot_text(c.token_ids) for c in group] for group in completions]
+                image_prompts = [
+                    self.prompt_builder.image_prompt_ids(p.prompt, text if self.text_engine is not None else None)
+                    for p, texts in zip(prompts, cot_texts) for text in texts
+                ]
+                image_seeds = [derive_seed(seed, _IMAGE_STREAM, i, j) for i in range(len(prompts)) for j in range(g)]
+                sample = self.image_sampler.sample(image_prompts, self.cfg.image, image_seeds, greedy=greedy,
+                                                   return_logprobs=True)
 
-        cot_texts = [[self.prompt_builder.cot_text(c.token_ids) for c in group] for group in completions]
-        image_prompts = [
-            self.prompt_builder.image_prompt_ids(p.prompt, text if self.text_engine is not None else None)
-            for p, texts in zip(prompts, cot_texts) for text in texts
-        ]
-        image_seeds = [derive_seed(seed, _IMAGE_STREAM, i, j) for i in range(len(prompts)) for j in range(g)]
-        sample = self.image_sampler.sample(image_prompts, self.cfg.rollout.image, image_seeds, greedy=greedy,
-                                           return_logprobs=True)
-        t2 = time.perf_counter()
+            with timed(timings, "decode"):
+                images = decode_image_tokens(self.policy.model, sample.tokens, batch_size=self.cfg.image.max_batch)
 
-        images = decode_image_tokens(self.policy.model, sample.tokens, batch_size=self.cfg.rollout.image.max_batch)
-        t3 = time.perf_counter()
-
-        mode = self.cfg.learner.loss.image_logprob
-        image_logprobs = sample.cond_logprobs if mode == "conditional" else sample.logprobs
-        timings = {"cot": t1 - t0, "image": t2 - t1, "decode": t3 - t2, "total": t3 - t0}
+        mode = self.image_logprob_mode
+        image_logprobs = sample.cond_logprobs if mode == ImageLogprobMode.conditional else sample.logprobs
         groups = []
         for i, p in enumerate(prompts):
             samples = []

@@ -20,6 +20,18 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped where there is none."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (prompt files for tests; read from there, never copied into the repo)."""
@@ -31,7 +43,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_cfg(tmp_path_factory):
     """ModelConfig of the embedded tiny Janus, cached in a per-session directory."""
-    from cluster.config import ModelConfig
+    from policy.config import ModelConfig
 
     return ModelConfig(cache_dir=str(tmp_path_factory.mktemp("models")))
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from cluster.config import AdvantageConfig
 from learner.advantages import batch_advantages, group_advantages
+from learner.config import AdvantageConfig
 
 
 def test_zscore_uses_unbiased_std_and_eps():

@@ -9,8 +9,10 @@ import copy
 import pytest
 import torch
 
-from cluster.config import Config, LossConfig, ModelConfig, OptimConfig
+from cluster.config import Config, learner_setup
+from learner.config import LossConfig, OptimConfig
 from learner.synthetic import random_samples
+from policy.config import ModelConfig
 
 
 def _config(model_cfg, ranks=1, zero_stage=2) -> Config:
@@ -49,7 +51,7 @@ def test_resume_equals_straight_run_and_export_loads(ray_local, tiny_model_cfg, 
     cfg = _config(tiny_model_cfg, ranks, zero_stage)
     ckpt = tmp_path / "ckpt"
 
-    straight = LearnerGroup(cfg)
+    straight = LearnerGroup(learner_setup(cfg))
     try:
         for step in range(2):
             straight.train_batch(_batch(tiny_policy, step))
@@ -67,7 +69,7 @@ def test_resume_equals_straight_run_and_export_loads(ray_local, tiny_model_cfg, 
     finally:
         straight.shutdown()
 
-    resumed = LearnerGroup(cfg)
+    resumed = LearnerGroup(learner_setup(cfg))
     try:
         assert resumed.load_checkpoint(str(ckpt)) == 2 and resumed.version() == 2
         assert torch.equal(_rng(resumed), rng_at_save)

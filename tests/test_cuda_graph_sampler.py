@@ -11,11 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cluster.config import ImageSamplingConfig
+from rollout.config import ImageSamplingConfig
+from rollout.factories import build_image_sampler
 from rollout.image_sampler import ImageSampler
 from tests.test_image_sampler import _lively_janus, _prompts
-
-CUDA = torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def janus():
 
 def _compare(model, ids, prompts, seeds, p, **kw):
     ref = ImageSampler(model, ids).sample(prompts, p, seeds, **kw)
-    graph_sampler = ImageSampler(model, ids, cuda_graphs=True)
+    graph_sampler = build_image_sampler(model, ids, cuda_graphs=True)
     out = graph_sampler.sample(prompts, p, seeds, **kw)
     assert torch.equal(out.tokens, ref.tokens)
     if kw.get("return_logprobs"):
@@ -75,7 +74,7 @@ def test_warm_up_and_capture_keep_the_prompt_cache_of_unpadded_prompts_on_cpu(ja
     assert second is not first and second.cache.capacity > first.cache.capacity
 
 
-@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.gpu
 @pytest.mark.parametrize("kw", [dict(greedy=True), dict(), dict(return_logprobs=True)],
                          ids=["greedy", "sampled", "logprobs"])
 def test_graph_replay_draws_what_the_loop_draws_on_cuda(kw):
@@ -88,12 +87,12 @@ def test_graph_replay_draws_what_the_loop_draws_on_cuda(kw):
         assert isinstance(decoder.graph, torch.cuda.CUDAGraph)  # replayed, not the eager stand-in
 
 
-@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.gpu
 def test_graph_sees_in_place_weight_updates_on_cuda():
     model, ids = _lively_janus()
     model = model.cuda()
     prompts = _prompts(ids, [6, 6])
-    sampler = ImageSampler(model, ids, cuda_graphs=True)
+    sampler = build_image_sampler(model, ids, cuda_graphs=True)
     p = ImageSamplingConfig()
     before = sampler.sample(prompts, p, [0, 1], greedy=True).tokens
     with torch.no_grad():

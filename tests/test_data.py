@@ -6,7 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cluster.data import DataError, PromptSchedule, load_prompts
+from cluster.data import PromptSchedule
+from core.prompt_file import DataError, load_prompts
 
 
 def test_reads_t2i_r1_training_file(shared_data):

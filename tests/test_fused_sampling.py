@@ -1,4 +1,4 @@
-"""The fused Triton sampling kernel against the torch path (rollout/sampling.py) it must reproduce.
+"""The fused Triton sampling kernel against the torch path (policy/sampling.py) it must reproduce.
 
 Without CUDA the kernel runs on CPU under Triton's interpreter (``TRITON_INTERPRET=1``); with CUDA it is
 compiled and runs on the GPU (also at Janus-Pro's 16,384 codes). The same step keys must give the same tokens,
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cluster.config import ImageSamplingConfig
+from policy.sampling import cfg_combine, draw_tokens, filter_logits, seed_keys, step_keys
+from rollout.config import ImageSamplingConfig
 from rollout.fused_sampling import fused_next_tokens, triton_available
-from rollout.sampling import cfg_combine, draw_tokens, filter_logits, seed_keys, step_keys
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -50,7 +50,6 @@ KERNEL_HERE = _kernel_runs_here()
 needs_kernel = pytest.mark.skipif(
     not KERNEL_HERE, reason="triton missing, or imported before this module without TRITON_INTERPRET=1 "
     "(the subprocess test runs these)")
-needs_cuda = pytest.mark.skipif(not CUDA, reason="needs CUDA (16,384 codes is too slow for the interpreter)")
 
 
 def params(**kw) -> ImageSamplingConfig:
@@ -163,7 +162,7 @@ def test_already_guided_and_strided_logits():
 
 
 @needs_kernel
-@needs_cuda
+@pytest.mark.gpu  # 16,384 codes is too slow for the Triton interpreter on CPU
 @pytest.mark.parametrize("p", VARIANTS[:6], ids=lambda p: f"w{p.cfg_weight}-t{p.temperature}-k{p.top_k}-p{p.top_p}")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_same_tokens_as_torch_at_janus_pro_codebook_on_cuda(p, dtype):
@@ -223,12 +222,12 @@ def test_rejects_bad_arguments():
 
 
 def _interpreter_tests() -> tuple[list[str], int]:
-    """This module's kernel tests that run without CUDA (marked ``needs_kernel``, not ``needs_cuda``): their
+    """This module's kernel tests that run without CUDA (marked ``needs_kernel``, not ``gpu``): their
     names and how many test items they make (one per parametrization)."""
     names, items = [], 0
     for name, fn in globals().items():
         marks = getattr(fn, "pytestmark", []) if name.startswith("test_") else []
-        if needs_kernel.mark in marks and needs_cuda.mark not in marks:
+        if needs_kernel.mark in marks and not any(m.name == "gpu" for m in marks):
             names.append(name)
             items += math.prod(len(m.args[1]) for m in marks if m.name == "parametrize")
     return names, items

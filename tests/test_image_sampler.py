@@ -9,11 +9,9 @@ import pytest
 import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from cluster.config import ImageSamplingConfig, TinyModelConfig
+from policy.config import TinyModelConfig
 from policy.model import build_tiny_janus
-from policy.tokenizer import SpecialIds
-from rollout.image_sampler import ImageSampler
-from rollout.sampling import (
+from policy.sampling import (
     cfg_combine,
     conditional_logprobs,
     filter_logits,
@@ -25,6 +23,9 @@ from rollout.sampling import (
     top_k_filter,
     top_p_filter,
 )
+from policy.tokenizer import SpecialIds
+from rollout.config import ImageSamplingConfig
+from rollout.image_sampler import ImageSampler
 
 INF = float("inf")
 

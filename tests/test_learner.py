@@ -12,8 +12,9 @@ import dataclasses
 import pytest
 import torch
 
-from cluster.config import Config, LearnerConfig, LossConfig, OptimConfig
+from cluster.config import Config, learner_setup
 from learner.batch import pack_level, pack_values
+from learner.config import LearnerConfig, LossConfig, OptimConfig
 from learner.engine import deepspeed_config, grad_accumulation_steps
 from learner.logprobs import PolicyLogProbs
 from learner.loss import LevelTerms, grpo_loss
@@ -110,7 +111,7 @@ def expected(tiny_model_cfg, batch):
 def _train(cfg, batch):
     from learner.actor import LearnerGroup
 
-    group = LearnerGroup(cfg)
+    group = LearnerGroup(learner_setup(cfg))
     try:
         assert group.version() == 0
         stats = group.train_batch(batch)
@@ -153,6 +154,6 @@ def test_bf16_learner_trains_close_to_fp32(ray_local, tiny_model_cfg, batch, exp
 def test_batch_size_errors(tiny_model_cfg):
     cfg = _config(tiny_model_cfg, micro_batch_size=3)
     with pytest.raises(ValueError, match="multiple of learner.micro_batch_size"):
-        grad_accumulation_steps(cfg, 1)
-    ds = deepspeed_config(_config(tiny_model_cfg), world_size=2)
+        grad_accumulation_steps(learner_setup(cfg), 1)
+    ds = deepspeed_config(learner_setup(_config(tiny_model_cfg)), world_size=2)
     assert (ds["train_batch_size"], ds["gradient_accumulation_steps"]) == (8, 2)

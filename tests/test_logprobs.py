@@ -4,9 +4,9 @@ T2I-R1 way (the full transformers forward with the head over every position)."""
 import pytest
 import torch
 
-from cluster.config import ImageSamplingConfig
 from learner.batch import pack_level
 from learner.logprobs import PolicyLogProbs, image_logprobs, semantic_logprobs
+from rollout.config import ImageSamplingConfig
 
 
 def _samples(policy, seed=0):

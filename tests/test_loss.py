@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from cluster.config import LossConfig
+from learner.config import LossConfig
 from learner.loss import LevelTerms, active_levels, grpo_loss
 
 B, T_SEM, T_IMG = 3, 5, 7

@@ -4,7 +4,8 @@ import pytest
 import torch
 from transformers import JanusForConditionalGeneration, LlamaForCausalLM
 
-from cluster.config import ConfigError, ModelConfig, TinyModelConfig
+from core.config import ConfigError
+from policy.config import ModelConfig, TinyModelConfig
 from policy.model import (
     build_tiny_janus,
     export_language_model,

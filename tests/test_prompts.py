@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from cluster.config import T2I_R1_REASONING_TEMPLATE, PromptConfig
 from policy.tokenizer import WORD_TOKENS, SpecialIds, build_tiny_tokenizer
+from rollout.config import T2I_R1_REASONING_TEMPLATE, PromptConfig
 from rollout.prompts import PromptBuilder, cot_chat_text, image_chat_text
 
 SYSTEM = "You are a helpful assistant that receives an image prompt and generate a visualization of the prompt."

@@ -19,15 +19,15 @@ import grpc
 import numpy as np
 import pytest
 
-from cluster.config import RewardsConfig
+from core.images import encode_png
+from core.records import PromptRecord
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
 from rewards.base import TASK_TYPES, ImageScore, Scorer
 from rewards.client import RewardClient, RewardServiceError
+from rewards.config import RewardsConfig
 from rewards.registry import build_scorer
 from rewards.server import RewardServer, ServerThread
-from rollout.images import encode_png
-from rollout.types import PromptRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 RED_CAR = PromptRecord("a photo of a red car", "color", ["car"], ["red car"], index=7)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cluster.config import ColorScorerConfig, RewardsConfig, ScorerConfig
+from rewards.config import ColorScorerConfig, RewardsConfig, ScorerConfig
 from rewards.ensemble import combine, combine_for, standardize
 
 A = [1.0, 2.0, 3.0, 4.0]

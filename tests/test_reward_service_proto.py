@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.images import encode_png
+from core.records import PromptRecord
 from protos import build, reward_pb2, reward_pb2_grpc
 from rewards import wire
 from rewards.base import TASK_TYPES, ImageScore
-from rollout.images import encode_png
-from rollout.types import PromptRecord
 
 
 def test_checked_in_and_imported_stubs_match_the_proto(tmp_path):

@@ -18,13 +18,13 @@ import grpc
 import numpy as np
 import pytest
 
-from cluster.config import ColorScorerConfig, RewardsConfig
+from core.records import PromptRecord
 from protos import reward_pb2, reward_pb2_grpc
 from rewards.base import Scorer
 from rewards.client import RewardClient
+from rewards.config import ColorScorerConfig, RewardsConfig
 from rewards.pool import FLEET_ACTOR, RewardFleet, ScorerPool, fleet_endpoints, get_fleet, launch_fleet
 from rewards.registry import build_scorer
-from rollout.types import PromptRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 RED_CAR = PromptRecord("a photo of a red car", "color", ["car"], ["red car"])

@@ -12,11 +12,12 @@ from PIL import Image
 from torch import nn
 from transformers import CLIPModel
 
-from cluster.config import RewardsConfig, ScorerConfig
-from rewards.hps_convert import ConversionError, main as convert_main, openclip_to_hf
+from core.records import PromptRecord
+from rewards.config import RewardsConfig, ScorerConfig
+from rewards.hps_convert import ConversionError, openclip_to_hf
+from rewards.hps_convert import main as convert_main
 from rewards.registry import build_scorer
 from rewards.scorers.common import ModelDirError
-from rollout.types import PromptRecord
 from tests.tiny_reward_models import CLIP_VOCAB, clip_files, tiny_clip_config, tiny_clip_dir
 
 

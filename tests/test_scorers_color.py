@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cluster.config import SCORER_NAMES, RewardsConfig, load_config
+from cluster.config import load_config
+from core.records import PromptRecord
 from rewards.base import ScorerInputError
+from rewards.config import SCORER_NAMES, RewardsConfig
 from rewards.registry import BUILDERS, build_scorer
 from rewards.scorers.color import ColorScorer, color_words, srgb_to_lab
-from rollout.types import PromptRecord
 
 
 def solid(rgb, h=16, w=16):

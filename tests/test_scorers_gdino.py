@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from cluster.config import GdinoScorerConfig, RewardsConfig
+from core.records import PromptRecord
 from rewards.base import ScorerInputError
+from rewards.config import GdinoScorerConfig, RewardsConfig
 from rewards.detection_rules import RuleParams
 from rewards.registry import build_scorer
 from rewards.scorers.common import ModelDirError
 from rewards.scorers.gdino import GdinoScorer, caption_and_spans
-from rollout.types import PromptRecord
 from tests.tiny_reward_models import tiny_gdino_dir
 
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cluster.config import ObjectsScorerConfig, RewardsConfig
+from core.records import PromptRecord
 from rewards.base import ScorerInputError
+from rewards.config import ObjectsScorerConfig, RewardsConfig
 from rewards.effnet_lite0 import EfficientNetLite0, load_efficientnet_lite0, packaged_weights
 from rewards.registry import build_scorer
 from rewards.scorers.objects import ObjectPresenceScorer, classifier_input, imagenet_classes
-from rollout.types import PromptRecord
 
 SIZE = 384  # Janus-Pro's image size
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cluster.config import RewardsConfig, ScorerConfig
+from core.records import PromptRecord
 from rewards.base import ScorerInputError
+from rewards.config import RewardsConfig, ScorerConfig
 from rewards.registry import build_scorer
 from rewards.scorers.common import ModelDirError
 from rewards.scorers.orm import orm_prompt
-from rollout.types import PromptRecord
 from tests.tiny_reward_models import tiny_git_dir, tiny_orm_dir
 
 

@@ -12,10 +12,10 @@ import sys
 import pytest
 import torch
 
-from cluster.config import RolloutConfig, TextSamplingConfig
 from policy.model import load_policy
+from rollout.config import RolloutConfig, TextSamplingConfig
+from rollout.factories import EngineFallbackWarning, build_text_engine
 from rollout.hf_engine import HFTextEngine
-from rollout.text_engine import EngineFallbackWarning, build_text_engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from learner.distributed import Rendezvous
-from learner.weight_sync import SyncGroup, SyncLayout, WeightReceiver, WeightSyncError, send_weights, tensor_checksums
+from weightsync.broadcast import SyncGroup, SyncLayout, WeightReceiver, WeightSyncError, send_weights, tensor_checksums
+from weightsync.distributed import Rendezvous
 
 HOST = "127.0.0.1"
 
@@ -154,15 +154,16 @@ def _e2e_config(model_cfg, engine="transformers"):
 def cluster(request, ray_local, tiny_model_cfg):
     """A K=1 learner and two rollout workers. With the vLLM engine the text half is a separate copy of the
     weights inside vLLM, which the sync must reach too (vLLM workers take ~25 s each to start here)."""
+    from cluster.config import learner_setup
+    from cluster.weight_sync import WeightSyncCoordinator
     from learner.actor import LearnerGroup
-    from learner.weight_sync import WeightSyncCoordinator
     from rollout.actor import create_rollout_actors
 
     if request.param == "vllm":
         pytest.importorskip("vllm")
     cfg = _e2e_config(tiny_model_cfg, request.param)
-    learner = LearnerGroup(cfg)
-    workers = create_rollout_actors(cfg)
+    learner = LearnerGroup(learner_setup(cfg))
+    workers = create_rollout_actors(cfg.model, cfg.rollout)
     sync = WeightSyncCoordinator(learner, workers)
     try:
         sync.connect()
@@ -188,8 +189,8 @@ def _train_from_rollouts(cfg, learner, worker, prompts, seed):
 def test_sync_makes_every_worker_bit_identical_to_the_learner_and_changes_greedy_output(cluster, tmp_path):
     import ray
 
+    from core.records import PromptRecord
     from rollout.actor import create_rollout_actors
-    from rollout.types import PromptRecord
 
     cfg, learner, workers, sync = cluster
     prompts = [PromptRecord(prompt="a red cube", index=0), PromptRecord(prompt="two blue balls", index=1)]
@@ -211,7 +212,7 @@ def test_sync_makes_every_worker_bit_identical_to_the_learner_and_changes_greedy
     after = ray.get(workers[1].rollout.remote(prompts, 0, True))
     ref_cfg = _e2e_config(cfg.model, cfg.rollout.cot.engine)
     ref_cfg.model.path = export
-    ref_worker = create_rollout_actors(ref_cfg, count=1)[0]
+    ref_worker = create_rollout_actors(ref_cfg.model, ref_cfg.rollout, count=1)[0]
     try:
         expected = ray.get(ref_worker.rollout.remote(prompts, 0, True))
     finally:
@@ -235,7 +236,7 @@ def test_sync_to_a_dead_worker_fails_loudly_and_the_survivor_keeps_its_version(c
     cfg, learner, workers, sync = cluster
     version_before = ray.get(workers[0].version.remote())
     sums_before = ray.get(workers[0].parameter_checksums.remote())
-    from rollout.types import PromptRecord
+    from core.records import PromptRecord
 
     _train_from_rollouts(cfg, learner, workers[0], [PromptRecord("a cat", index=0), PromptRecord("a dog", index=1)], 9)
     import psutil
@@ -254,7 +255,7 @@ def test_sync_to_a_dead_worker_fails_loudly_and_the_survivor_keeps_its_version(c
     assert ray.get(workers[0].parameter_checksums.remote()) == sums_before  # nothing half-applied
 
     # the driver re-forms the group with the survivors and carries on
-    from learner.weight_sync import WeightSyncCoordinator
+    from cluster.weight_sync import WeightSyncCoordinator
 
     survivors = WeightSyncCoordinator(learner, workers[:1])
     survivors.connect()

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from cluster.config import T2I_R1_REASONING_TEMPLATE, T2I_R1_SYSTEM_PROMPT, load_config
+from cluster.config import load_config
+from core.records import PromptRecord
+from rollout.config import T2I_R1_REASONING_TEMPLATE, T2I_R1_SYSTEM_PROMPT
 from rollout.prompts import cot_chat_text
-from rollout.types import PromptRecord
 from rollout.worker import RolloutWorker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -34,7 +35,8 @@ def _overrides(tiny_model_cfg, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def worker(tiny_model_cfg):
-    w = RolloutWorker(load_config("tiny", _overrides(tiny_model_cfg)))
+    cfg = load_config("tiny", _overrides(tiny_model_cfg))
+    w = RolloutWorker(cfg.model, cfg.rollout, cfg.learner.loss.image_logprob)
     yield w
     w.close()
 
@@ -135,7 +137,8 @@ def test_update_weights_rejects_unknown_names_and_shapes(worker):
 
 
 def test_no_cot_worker_draws_from_the_raw_prompt(tiny_model_cfg):
-    w = RolloutWorker(load_config("tiny", _overrides(tiny_model_cfg, "rollout.prompt.use_cot=false")))
+    cfg = load_config("tiny", _overrides(tiny_model_cfg, "rollout.prompt.use_cot=false"))
+    w = RolloutWorker(cfg.model, cfg.rollout, cfg.learner.loss.image_logprob)
     assert w.text_engine is None
     (g,) = w.rollout(PROMPTS[:1], seed=0)
     tok = w.policy.tokenizer

@@ -7,58 +7,32 @@ The prompt is encoded once per group; images go through the vision tower ``batch
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
-from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+from transformers import CLIPImageProcessorPil, CLIPModel
 
-from cluster.config import ScorerConfig
-from rewards.base import ImageScore, Scorer
-from rewards.scorers.common import (
-    PROCESSOR_FILES,
-    TOKENIZER_FILES,
-    WEIGHT_FILES,
-    batches,
-    check_images,
-    model_dir,
-    scorer_device,
-    to_pil,
-)
-from rollout.types import PromptRecord
+from core.records import PromptRecord
+from rewards.base import ImageScore
+from rewards.scorers.common import batches, check_images, to_pil
+from rewards.scorers.pretrained import PretrainedScorer
 
 CLIP_HOW_TO_GET = (
     "Download an HF-format CLIP on a machine with network access, e.g. `huggingface-cli download "
     "openai/clip-vit-base-patch32 --local-dir /models/clip-vit-base-patch32`, copy it here and set "
     "rewards.clip.path to it."
 )
-CLIP_FILES = (("config.json",), PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES)
 
 
-class CLIPScorer(Scorer):
+class CLIPScorer(PretrainedScorer):
     name = "clip"
     version = "1"
+    model_class = CLIPModel
+    processor_class = CLIPImageProcessorPil
+    how_to_get = CLIP_HOW_TO_GET
 
     def __init__(self, model: CLIPModel, tokenizer, image_processor, batch_size: int = 8):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.batch_size = batch_size
-        self.device = next(model.parameters()).device
+        super().__init__(model, tokenizer, image_processor, batch_size)
         self.max_text_len = int(model.config.text_config.max_position_embeddings)
-
-    @classmethod
-    def load(cls, path: Path, batch_size: int = 8, device: str = "cpu", model: CLIPModel | None = None):
-        """Tokenizer and image processor from ``path``; the model too unless given (HPS converts its own)."""
-        if model is None:
-            model = CLIPModel.from_pretrained(path, local_files_only=True)
-        return cls(model.to(device), AutoTokenizer.from_pretrained(path, local_files_only=True),
-                   CLIPImageProcessorPil.from_pretrained(path, local_files_only=True), batch_size)
-
-    @classmethod
-    def from_config(cls, cfg: ScorerConfig) -> "CLIPScorer":
-        path = model_dir(cfg.path, cls.name, CLIP_FILES, CLIP_HOW_TO_GET)
-        return cls.load(path, cfg.batch_size, scorer_device(cfg))
 
     @torch.no_grad()
     def text_features(self, text: str) -> torch.Tensor:

@@ -34,9 +34,9 @@ from typing import Sequence
 
 import numpy as np
 
+from core.records import PromptRecord
 from rewards.base import ImageScore, Scorer
 from rewards.scorers.common import check_images
-from rollout.types import PromptRecord
 
 # Prototype sRGB values: a focal example of each basic colour term (the pure primaries for red, green and blue,
 # close to the CSS named colours otherwise). A name covers a region around its prototype (see ColorScorer.radius).

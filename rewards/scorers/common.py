@@ -23,7 +23,7 @@ class ModelDirError(FileNotFoundError):
 
 
 def check_images(images: Sequence[np.ndarray]) -> None:
-    """Every image must be a non-empty uint8 H x W x 3 RGB array (what rollout/images.py produces)."""
+    """Every image must be a non-empty uint8 H x W x 3 RGB array (what the rollout produces)."""
     if len(images) == 0:
         raise ScorerInputError("empty group: a group needs at least one image")
     for i, im in enumerate(images):

@@ -16,24 +16,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, GroundingDinoForObjectDetection, GroundingDinoImageProcessorPil
+from transformers import GroundingDinoForObjectDetection, GroundingDinoImageProcessorPil
 
-from cluster.config import GdinoScorerConfig
-from rewards.base import ImageScore, Scorer, ScorerInputError
+from core.records import PromptRecord
+from rewards.base import ImageScore, ScorerInputError
+from rewards.config import GdinoScorerConfig
 from rewards.detection_rules import PhraseBoxes, RuleParams, detection_score, detector_phrases
-from rewards.scorers.common import (
-    PROCESSOR_FILES,
-    TOKENIZER_FILES,
-    WEIGHT_FILES,
-    batches,
-    check_images,
-    model_dir,
-    scorer_device,
-    to_pil,
-)
-from rollout.types import PromptRecord
+from rewards.scorers.common import batches, check_images, scorer_device, to_pil
+from rewards.scorers.pretrained import PretrainedScorer
 
-GDINO_FILES = (("config.json",), PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES)
 GDINO_HOW_TO_GET = (
     "Download the HF port of GroundingDINO Swin-T on a machine with network access, e.g. `huggingface-cli "
     "download IDEA-Research/grounding-dino-tiny --local-dir /models/grounding-dino-tiny`, copy it here and set "
@@ -58,34 +49,30 @@ def phrase_token_mask(offsets: torch.Tensor, spans: list[tuple[int, int]]) -> to
     return torch.stack([nonempty & (start >= s) & (end <= e) for s, e in spans])
 
 
-class GdinoScorer(Scorer):
+class GdinoScorer(PretrainedScorer):
     name = "gdino"
     version = "1"
+    model_class = GroundingDinoForObjectDetection
+    processor_class = GroundingDinoImageProcessorPil
+    how_to_get = GDINO_HOW_TO_GET
 
     def __init__(self, model: GroundingDinoForObjectDetection, tokenizer, image_processor,
                  box_threshold: float = 0.3, params: RuleParams = RuleParams(), batch_size: int = 8):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
+        super().__init__(model, tokenizer, image_processor, batch_size)
         self.box_threshold = box_threshold
         self.params = params
-        self.batch_size = batch_size
-        self.device = next(model.parameters()).device
         if params.t2i_r1_compat:
             self.version = "1-t2i_r1_compat"
 
     @classmethod
     def load(cls, path: Path, cfg: GdinoScorerConfig, t2i_r1_compat: bool = False) -> "GdinoScorer":
-        model = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True)
         params = RuleParams(nms_iou=cfg.nms_iou, spatial_iou=cfg.spatial_iou, near_distance=cfg.near_distance,
                             t2i_r1_compat=t2i_r1_compat)
-        return cls(model.to(scorer_device(cfg)), AutoTokenizer.from_pretrained(path, local_files_only=True),
-                   GroundingDinoImageProcessorPil.from_pretrained(path, local_files_only=True),
-                   cfg.box_threshold, params, cfg.batch_size)
+        return cls(*cls.load_parts(path, scorer_device(cfg)), cfg.box_threshold, params, cfg.batch_size)
 
     @classmethod
     def from_config(cls, cfg: GdinoScorerConfig, t2i_r1_compat: bool = False) -> "GdinoScorer":
-        return cls.load(model_dir(cfg.path, cls.name, GDINO_FILES, GDINO_HOW_TO_GET), cfg, t2i_r1_compat)
+        return cls.load(cls.model_path(cfg), cfg, t2i_r1_compat)
 
     def encode_caption(self, phrases: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         caption, spans = caption_and_spans(phrases)

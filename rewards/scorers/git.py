@@ -13,53 +13,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, CLIPImageProcessorPil, GitForCausalLM
+from transformers import CLIPImageProcessorPil, GitForCausalLM
 
-from cluster.config import ScorerConfig
-from rewards.base import ImageScore, Scorer
-from rewards.scorers.common import (
-    PROCESSOR_FILES,
-    TOKENIZER_FILES,
-    WEIGHT_FILES,
-    batches,
-    check_images,
-    model_dir,
-    scorer_device,
-    to_pil,
-)
+from core.records import PromptRecord
+from rewards.base import ImageScore
+from rewards.scorers.common import batches, check_images, to_pil
+from rewards.scorers.pretrained import PretrainedScorer
 from rewards.vqa_rules import vqa_phrases, vqa_question, vqa_score, yes_ratio_from_logits
-from rollout.types import PromptRecord
 
-GIT_FILES = (("config.json",), PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES)
 GIT_HOW_TO_GET = (
     "Download GIT-large VQAv2 on a machine with network access, e.g. `huggingface-cli download "
     "microsoft/git-large-vqav2 --local-dir /models/git-large-vqav2`, copy it here and set rewards.git.path to it."
 )
 
 
-class GitVQAScorer(Scorer):
+class GitVQAScorer(PretrainedScorer):
     name = "git"
     version = "1"
+    model_class = GitForCausalLM
+    processor_class = CLIPImageProcessorPil
+    how_to_get = GIT_HOW_TO_GET
 
     def __init__(self, model: GitForCausalLM, tokenizer, image_processor, batch_size: int = 8):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.batch_size = batch_size
-        self.device = next(model.parameters()).device
+        super().__init__(model, tokenizer, image_processor, batch_size)
         self.yes_id, self.no_id = (tokenizer.convert_tokens_to_ids(w) for w in ("yes", "no"))
         if tokenizer.unk_token_id in (self.yes_id, self.no_id):
             raise ValueError("the GIT tokenizer has no 'yes' / 'no' token; is this a VQA checkpoint's tokenizer?")
-
-    @classmethod
-    def load(cls, path: Path, batch_size: int = 8, device: str = "cpu") -> "GitVQAScorer":
-        model = GitForCausalLM.from_pretrained(path, local_files_only=True).to(device)
-        return cls(model, AutoTokenizer.from_pretrained(path, local_files_only=True),
-                   CLIPImageProcessorPil.from_pretrained(path, local_files_only=True), batch_size)
-
-    @classmethod
-    def from_config(cls, cfg: ScorerConfig) -> "GitVQAScorer":
-        return cls.load(model_dir(cfg.path, cls.name, GIT_FILES, GIT_HOW_TO_GET), cfg.batch_size, scorer_device(cfg))
 
     def question_ids(self, phrases: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """[Q, L] right-padded ``[CLS] + tokens`` of each question, and each row's length."""

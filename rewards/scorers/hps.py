@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from transformers import CLIPConfig, CLIPModel
 
-from cluster.config import ScorerConfig
+from rewards.config import ScorerConfig
 from rewards.hps_convert import load_openclip_checkpoint
 from rewards.scorers.clip import CLIPScorer
-from rewards.scorers.common import PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES, model_dir, scorer_device
+from rewards.scorers.common import PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES, scorer_device
 
 HPS_CHECKPOINT = "HPS_v2.1_compressed.pt"
 HPS_FILES = (("config.json",), PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES + (HPS_CHECKPOINT,))
@@ -30,10 +30,12 @@ HPS_HOW_TO_GET = (
 class HPSScorer(CLIPScorer):
     name = "hps"
     version = "2.1"
+    files = HPS_FILES
+    how_to_get = HPS_HOW_TO_GET
 
     @classmethod
     def from_config(cls, cfg: ScorerConfig) -> "HPSScorer":
-        path = model_dir(cfg.path, cls.name, HPS_FILES, HPS_HOW_TO_GET)
+        path = cls.model_path(cfg)
         if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):  # only the open_clip checkpoint
             model = CLIPModel(CLIPConfig.from_pretrained(path, local_files_only=True))
             model.load_state_dict(load_openclip_checkpoint(path / HPS_CHECKPOINT), strict=True)

@@ -26,11 +26,11 @@ import torch
 from PIL import Image
 from transformers import AutoModel, AutoTokenizer
 
-from cluster.config import ObjectsScorerConfig
+from core.records import PromptRecord
 from rewards.base import ImageScore, Scorer, ScorerInputError
+from rewards.config import ObjectsScorerConfig
 from rewards.effnet_lite0 import load_efficientnet_lite0
 from rewards.scorers.common import batches, check_images, to_pil
-from rollout.types import PromptRecord
 
 CLASSES_FILE = Path(__file__).resolve().parents[1] / "data" / "imagenet_classes.tsv"
 

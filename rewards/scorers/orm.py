@@ -18,24 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessorPil
+from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessorPil
 
-from cluster.config import ScorerConfig
-from rewards.base import ImageScore, Scorer
-from rewards.scorers.common import (
-    PROCESSOR_FILES,
-    TOKENIZER_FILES,
-    WEIGHT_FILES,
-    batches,
-    check_images,
-    model_dir,
-    scorer_device,
-    to_pil,
-)
+from core.records import PromptRecord
+from rewards.base import ImageScore
+from rewards.scorers.common import batches, check_images, to_pil
+from rewards.scorers.pretrained import PretrainedScorer
 from rewards.vqa_rules import yes_ratio_from_logits
-from rollout.types import PromptRecord
 
-ORM_FILES = (("config.json",), PROCESSOR_FILES, TOKENIZER_FILES, WEIGHT_FILES)
 ORM_HOW_TO_GET = (
     "Convert the ORM checkpoint (CaraJ/ORM-T2I-R1, LLaVA-NeXT llava_qwen format) to the HF "
     "LlavaOnevisionForConditionalGeneration format with transformers' LLaVA-OneVision conversion script on a machine "
@@ -54,31 +44,24 @@ def orm_prompt(prompt: str) -> str:
     return QWEN_1_5_TEMPLATE.format(question=ORM_QUESTION.format(image=IMAGE_PLACEHOLDER, prompt=prompt))
 
 
-class ORMScorer(Scorer):
+class ORMScorer(PretrainedScorer):
     name = "orm"
     version = "1"
+    model_class = LlavaOnevisionForConditionalGeneration
+    processor_class = LlavaOnevisionImageProcessorPil
+    how_to_get = ORM_HOW_TO_GET
 
     def __init__(self, model: LlavaOnevisionForConditionalGeneration, tokenizer, image_processor,
                  batch_size: int = 8):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.batch_size = batch_size
-        self.device = next(model.parameters()).device
+        super().__init__(model, tokenizer, image_processor, batch_size)
         self.yes_id, self.no_id = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
         if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in (self.yes_id, self.no_id):
             raise ValueError("the ORM tokenizer has no 'yes' / 'no' token")
 
     @classmethod
-    def load(cls, path: Path, batch_size: int = 8, device: str = "cpu") -> "ORMScorer":
+    def load_model(cls, path: Path, device: str):
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        model = LlavaOnevisionForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=dtype)
-        return cls(model.to(device), AutoTokenizer.from_pretrained(path, local_files_only=True),
-                   LlavaOnevisionImageProcessorPil.from_pretrained(path, local_files_only=True), batch_size)
-
-    @classmethod
-    def from_config(cls, cfg: ScorerConfig) -> "ORMScorer":
-        return cls.load(model_dir(cfg.path, cls.name, ORM_FILES, ORM_HOW_TO_GET), cfg.batch_size, scorer_device(cfg))
+        return cls.model_class.from_pretrained(path, local_files_only=True, dtype=dtype)
 
     def prompt_pieces(self, prompt: str) -> tuple[list[int], list[int]]:
         before, after = orm_prompt(prompt).split(IMAGE_PLACEHOLDER)

@@ -1,4 +1,7 @@
-"""Image tokens -> pixels (VQ decode), PNG bytes for the wire, and captioned grids for humans."""
+"""PNG bytes for the wire and captioned grids for humans (no torch: reward servers use this too).
+
+Image tokens become pixels in policy/model.py (:func:`policy.model.decode_image_tokens`), which needs the model.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,6 @@ import textwrap
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-
-
-def decode_image_tokens(model, tokens: "torch.Tensor", batch_size: int = 16) -> np.ndarray:
-    """VQ-decode [B, N] image tokens to uint8 RGB images [B, H, W, 3] (Janus-Pro: 576 tokens -> 384 px)."""
-    import torch  # here, not at the top: reward servers use the PNG helpers below and need no torch
-
-    out = []
-    with torch.no_grad():
-        for chunk in tokens.split(batch_size):
-            pix = model.decode_image_tokens(chunk.to(next(model.parameters()).device))  # [b, H, W, 3] in ~[-1, 1]
-            out.append(((pix.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy())
-    return np.concatenate(out, axis=0)
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -10,7 +10,8 @@ into buckets of ``learner.sync_bucket_mb`` (a parameter may straddle two buckets
 A receiver lands every bucket directly in its slice of one staging buffer and hands the new weights to the
 rollout worker only after the last bucket arrived: a sync that breaks off (a dead worker, a dead learner, a
 timeout) raises and leaves the worker on its old version. The sender closes the group when it fails, so the
-other receivers fail at once instead of waiting for the timeout; the driver then forms a new group.
+other receivers fail at once instead of waiting for the timeout; the driver then forms a new group
+(cluster/weight_sync.py).
 
 ``bucket_numel = 0`` sends one broadcast per tensor (the baseline of benchmarks/bench_learner.py).
 """
@@ -19,15 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 
-from learner.distributed import connect_store, standalone_group
 from policy.model import DTYPES
-
+from weightsync.distributed import connect_store, standalone_group
 
 MAGIC = 0x7A51C0DE
 
@@ -46,7 +47,7 @@ class SyncLayout:
     bucket_numel: int  # elements per bucket; 0 = one broadcast per tensor
 
     @classmethod
-    def build(cls, named_shapes: Iterable[tuple[str, Sequence[int]]], dtype: str, bucket_mb: float) -> "SyncLayout":
+    def build(cls, named_shapes: Iterable[tuple[str, Sequence[int]]], dtype: str, bucket_mb: float) -> SyncLayout:
         names, shapes = [], []
         for n, s in named_shapes:
             names.append(n)
@@ -97,7 +98,8 @@ class SyncLayout:
         ours = dict(zip(self.names, self.shapes))
         missing = [n for n in ours if n not in theirs]
         extra = [n for n in theirs if n not in ours]
-        wrong = [f"{n}: {theirs[n]} here vs {ours[n]} in the learner" for n in ours if n in theirs and theirs[n] != ours[n]]
+        wrong = [f"{n}: {theirs[n]} here vs {ours[n]} in the learner"
+                 for n in ours if n in theirs and theirs[n] != ours[n]]
         if missing or extra or wrong:
             raise ValueError(
                 "weight sync layout mismatch between learner and rollout worker "
@@ -114,7 +116,7 @@ class SyncGroup:
 
     @classmethod
     def join(cls, host: str, port: int, rank: int, world_size: int, backend: str, device, timeout_s: float,
-             store: Optional[dist.Store] = None) -> "SyncGroup":
+             store: Optional[dist.Store] = None) -> SyncGroup:
         """Blocks until all ``world_size`` members joined. Rank 0 passes the store it hosts."""
         store = store if store is not None else connect_store(host, port, world_size, timeout_s)
         return cls(standalone_group(store, rank, world_size, backend, host, timeout_s), rank, world_size, device)
@@ -214,7 +216,7 @@ class WeightReceiver:
             if magic != MAGIC or digest != layout.digest() or total != layout.total_numel:
                 raise WeightSyncError(f"header {header.tolist()} does not match this receiver's layout "
                                       f"(digest {layout.digest()}, {layout.total_numel} elements)")
-            for k, (a, b) in enumerate(chunks):
+            for k, (a, b) in enumerate(chunks):  # noqa: B007 (k counts the chunks received, for the error)
                 self.group.broadcast(self.staging[a:b])
         except Exception as e:
             self.group.close()
@@ -234,71 +236,3 @@ def tensor_checksums(named: Iterable[tuple[str, torch.Tensor]], dtype: Optional[
         t = t.detach().to("cpu", dtype or t.dtype).contiguous()
         out[n] = hashlib.sha1(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()
     return out
-
-
-# --------------------------------------------------------------------------------------------------- driver side
-
-
-class WeightSyncCoordinator:
-    """Driver-side: forms the sync group between learner rank 0 and the rollout actors, runs syncs, reports
-    failures by member. ``learner`` is a learner.actor.LearnerGroup; ``rollout`` are rollout.actor.RolloutActor
-    handles."""
-
-    def __init__(self, learner: Any, rollout: Sequence[Any], timeout_s: Optional[float] = None,
-                 backend: Optional[str] = None):
-        """``timeout_s``: default ``learner.sync_timeout_s``; ``backend``: default nccl with CUDA, else gloo."""
-        self.learner, self.rollout = learner, list(rollout)
-        self.timeout_s = learner.cfg.learner.sync_timeout_s if timeout_s is None else timeout_s
-        self.backend = backend
-        self.connected = False
-
-    def connect(self) -> None:
-        import ray
-
-        world = 1 + len(self.rollout)
-        rank0 = self.learner.actors[0]
-        # every member must be constructed (a rollout worker may take a while to start its engines) before the
-        # group's rendezvous clock starts
-        self._gather([a.version.remote() for a in self.rollout], self._worker_names(), "starting the rollout workers")
-        host, port, layout, backend = ray.get(rank0.open_weight_sync.remote(world, self.timeout_s, self.backend))
-        futures = [rank0.connect_weight_sync.remote()] + [
-            a.join_weight_sync.remote(host, port, i + 1, world, layout, backend, self.timeout_s)
-            for i, a in enumerate(self.rollout)
-        ]
-        self._gather(futures, ["learner rank 0"] + self._worker_names(), "forming the weight-sync group")
-        self.connected = True
-
-    def sync(self) -> int:
-        """Send the learner's current weights to every rollout worker; returns the version now held by all."""
-        if not self.connected:
-            raise WeightSyncError("weight sync group not formed (call connect(), again after a failure)")
-        learner_futures = [a.sync_weights.remote() for a in self.learner.actors]
-        worker_futures = [a.receive_weights.remote() for a in self.rollout]
-        names = [f"learner rank {i}" for i in range(len(learner_futures))] + self._worker_names()
-        results = self._gather(learner_futures + worker_futures, names, "weight sync")
-        versions = results[len(learner_futures):]
-        if len(set(versions + [results[0]["version"]])) != 1:
-            raise WeightSyncError(f"rollout workers hold versions {versions}, learner sent {results[0]['version']}")
-        return int(versions[0]) if versions else int(results[0]["version"])
-
-    def _worker_names(self) -> list[str]:
-        return [f"rollout worker {i}" for i in range(len(self.rollout))]
-
-    def _gather(self, futures: list, names: list[str], what: str) -> list:
-        """Wait for every member; on failures raise one WeightSyncError naming each failed member."""
-        import ray
-
-        results, errors = [None] * len(futures), []
-        for i, (name, f) in enumerate(zip(names, futures)):
-            try:
-                results[i] = ray.get(f)
-            except ray.exceptions.RayActorError as e:
-                errors.append(f"{name} died ({type(e).__name__}: {str(e).splitlines()[0]})")
-            except Exception as e:  # a member's own exception, e.g. WeightSyncError with what it saw
-                cause = getattr(e, "cause", None) or e
-                text = str(cause).strip()
-                errors.append(f"{name}: {text.splitlines()[0] if text else type(cause).__name__}")
-        if errors:
-            self.connected = False
-            raise WeightSyncError(f"{what} failed: " + "; ".join(errors))
-        return results

@@ -13,13 +13,14 @@ and the same function can run inside a CUDA graph.
 from __future__ import annotations
 
 import functools
-from typing import Optional, Protocol, Sequence, Union
+from collections.abc import Sequence
+from typing import Optional, Protocol, Union
 
 import torch
 
 
 class SamplingParams(Protocol):
-    """What the distribution depends on (cluster.config.ImageSamplingConfig satisfies it)."""
+    """What the distribution depends on (rollout.config.ImageSamplingConfig satisfies it)."""
 
     cfg_weight: float
     temperature: float

@@ -7,9 +7,17 @@ and every stage (rewards, learner, Parquet logging) can read them without the mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Optional
 
 import numpy as np
+
+
+class ImageLogprobMode(StrEnum):
+    """Under which distribution image-token log-probs are taken (the learner's ``loss.image_logprob``)."""
+
+    conditional = "conditional"  # T2I-R1: the conditional row alone, temperature 1, no filtering
+    guided = "guided"  # the distribution the sampler drew from (CFG, temperature, top-k, top-p)
 
 
 @dataclass
@@ -50,7 +58,7 @@ class RolloutSample:
     image: np.ndarray  # uint8 RGB, H x W x 3
     cot_logprobs: Optional[list[float]] = None  # behaviour log-probs of cot_ids (raw model distribution)
     image_logprobs: Optional[list[float]] = None  # behaviour log-probs of image_ids (see image_logprob_mode)
-    image_logprob_mode: str = "conditional"  # conditional (cond row, no CFG) | guided (the CFG distribution)
+    image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional
     policy_version: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, shared by the batch
 

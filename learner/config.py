@@ -1,0 +1,126 @@
+"""The ``learner.*`` config section: ranks and their resources, the optimizer, the BiCoT-GRPO loss and the
+advantages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from core.config import require
+from core.records import ImageLogprobMode
+from policy.config import ModelConfig
+from policy.sampling import SamplingParams
+
+
+class LearnerDtype(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
+class Aggregation(StrEnum):
+    """How per-token losses of a micro-batch become one number (learner/loss.py)."""
+
+    token_mean = "token_mean"  # T2I-R1: the mean over all CoT + image tokens of the micro-batch
+    seq_mean = "seq_mean"  # each sample's mean first, then the mean over samples
+
+
+class Levels(StrEnum):
+    """Which CoT levels the loss trains (one alone is the paper's ablation)."""
+
+    both = "both"
+    semantic = "semantic"
+    token = "token"
+
+
+class AdvantageMode(StrEnum):
+    zscore = "zscore"  # T2I-R1: (r - mean) / (std + eps)
+    center = "center"  # r - mean, no division by the spread
+    leave_one_out = "leave_one_out"  # RLOO's baseline
+
+
+@dataclass
+class OptimConfig:
+    # T2I-R1 uses 1e-6 (the janus-pro presets); the tiny default learns in 40 steps at 5e-5 and collapses to a
+    # few image codes at 1e-4 and above (measured, see tests/test_cluster_learning.py)
+    lr: float = 5e-5
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 1.0  # 0 = off
+
+    def validate(self) -> None:
+        require(self.lr > 0, "lr", "must be > 0")
+        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "must be two values in [0, 1)")
+        require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        require(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
+
+
+@dataclass
+class LossConfig:
+    beta: float = 0.01  # KL coefficient (k3 estimator against the frozen reference); 0 = no reference model
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    aggregation: Aggregation = Aggregation.token_mean
+    levels: Levels = Levels.both
+    semantic_weight: float = 1.0
+    token_weight: float = 1.0
+    image_logprob: ImageLogprobMode = ImageLogprobMode.conditional
+
+    def validate(self) -> None:
+        require(self.beta >= 0, "beta", "must be >= 0")
+        require(self.clip_low >= 0 and self.clip_high >= 0, "clip_low", "clip ranges must be >= 0")
+        require(self.semantic_weight >= 0 and self.token_weight >= 0, "semantic_weight", "level weights must be >= 0")
+
+
+@dataclass
+class AdvantageConfig:
+    mode: AdvantageMode = AdvantageMode.zscore
+    eps: float = 1e-4
+
+    def validate(self) -> None:
+        require(self.eps > 0, "eps", "must be > 0")
+
+
+@dataclass
+class LearnerConfig:
+    ranks: int = 1
+    num_cpus_per_rank: float = 0.5
+    num_gpus_per_rank: float = 0.0
+    zero_stage: int = 2
+    dtype: LearnerDtype = LearnerDtype.float32
+    gradient_checkpointing: bool = False
+    micro_batch_size: int = 4  # samples per forward/backward
+    updates_per_batch: int = 1  # optimizer steps on one batch of rollouts (1 = T2I-R1)
+    ref_on_cpu: bool = True  # keep the frozen reference model on CPU (small models) instead of sharding it
+    sync_bucket_mb: int = 64  # weight broadcast bucket size
+    sync_timeout_s: float = 120.0  # a weight-sync member waiting longer than this fails the sync
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
+
+    def validate(self) -> None:
+        require(self.ranks >= 1, "ranks", "must be >= 1")
+        require(self.zero_stage in (0, 1, 2, 3), "zero_stage", "must be 0, 1, 2 or 3")
+        require(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
+        require(self.updates_per_batch >= 1, "updates_per_batch", "must be >= 1")
+        require(self.sync_bucket_mb >= 1, "sync_bucket_mb", "must be >= 1")
+        require(self.sync_timeout_s > 0, "sync_timeout_s", "must be > 0")
+
+
+@dataclass
+class LearnerSetup:
+    """Everything a learner rank reads from the run's config (the application composes it: cluster/config.py's
+    ``learner_setup``)."""
+
+    model: ModelConfig
+    learner: LearnerConfig
+    # the rollout's image-token distribution, which loss.image_logprob=guided re-computes
+    image_sampling: SamplingParams
+    global_batch: int  # samples per step (trainer.prompts_per_step x rollout.group_size)
+    steps: int  # training steps of the run (trainer.steps): the learning rate decays to 0 at the last
+
+    @property
+    def optimizer_steps(self) -> int:
+        return self.steps * self.learner.updates_per_batch
