@@ -20,9 +20,10 @@ def tiny_blip_vqa_dir(path: Path, seed: int = 0) -> Path:
     bert_tokenizer().save_pretrained(path)
     config = BlipConfig(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=BLIP_NATIVE_SIZE, patch_size=8),
+                           image_size=BLIP_NATIVE_SIZE, patch_size=8, initializer_range=0.5),
         text_config=dict(vocab_size=BLIP_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, encoder_hidden_size=32),
+                         num_attention_heads=2, max_position_embeddings=64, encoder_hidden_size=32,
+                         initializer_range=0.5),
     )
     torch.manual_seed(seed)
     BlipForQuestionAnswering(config).save_pretrained(path)

@@ -91,12 +91,20 @@ class BlipVqaEvaluator(Evaluator):
             input_ids=q.input_ids, attention_mask=q.attention_mask, encoder_hidden_states=image_embeds,
             encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device),
         ).last_hidden_state
-        logits = self.model.text_decoder(
-            input_ids=torch.full((len(pairs), 1), DEC_ID, device=self.device),
-            encoder_hidden_states=question_states, encoder_attention_mask=q.attention_mask,
-        ).logits[:, 0, :]
-        prob = torch.softmax(logits.float(), dim=1)
-        p = (prob[:, YES_ID] / (prob[:, YES_ID] + prob[:, NO_ID])).tolist()
+        # transformers 5.19's BLIP text cross-attention drops encoder_attention_mask (BlipTextAttention never
+        # passes it on), so a padded question would leak its padding into the decoder, which the original masks.
+        # Questions of each token length therefore go through the decoder together, unpadded.
+        lengths = q.attention_mask.sum(1)
+        p = torch.empty(len(pairs))
+        for n in lengths.unique().tolist():
+            rows = (lengths == n).nonzero().squeeze(1)
+            logits = self.model.text_decoder(
+                input_ids=torch.full((len(rows), 1), DEC_ID, device=self.device),
+                encoder_hidden_states=question_states[rows, :n], encoder_attention_mask=q.attention_mask[rows, :n],
+            ).logits[:, 0, :]
+            prob = torch.softmax(logits.float(), dim=1)
+            p[rows.cpu()] = (prob[:, YES_ID] / (prob[:, YES_ID] + prob[:, NO_ID])).cpu()
+        p = p.tolist()
         out: list[list[float]] = [[] for _ in images]
         for (i, _), value in zip(pairs, p):
             out[i].append(value)

@@ -7,9 +7,9 @@ name, boxes in UniDet's ~479-px frame (preprocess.unidet_frame_size; CompBench's
 scores above 0.5, per-class NMS at IoU 0.5 (detectron2's test-time default), clipped to the frame, sorted by
 decreasing score, at most 300 per image (the UniDet config's DETECTIONS_PER_IMAGE).
 
-Each (image, noun) pair is one row of a batched forward with the caption ``"{noun}."``; a box's score is its
-highest token probability over the caption (GroundingDINO's own box score, as in its ``predict`` and in
-transformers' ``post_process_grounded_object_detection``). Nouns are the label of their detections; which nouns
+Each (image, noun) pair is one row of a batched forward (images of one size together) with the caption
+``"{noun}."``; a box's score is its highest token probability over the caption (GroundingDINO's own box score,
+as in its ``predict`` and in transformers' ``post_process_grounded_object_detection``). Nouns are the label of their detections; which nouns
 to ask about (the 722-label gate) is the metric's decision (detection_rules.LabelGate).
 """
 
@@ -70,20 +70,33 @@ class GdinoDetector:
 
     @torch.no_grad()
     def _detect_batch(self, images: Sequence[np.ndarray], nouns: Sequence[Sequence[str]]) -> list[list[Detection]]:
-        pairs = [(i, n) for i, ns in enumerate(nouns) for n in dict.fromkeys(ns)]
         found: list[list[Detection]] = [[] for _ in images]
-        if not pairs:
-            return found
-        px = self.image_processor(images=[to_pil(im) for im in images], return_tensors="pt")
-        rows = torch.tensor([i for i, _ in pairs])
+        # Images of one size per forward: padding a smaller image changes what the backbone sees at its border.
+        # (A policy's images all have one size, so this is one forward per batch in practice.)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(images):
+            if nouns[i]:
+                by_size.setdefault(im.shape[:2], []).append(i)
+        for group in by_size.values():
+            self._detect_group(images, nouns, group, found)
+        for dets in found:
+            dets.sort(key=lambda d: -d.score)
+            del dets[self.max_detections:]
+        return found
+
+    def _detect_group(self, images: Sequence[np.ndarray], nouns: Sequence[Sequence[str]], group: list[int],
+                      found: list[list[Detection]]) -> None:
+        pairs = [(i, n) for i in group for n in dict.fromkeys(nouns[i])]
+        px = self.image_processor(images=[to_pil(images[i]) for i in group], return_tensors="pt")
+        rows = torch.tensor([group.index(i) for i, _ in pairs])
         text = self.tokenizer([f"{n}." for _, n in pairs], padding=True, return_tensors="pt")
         res = self.model(pixel_values=px.pixel_values[rows].to(self.device, self.model.dtype),
                          pixel_mask=px.pixel_mask[rows].to(self.device),
                          **{k: v.to(self.device) for k, v in text.items()})
         scores = res.logits.float().sigmoid().max(-1).values.cpu()  # [P, Q]; padding logits are -inf
         boxes = res.pred_boxes.float().cpu()  # [P, Q, 4] normalised cx, cy, w, h
+        w, h = unidet_frame_size(images[group[0]].shape[1], images[group[0]].shape[0])
         for p, (i, noun) in enumerate(pairs):
-            w, h = unidet_frame_size(images[i].shape[1], images[i].shape[0])
             cx, cy, bw, bh = boxes[p].unbind(-1)
             xyxy = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
             xyxy = torch.stack([xyxy[:, 0].clamp(0, w), xyxy[:, 1].clamp(0, h),
@@ -93,7 +106,3 @@ class GdinoDetector:
             b, sc = xyxy[keep], scores[p][keep]
             for k in nms(b, sc, self.nms_iou).tolist():
                 found[i].append(Detection(noun, tuple(b[k].tolist()), float(sc[k])))
-        for dets in found:
-            dets.sort(key=lambda d: -d.score)
-            del dets[self.max_detections:]
-        return found
