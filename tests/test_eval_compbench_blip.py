@@ -12,7 +12,7 @@ from PIL import Image
 from evaluation.base import EvalItem, Fidelity
 from evaluation.compbench.blip_vqa import BlipVqaEvaluator
 from evaluation.compbench.files import ModelDirError
-from tests.tiny_compbench_models import BLIP_NATIVE_SIZE, tiny_blip_vqa_dir
+from tests.tiny_compbench_models import BLIP_NATIVE_SIZE, require_spacy, tiny_blip_vqa_dir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,12 +25,12 @@ QUESTIONS = [["a green bench?", "a blue bowl?"], ["a big old wooden chair?", "th
 
 @pytest.fixture(scope="module")
 def blip_dir(tmp_path_factory):
-    pytest.importorskip("spacy", reason="BLIP-VQA questions come from spaCy noun chunks")
     return tiny_blip_vqa_dir(tmp_path_factory.mktemp("blip") / "model")
 
 
 @pytest.fixture(scope="module")
 def evaluator(blip_dir):
+    require_spacy()  # the questions are spaCy noun chunks
     return BlipVqaEvaluator.load(blip_dir, image_size=RUN_SIZE, batch_size=2)
 
 
@@ -107,7 +107,7 @@ def test_fidelity_tag(blip_dir, evaluator):
     assert native.fidelity == Fidelity.exact
 
 
-def test_bad_model_dirs(tmp_path, blip_dir):
+def test_bad_model_dirs(tmp_path):
     with pytest.raises(ModelDirError, match="does not exist.*config.json.*Salesforce/blip-vqa-capfilt-large"):
         BlipVqaEvaluator.load(tmp_path / "nope")
     (tmp_path / "partial").mkdir()

@@ -14,6 +14,7 @@ from evaluation.base import EvalItem, Fidelity
 from evaluation.compbench.clipscore import ClipScoreEvaluator
 from evaluation.compbench.files import ModelDirError
 from evaluation.compbench.preprocess import clip_pixels
+from tests.tiny_compbench_models import require_spacy
 from tests.tiny_reward_models import tiny_clip_dir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -64,13 +65,13 @@ def test_cosine_matches_transformers(clip_dir):
     results = evaluator.score(imgs, items(PROMPTS))
     want = reference_cosines(clip_dir, imgs, PROMPTS)
     assert [r.score for r in results] == pytest.approx(want, abs=1e-5)
-    assert len(set(round(w, 4) for w in want)) == 3  # the tiny model tells the cases apart
+    assert len({round(w, 4) for w in want}) == 3  # the tiny model tells the cases apart
     assert results[1].details == {"text": PROMPTS[1]}
     assert evaluator.name == "clipscore" and evaluator.fidelity == Fidelity.exact and "fp16" in evaluator.fidelity_note
 
 
 def test_complex_mode_drops_adjectives(clip_dir):
-    pytest.importorskip("spacy", reason="complex-mode CLIPScore drops spaCy ADJ tokens")
+    require_spacy()
     evaluator = ClipScoreEvaluator.load(clip_dir, complex_text=True)
     prompt = "The red hat was on top of the brown coat rack."
     text = "The hat was on top of the coat rack ."

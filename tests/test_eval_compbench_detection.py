@@ -15,11 +15,12 @@ from evaluation.compbench.detector import GdinoDetector
 from evaluation.compbench.files import ModelDirError, load_new_objects, load_unidet_labels
 from evaluation.compbench.numeracy import NumeracyEvaluator
 from evaluation.compbench.spatial import Spatial2DEvaluator
+from tests.tiny_compbench_models import require_spacy, threshold_between
 from tests.tiny_reward_models import tiny_gdino_dir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FRAMES = [(480, 360), (479, 479)]  # UniDet's frame of a 64 x 48 and a 40 x 40 image
+FRAMES = [(480, 360), (479, 479), (480, 360)]  # UniDet's frames of the three images below
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +33,10 @@ def detector(gdino_dir):
     return GdinoDetector.load(gdino_dir, batch_size=2)
 
 
-def images(seed=0):
+def images(n=3, seed=0):
+    """64 x 48, 40 x 40, 64 x 48: two sizes, so a batch runs as two forwards."""
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)]
+    return [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(48, 64, 3), (40, 40, 3), (48, 64, 3)][:n]]
 
 
 def iou(a, b):
@@ -75,31 +77,28 @@ def assert_same(got, want):
 
 
 def split_threshold(detector, nouns):
-    """A score threshold that keeps about the top fifth of this random model's boxes (UniDet's 0.5 keeps most of
-    them), midway between two scores at least 1e-3 apart so that float noise cannot move a box across it."""
-    scores = np.sort([d[2] for im, fr in zip(images(), FRAMES) for n in nouns for d in reference(detector, im, fr, n)])
-    gaps = [i for i in range(len(scores) - 1) if scores[i + 1] - scores[i] > 1e-3]
-    i = min(gaps, key=lambda i: abs(i - 0.8 * len(scores)))
-    return float(scores[i] + scores[i + 1]) / 2
+    return threshold_between([d[2] for im, fr in zip(images(), FRAMES) for n in nouns
+                              for d in reference(detector, im, fr, n)])
 
 
 def test_detections_match_one_pair_at_a_time(detector):
-    nouns = [["cat", "dog"], ["red apple"]]
+    nouns = [["cat", "dog"], ["red apple"], ["dog", "cat", "dog"]]
     detector.score_threshold = split_threshold(detector, ["cat", "dog", "red apple"])
-    got = detector.detect(images(), nouns)  # one forward: three (image, noun) rows, captions padded together
+    detector.batch_size = 3
+    got = detector.detect(images(), nouns)  # forwards of 4 rows (captions padded together) and of 1 row
     for dets, im, frame, ns in zip(got, images(), FRAMES, nouns):
-        want = sorted((d for n in ns for d in reference(detector, im, frame, n, detector.score_threshold)),
-                      key=lambda d: -d[2])
+        want = sorted((d for n in dict.fromkeys(ns)
+                       for d in reference(detector, im, frame, n, detector.score_threshold)), key=lambda d: -d[2])
         assert len(want) > 0
         assert_same(dets, want)
-    assert detector.detect(images(), [[], []]) == [[], []]
+    assert detector.detect(images(), [[], [], []]) == [[], [], []]
 
 
 def test_at_most_max_detections(detector):
     detector.score_threshold = 0.0
     detector.max_detections = 3
     try:
-        got = detector.detect(images()[:1], [["cat", "dog"]])[0]
+        got = detector.detect(images(1), [["cat", "dog"]])[0]
     finally:
         detector.max_detections = 300
     assert len(got) == 3 and [d.score for d in got] == sorted((d.score for d in got), reverse=True)
@@ -111,16 +110,16 @@ def labels(shared_data):
 
 
 def test_spatial_2d_evaluator(detector, labels):
-    pytest.importorskip("spacy", reason="the spatial parse uses spaCy")
+    require_spacy()
     prompts = ["a giraffe next to a lamp", "a mouse on side of a key"]
     detector.score_threshold = split_threshold(detector, ["giraffe", "lamp", "key"])
     evaluator = Spatial2DEvaluator(detector, LabelGate(labels))
-    results = evaluator.score(images(), [EvalItem("t2i_compbench", "spatial", p, i, 0) for i, p in enumerate(prompts)])
+    results = evaluator.score(images(2), [EvalItem("t2i_compbench", "spatial", p, i, 0) for i, p in enumerate(prompts)])
     # "mouse" is no exact UniDet label ("computer mouse" is): it is never asked about, and never found
     assert [r.details["asked"] for r in results] == [["giraffe", "lamp"], ["key"]]
     assert [(r.details["obj1"], r.details["obj2"], r.details["locality"]) for r in results] == \
         [("giraffe", "lamp", "next to"), ("mouse", "key", "on side of")]
-    for r, im, frame, (o1, o2, loc) in zip(results, images(), FRAMES,
+    for r, im, frame, (o1, o2, loc) in zip(results, images(2), FRAMES,
                                            [("giraffe", "lamp", "next to"), ("mouse", "key", "on side of")]):
         want = sorted((d for n in r.details["asked"] for d in reference(detector, im, frame, n,
                                                                           detector.score_threshold)),
@@ -131,15 +130,15 @@ def test_spatial_2d_evaluator(detector, labels):
 
 
 def test_numeracy_evaluator(detector, labels, shared_data):
-    pytest.importorskip("spacy", reason="the numeracy parse uses spaCy")
+    require_spacy()
     singular, plural = load_new_objects(shared_data / "t2i_compbench/new_objects.txt")
     prompts = ["four cameras and three horses", "two boys"]
     detector.score_threshold = split_threshold(detector, ["camera", "horse", "person"])
     evaluator = NumeracyEvaluator(detector, LabelGate(labels), singular, plural)
-    results = evaluator.score(images(), [EvalItem("t2i_compbench", "numeracy", p, i, 0)
+    results = evaluator.score(images(2), [EvalItem("t2i_compbench", "numeracy", p, i, 0)
                                          for i, p in enumerate(prompts)])
     assert [r.details["asked"] for r in results] == [["camera", "horse"], ["person"]]  # boy -> person
-    for r, im, (objs, counts) in zip(results, images(), [(["camera", "horse"], [4, 3]), (["person"], [2])]):
+    for r, im, (objs, counts) in zip(results, images(2), [(["camera", "horse"], [4, 3]), (["person"], [2])]):
         assert [o["object"] for o in r.details["objects"]] == objs
         assert [o["wanted"] for o in r.details["objects"]] == counts
         assert r.score == numeracy_score(objs, counts, detector.detect([im], [objs])[0])[0]

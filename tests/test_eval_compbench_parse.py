@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from evaluation.compbench import spacy_parse
 from evaluation.compbench.detection_rules import LabelGate
 from evaluation.compbench.files import load_new_objects, load_unidet_labels
 from evaluation.compbench.prompt_rules import (
@@ -18,16 +19,12 @@ from evaluation.compbench.prompt_rules import (
     numeracy_objects,
     without_adjectives,
 )
+from tests.tiny_compbench_models import require_spacy
 
 
 @pytest.fixture(scope="module")
 def parse():
-    from evaluation.compbench import spacy_parse
-
-    try:
-        spacy_parse.load_spacy()
-    except spacy_parse.SpacyUnavailable as e:
-        pytest.skip(f"spaCy or its English model is not installed ({e})")
+    require_spacy()
     return spacy_parse.parse
 
 

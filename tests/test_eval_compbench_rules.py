@@ -4,6 +4,7 @@ each value worked by hand from the official scripts' rules (EVAL.md section 1). 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -140,7 +141,7 @@ def test_depth_position_overlap_cases():
     assert depth_position("in front of", (0, 0, 10, 2), (0, 5, 10, 10), depth)[0] == 0.0  # no overlap
     # an empty region (x_min == x_max after int()) has NaN mean: no comparison holds
     score, m1, _ = depth_position("in front of", (3.2, 0, 3.9, 5), (0, 0, 10, 10), depth)
-    assert score == 0.0 and m1 != m1
+    assert score == 0.0 and math.isnan(m1)
 
 
 def test_spatial_3d_score():
@@ -240,7 +241,8 @@ def test_pre_question_and_blip_questions():
 
 
 def test_without_adjectives():
-    tokens = toks("The/DET red/ADJ hat/NOUN was/AUX on/ADP top/NOUN of/ADP the/DET brown/ADJ coat/NOUN rack/NOUN ./PUNCT")
+    tokens = toks("The/DET red/ADJ hat/NOUN was/AUX on/ADP top/NOUN of/ADP the/DET brown/ADJ coat/NOUN rack/NOUN "
+                  "./PUNCT")
     assert without_adjectives(tokens) == "The hat was on top of the coat rack ."
 
 

@@ -53,3 +53,25 @@ def tiny_dpt_dir(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     DPTForDepthEstimation(tiny_dpt_hybrid_config()).save_pretrained(path)
     return path
+
+
+def threshold_between(scores, keep: float = 0.2) -> float:
+    """A detection-score threshold for a tiny random detector (whose scores crowd near 1, so UniDet's 0.5 keeps
+    nearly every box): it keeps about the top ``keep`` of ``scores`` and lies midway between two scores at least
+    1e-3 apart, so that float noise between a batched and a single forward cannot move a box across it."""
+    s = sorted(scores)
+    gaps = [i for i in range(len(s) - 1) if s[i + 1] - s[i] > 1e-3]
+    i = min(gaps, key=lambda i: abs(i - (1 - keep) * len(s)))
+    return (s[i] + s[i + 1]) / 2
+
+
+def require_spacy() -> None:
+    """Skip the calling test when spaCy or its English model is missing (the CompBench prompt rules need both)."""
+    import pytest
+
+    from evaluation.compbench import spacy_parse
+
+    try:
+        spacy_parse.load_spacy()
+    except spacy_parse.SpacyUnavailable as e:
+        pytest.skip(f"spaCy or its English model is not installed: {e}")

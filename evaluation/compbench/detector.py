@@ -9,8 +9,9 @@ decreasing score, at most 300 per image (the UniDet config's DETECTIONS_PER_IMAG
 
 Each (image, noun) pair is one row of a batched forward (images of one size together) with the caption
 ``"{noun}."``; a box's score is its highest token probability over the caption (GroundingDINO's own box score,
-as in its ``predict`` and in transformers' ``post_process_grounded_object_detection``). Nouns are the label of their detections; which nouns
-to ask about (the 722-label gate) is the metric's decision (detection_rules.LabelGate).
+as in its ``predict`` and in transformers' ``post_process_grounded_object_detection``). Nouns are the label of
+their detections; which nouns to ask about (the 722-label gate) is the metric's decision
+(detection_rules.LabelGate).
 """
 
 from __future__ import annotations

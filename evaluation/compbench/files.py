@@ -9,7 +9,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 # One of each group must be present (glob alternatives).
 WEIGHT_FILES = ("model.safetensors", "model-*.safetensors", "pytorch_model*.bin")
@@ -90,8 +89,9 @@ def load_unidet_labels(path: str | os.PathLike) -> list[str]:
         raise BenchmarkFileError(f"UniDet label list {str(path)!r} is not valid JSON ({e}); expected a JSON list "
                                  f"of 722 strings, from {source}") from e
     if not isinstance(labels, list) or len(labels) != 722 or not all(isinstance(x, str) for x in labels):
+        size = f" of length {len(labels)}" if isinstance(labels, list) else ""
         raise BenchmarkFileError(f"UniDet label list {str(path)!r} must be a JSON list of 722 strings; got "
-                                 f"{type(labels).__name__} of length {len(labels) if isinstance(labels, list) else '-'}")
+                                 f"{type(labels).__name__}{size}")
     return labels
 
 

@@ -48,7 +48,7 @@ def shortest_side_size(width: int, height: int, size: int, max_size: int | None 
 
 def centre_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
     """torchvision ``CenterCrop(size)`` on an image at least ``size`` on each side: (left, top, right, bottom)."""
-    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+    left, top = round((width - size) / 2.0), round((height - size) / 2.0)
     return left, top, left + size, top + size
 
 
