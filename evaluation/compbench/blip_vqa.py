@@ -77,7 +77,8 @@ class BlipVqaEvaluator(Evaluator):
 
     @torch.no_grad()
     def answer(self, images: Sequence[np.ndarray], questions: Sequence[Sequence[str]]) -> list[list[float]]:
-        """P(yes) / (P(yes) + P(no)) of each image's questions: one forward of each tower for the whole batch."""
+        """P(yes) / (P(yes) + P(no)) of each image's questions: one vision and one text-encoder forward for the
+        whole batch, one (single-token) decoder forward per question length."""
         pairs = [(i, q) for i, qs in enumerate(questions) for q in qs]
         if not pairs:
             return [[] for _ in images]

@@ -51,10 +51,10 @@ class NumeracyEvaluator(Evaluator):
     def score(self, images: Sequence[np.ndarray], items: Sequence[EvalItem]) -> list[ImageResult]:
         check_batch(images, items)
         parsed = [self.objects(it.prompt) for it in items]
-        asked = [[o for o in objs if self.gate.substring(o)] for objs, _ in parsed]
+        asked = [[o for o in dict.fromkeys(objs) if self.gate.substring(o)] for objs, _ in parsed]
         results = []
         for (objs, counts), nouns, dets in zip(parsed, asked, self.detector.detect(images, asked)):
             score, details = numeracy_score(objs, counts, dets)
-            details.update(asked=list(dict.fromkeys(nouns)), detections=[d.as_json() for d in dets])
+            details.update(asked=nouns, detections=[d.as_json() for d in dets])
             results.append(ImageResult(score, details))
         return results

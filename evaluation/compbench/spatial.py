@@ -66,7 +66,7 @@ class Spatial2DEvaluator(Evaluator):
     def score(self, images: Sequence[np.ndarray], items: Sequence[EvalItem]) -> list[ImageResult]:
         check_batch(images, items)
         parsed = [self.objects(it.prompt) for it in items]
-        asked = [[o for o in (obj1, obj2) if self.gate.exact(o)] for obj1, obj2, _ in parsed]
+        asked = [[o for o in dict.fromkeys((obj1, obj2)) if self.gate.exact(o)] for obj1, obj2, _ in parsed]
         results = []
         for (obj1, obj2, locality), nouns, dets in zip(parsed, asked, self.detector.detect(images, asked)):
             score, details = spatial_2d_score(obj1, obj2, locality, dets)
@@ -102,7 +102,7 @@ class Spatial3DEvaluator(Evaluator):
     def score(self, images: Sequence[np.ndarray], items: Sequence[EvalItem]) -> list[ImageResult]:
         check_batch(images, items)
         parsed = [self.objects(it.prompt) for it in items]
-        asked = [[o for o in (obj1, obj2) if self.gate.substring(o)] for obj1, obj2, _ in parsed]
+        asked = [[o for o in dict.fromkeys((obj1, obj2)) if self.gate.substring(o)] for obj1, obj2, _ in parsed]
         detections = self.detector.detect(images, asked)
         depths = self.depth.frame_depth(images)
         results = []
