@@ -45,8 +45,8 @@ def _config(model_cfg, **learner) -> Config:
 
 @pytest.fixture(scope="module")
 def batch(tiny_policy):
-    """8 samples whose behaviour log-probs are the initial policy's plus noise, so ratios differ from 1 and
-    clipping engages."""
+    """8 samples whose behaviour log-probs are the initial policy's plus noise of up to +-0.9, so the importance
+    weights vary and some are truncated at 2."""
     samples = random_samples(tiny_policy, 8, seed=11)
     g = torch.Generator().manual_seed(5)
     module = PolicyLogProbs(tiny_policy.model)
@@ -55,7 +55,7 @@ def batch(tiny_policy):
             levels = {"semantic": pack_level([s.cot_prompt_ids], [s.cot_ids], tiny_policy.ids.pad),
                       "token": pack_level([s.image_prompt_ids], [s.image_ids], tiny_policy.ids.pad, target_pad=0)}
             out = module(levels)
-            noise = lambda n: ((torch.rand(n, generator=g) - 0.5) * 0.6)
+            noise = lambda n: ((torch.rand(n, generator=g) - 0.5) * 1.8)
             s.cot_logprobs = (out["semantic"][0] + noise(len(s.cot_ids))).tolist()
             s.image_logprobs = (out["token"][0] + noise(len(s.image_ids))).tolist()
     return samples
@@ -76,19 +76,21 @@ def _plain_torch_update(cfg: Config, samples) -> tuple[dict[str, torch.Tensor], 
     sched = get_linear_schedule_with_warmup(opt, o.warmup_steps, cfg.trainer.steps * cfg.learner.updates_per_batch)
     policy_lp, ref_lp = PolicyLogProbs(pol.model), PolicyLogProbs(ref.model)
     pad = pol.ids.pad
-    micro = [samples[i:i + 2] for i in range(0, len(samples), 2)]
+    micro = []
+    for i in range(0, len(samples), 2):
+        mb = samples[i:i + 2]
+        levels = {"semantic": pack_level([s.cot_prompt_ids for s in mb], [s.cot_ids for s in mb], pad),
+                  "token": pack_level([s.image_prompt_ids for s in mb], [s.image_ids for s in mb], pad, target_pad=0)}
+        behaviour = {"semantic": pack_values([s.cot_logprobs for s in mb], levels["semantic"].targets.shape[1]),
+                     "token": pack_values([s.image_logprobs for s in mb], levels["token"].targets.shape[1])}
+        with torch.no_grad():  # proximal: the policy before the first update; and the reference
+            micro.append((mb, levels, behaviour, policy_lp(levels), ref_lp(levels)))
     losses = []
     for _ in range(cfg.learner.updates_per_batch):
         opt.zero_grad()
-        for mb in micro:
-            levels = {"semantic": pack_level([s.cot_prompt_ids for s in mb], [s.cot_ids for s in mb], pad),
-                      "token": pack_level([s.image_prompt_ids for s in mb], [s.image_ids for s in mb], pad, target_pad=0)}
-            old = {"semantic": pack_values([s.cot_logprobs for s in mb], levels["semantic"].targets.shape[1]),
-                   "token": pack_values([s.image_logprobs for s in mb], levels["token"].targets.shape[1])}
-            with torch.no_grad():
-                r = ref_lp(levels)
+        for mb, levels, behaviour, old, r in micro:
             cur = policy_lp(levels)
-            terms = {k: LevelTerms(cur[k], old[k], levels[k].target_mask, r[k]) for k in levels}
+            terms = {k: LevelTerms(cur[k], old[k], levels[k].target_mask, r[k], behaviour[k]) for k in levels}
             loss, _ = grpo_loss(terms, torch.tensor([s.advantage for s in mb]), cfg.learner.loss)
             (loss / len(micro)).backward()
             losses.append(float(loss.detach()))
@@ -137,7 +139,8 @@ def test_update_equals_plain_torch_reference(ray_local, tiny_model_cfg, tiny_pol
     for n in want:
         torch.testing.assert_close(state[n], want[n], atol=ATOL, rtol=0, msg=lambda m: f"{n}: {m}")
     assert stats["loss"] == pytest.approx(sum(losses) / len(losses), abs=1e-5)
-    assert 0 < stats["token/clip_frac"] < 1
+    assert 0 < stats["token/clip_frac"] < 1  # the second update's ratios leave the clip range
+    assert 0 < stats["token/is_truncated_frac"] < 1 and 0 < stats["semantic/is_truncated_frac"] < 1
     assert stats["token/tokens"] == 2 * len(batch[0].image_ids)  # per micro-batch of 2
 
 
