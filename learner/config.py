@@ -94,6 +94,9 @@ class LearnerConfig:
     num_cpus_per_rank: float = 0.5
     num_gpus_per_rank: float = 0.0
     zero_stage: int = 2
+    # ZeRO-3 keeps parameters of up to this many elements whole on every rank (DeepSpeed's default); 0 partitions
+    # every parameter, as ZeRO-3 does with the large ones of a 7B model (the tests use it on the tiny model)
+    zero3_persistence_threshold: int = 100_000
     dtype: LearnerDtype = LearnerDtype.float32
     gradient_checkpointing: bool = False
     micro_batch_size: int = 4  # samples per forward/backward
@@ -111,6 +114,7 @@ class LearnerConfig:
     def validate(self) -> None:
         require(self.ranks >= 1, "ranks", "must be >= 1")
         require(self.zero_stage in (0, 1, 2, 3), "zero_stage", "must be 0, 1, 2 or 3")
+        require(self.zero3_persistence_threshold >= 0, "zero3_persistence_threshold", "must be >= 0")
         require(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
         require(self.updates_per_batch >= 1, "updates_per_batch", "must be >= 1")
         require(self.sync_bucket_mb >= 1, "sync_bucket_mb", "must be >= 1")

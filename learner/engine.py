@@ -55,6 +55,7 @@ def deepspeed_config(setup: LearnerSetup, world_size: int) -> dict[str, Any]:
     if lc.zero_stage == 3:
         # let save_16bit_model / consolidated state dicts gather full weights on rank 0
         zero["stage3_gather_16bit_weights_on_model_save"] = True
+        zero["stage3_param_persistence_threshold"] = lc.zero3_persistence_threshold
     return {
         "train_batch_size": setup.global_batch,
         "train_micro_batch_size_per_gpu": lc.micro_batch_size,
@@ -141,7 +142,9 @@ class PolicyTrainer:
             config = {"train_batch_size": self.setup.global_batch,
                       "train_micro_batch_size_per_gpu": lc.micro_batch_size,
                       "gradient_accumulation_steps": grad_accumulation_steps(self.setup, self.world_size),
-                      "zero_optimization": {"stage": 3}, "bf16": {"enabled": lc.dtype == LearnerDtype.bfloat16},
+                      "zero_optimization": {"stage": 3,
+                                            "stage3_param_persistence_threshold": lc.zero3_persistence_threshold},
+                      "bf16": {"enabled": lc.dtype == LearnerDtype.bfloat16},
                       "steps_per_print": 2**31 - 1}
             engine, *_ = deepspeed.initialize(model=module, config=config)
             engine.eval()

@@ -5,7 +5,10 @@
 - faults: a reward replica, a rollout worker and a learner rank killed mid-run, then the driver killed (its whole
   process group, Ray included); `resume=true` twice; the stitched run equals a straight run step by step;
 - `ray job submit --working-dir .` against a cluster started by the test, in off-policy mode, with the per-step
-  Ray metrics read from the node's metrics endpoint while the job runs.
+  Ray metrics read from the node's metrics endpoint while the job runs; then `resume=true` from a copy of its
+  step-1 checkpoint reproduces its last two steps (the first of them trained on the checkpoint's rollout in flight);
+- in both modes the PPO ratio is exactly 1 (one update per batch), and the importance weights are ~1 where the
+  rollout was made by the learner's version and differ from 1 where it lags one version behind.
 
 Every wait is bounded (a deadline kills the run's process group), every socket is on loopback.
 """
@@ -35,6 +38,9 @@ pytestmark = pytest.mark.slow
 
 # tiny and quick: 8 CoT tokens; three reward replicas would not fit 2 cores next to the learner and worker
 QUICK = ["rollout.cot.max_new_tokens=4", "logging.image_every=2"]
+# the job's run (the transformers text engine: the resumed run needs no vLLM start-up either)
+OFF_POLICY = ["trainer.mode=off_policy", "trainer.steps=4", "trainer.save_every=2", "rollout.cot.engine=transformers",
+              *QUICK]
 
 
 def _free_port() -> int:
@@ -134,6 +140,12 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
                 "rollout_s", "reward_s", "learner_s", "sync_s", "images_per_s", "version_lag_mean"):
         assert all(np.isfinite(r[key]) for r in rows), key
     assert [r["policy_version"] for r in rows] == list(range(1, 41))
+    # sync, one update per batch: the ratio is exactly 1, and the rollout engines (vLLM for the CoT, our sampler for
+    # the image) agree with the learner up to float32 rounding (measured: gaps <= 2e-6), so the weights are ~1
+    for r in rows:
+        for lv in ("semantic", "token"):
+            assert r[f"{lv}/ratio_mean"] == 1.0 and r[f"{lv}/no_behaviour_frac"] == 0.0, r
+            assert r[f"{lv}/logp_gap_max"] < 1e-4 and abs(r[f"{lv}/is_weight_mean"] - 1) < 1e-4, r
     assert sum(line.startswith("step ") for line in run.lines) == 40  # one progress line per step
     assert "Ray dashboard: http://127.0.0.1:" in run.log and f"images: {out / 'images'}" in run.log
     assert "checkpoint of step 39" in (out / "logs" / "driver.log").read_text()
@@ -234,12 +246,11 @@ def test_ray_job_submit_off_policy_with_metrics(tmp_path):
          f"--metrics-export-port={metrics}", f"--dashboard-agent-listen-port={_free_port()}",
          f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp}", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    out = tmp_path / "job-out"
+    out, fork = tmp_path / "job-out", tmp_path / "resumed"
     try:
         env["RAY_ADDRESS"] = f"http://127.0.0.1:{dash}"
         submit = ["ray", "job", "submit", "--no-wait", "--submission-id", "t2i-test", "--working-dir", str(REPO),
-                  "--", "python", "-m", "cluster.run", f"output_dir={out}", "trainer.mode=off_policy",
-                  "trainer.steps=4", *QUICK]
+                  "--", "python", "-m", "cluster.run", f"output_dir={out}", *OFF_POLICY]
         for _ in range(60):  # the head comes up in the background: dashboard first, its job agent a bit later
             sub = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
             if sub.returncode == 0:
@@ -255,6 +266,8 @@ def test_ray_job_submit_off_policy_with_metrics(tmp_path):
             lines.append(line)
             if line.startswith("step ") and "t2i_reward_mean" not in seen:
                 seen = _scrape(metrics)
+            if "checkpoint of step 1 " in line:
+                _copy_checkpoint(out, fork)
         follow.wait()
         timer.cancel()
         log = "".join(lines)
@@ -269,3 +282,35 @@ def test_ray_job_submit_off_policy_with_metrics(tmp_path):
     assert [r["version_lag_mean"] for r in rows] == [0, 1, 1, 1]
     assert all(r["rollout_wait_s"] is not None for r in rows[:3])
     assert "t2i_reward_mean" in seen, "per-step gauges not on the node's metrics endpoint"
+    # one update per batch: the ratio is exactly 1; the importance weights correct the lag of rows 1-3, where the
+    # rollout's log-probs are a version behind: far larger gaps than the engines' mismatch alone in row 0
+    assert all(r[f"{lv}/ratio_mean"] == 1.0 for r in rows for lv in ("semantic", "token"))
+    for r in rows[1:]:
+        assert r["token/logp_gap_mean"] > 10 * rows[0]["token/logp_gap_mean"], (r, rows[0])
+        assert abs(r["token/is_weight_mean"] - 1) > 1e-4 and r["token/no_behaviour_frac"] == 0.0, r
+
+    # resumed from the checkpoint of step 1 (a copy taken as it landed), the run trains step 2 on the rollout the
+    # straight run made by version 1 while step 1 trained, and reproduces steps 2 and 3
+    resumed = Run(fork, *OFF_POLICY, "resume=true")
+    assert resumed.wait() == 0, resumed.log[-5000:]
+    assert "the first step trains on the checkpoint's rollout in flight (made by version 1)" in resumed.log
+    again = _metrics(fork)
+    assert [r["step"] for r in again] == [0, 1, 2, 3] and [r["version_lag_mean"] for r in again] == [0, 1, 1, 1]
+    for step in (2, 3):
+        got, want = _rollout_rows(fork, step), _rollout_rows(out, step)
+        assert [(r["prompt_index"], r["cot"], r["policy_version"]) for r in got] == \
+               [(r["prompt_index"], r["cot"], r["policy_version"]) for r in want]
+        np.testing.assert_allclose([r["reward"] for r in got], [r["reward"] for r in want], atol=1e-6)
+    for key in ("loss", "token/is_weight_mean", "token/logp_gap_mean", "semantic/is_weight_mean"):
+        np.testing.assert_allclose([r[key] for r in again[2:]], [r[key] for r in rows[2:]], rtol=1e-4, atol=1e-7,
+                                   err_msg=key)
+
+
+def _copy_checkpoint(out: Path, fork: Path) -> None:
+    """What a run stopped right after its checkpoint leaves for resume=true: the checkpoints and the metric rows."""
+    import shutil
+
+    shutil.copytree(out / "checkpoints", fork / "checkpoints")
+    shutil.copy(out / "metrics.jsonl", fork / "metrics.jsonl")
+    state = json.loads((fork / "checkpoints" / "trainer_state.json").read_text())
+    assert state["step"] == 1, f"copied too late: {state}"
