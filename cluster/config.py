@@ -323,12 +323,16 @@ class RewardsConfig:
     retries: int = 2
     max_message_mb: int = 256
     token: Optional[str] = None  # shared secret; when set, calls without it are refused
+    # How images travel to the reward servers: raw (uint8 pixels; no PNG coding, the fast choice on one machine
+    # or a LAN) | png (lossless, several times fewer bytes, for servers across a slow network)
+    transport: str = "raw"
 
     def validate(self) -> None:
         _one_of(self.ensemble, "ensemble", ("sum", "mean", "weighted"))
         require(self.deadline_s > 0, "deadline_s", "must be > 0")
         require(self.retries >= 0, "retries", "must be >= 0")
         require(self.max_message_mb >= 4, "max_message_mb", "must be >= 4")
+        _one_of(self.transport, "transport", ("raw", "png"))
         require(any(getattr(self, n).enabled for n in SCORER_NAMES), "enabled",
                 "enable at least one scorer, e.g. rewards.color.enabled=true")
 

@@ -285,6 +285,7 @@ class Trainer:
         for name, lat in batch.latency().items():
             row[f"reward_{name}_latency_s"] = lat.mean_s
             row[f"reward_{name}_retries"] = lat.retries
+            row.update({f"reward_{name}_{part}": v for part, v in lat.split.items()})  # encode_s, wire_s, ...
         row.update({k: float(v) for k, v in stats.items()})
         levels = [k[:-len("/kl")] for k in stats if k.endswith("/kl")]
         if levels:  # one KL column: the levels' KL weighted by their token counts, as the token-mean loss sees it
