@@ -9,9 +9,12 @@
 
 Every failure is answered with a gRPC status and a message naming the request and what was wrong; the server
 stays up: INVALID_ARGUMENT (bytes that are not the method's protobuf message; bad images, counts, metadata; the
-scorer's ScorerInputError), RESOURCE_EXHAUSTED
-(over ``rewards.max_message_mb``, enforced by gRPC itself), UNAUTHENTICATED (``rewards.token`` set and the call
-lacks it), INTERNAL (the scorer raised, or returned a wrong count or a non-finite score).
+scorer's ScorerInputError), RESOURCE_EXHAUSTED (over ``rewards.max_message_mb``, enforced by gRPC itself),
+UNAUTHENTICATED (``rewards.token`` set and the call lacks it), INTERNAL (the scorer raised, or returned a wrong
+count or a non-finite score).
+
+A reply states where the server's time went (``decode_seconds``, ``score_seconds``, ``handler_seconds``), from
+which the client splits each call into encode, wire, queue, decode and score time.
 """
 
 from __future__ import annotations
