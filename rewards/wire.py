@@ -5,9 +5,9 @@ Server side: a ScoreRequest is checked and turned into (PromptRecord, images); a
 Only protobuf crosses the wire (pixels or PNG bytes, strings, numbers): nothing is pickled.
 
 Images travel by ``rewards.transport``: ``raw`` (uint8 RGB pixels with their height and width: no encoding or
-decoding, 0.44 MB per 384-px image) or ``png`` (lossless and several times smaller, but about 16 ms to encode
-and 8 ms to decode per 384-px image on one core, BENCHMARKS.md; for reward servers across a slow network).
-The server accepts both.
+decoding, 0.44 MB per 384-px image) or ``png`` (lossless and about 2.7x smaller on smooth images, but 8-16 ms
+to encode and 4-8 ms to decode per 384-px image on one core, BENCHMARKS.md; for reward servers across a slow
+network). The server accepts both.
 
 Per-image details: a scorer's ``ImageScore.details`` dict travels in typed fields where it uses the common
 shapes below, and in a ``google.protobuf.Struct`` for everything else; :func:`details_from_proto` rebuilds the
