@@ -139,6 +139,8 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     for key in ("reward_mean", "reward_color_mean", "reward_color_std", "kl", "loss", "cot_tokens_mean",
                 "rollout_s", "reward_s", "learner_s", "sync_s", "images_per_s", "version_lag_mean"):
         assert all(np.isfinite(r[key]) for r in rows), key
+    for part in ("encode", "wire", "queue", "decode", "score"):  # where the reward calls' time went
+        assert all(r[f"reward_color_{part}_s"] >= 0 for r in rows), part
     assert [r["policy_version"] for r in rows] == list(range(1, 41))
     # sync, one update per batch: the ratio is exactly 1, and the rollout engines (vLLM for the CoT, our sampler for
     # the image) agree with the learner up to float32 rounding (measured: gaps <= 2e-6), so the weights are ~1
