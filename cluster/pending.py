@@ -29,6 +29,8 @@ def save_pending(path: Path, groups: list[RolloutGroup]) -> None:
 
 def load_pending(path: Path) -> list[RolloutGroup]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the checkpoint's off-policy rollout of the next step was not "
-                                f"saved with it; resume from a complete checkpoint directory")
+        raise FileNotFoundError(
+            f"{path} is missing: the checkpoint's off-policy rollout of the next step was not "
+            f"saved with it; resume from a complete checkpoint directory"
+        )
     return pickle.loads(path.read_bytes())

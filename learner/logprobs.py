@@ -174,7 +174,9 @@ class PolicyLogProbs(nn.Module):
         self.ids = ids
         self.chunk_tokens = chunk_tokens
 
-    def forward(self, levels: Mapping[str, LevelInputs], semantic_chunks: Optional[int] = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, levels: Mapping[str, LevelInputs], semantic_chunks: Optional[int] = None
+    ) -> dict[str, torch.Tensor]:
         """``semantic_chunks``: how many ``lm_head`` chunks the CoT level takes (default: as many as its tokens
         need); under ZeRO-3 every rank must pass the same number (learner/engine.py takes the largest need of the
         global batch's micro-batches)."""

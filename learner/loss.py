@@ -38,8 +38,9 @@ tokens at this level but no behaviour log-probs), ``logp_mean``, ``kl`` and ``to
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Optional
 
 import torch
 

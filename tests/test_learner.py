@@ -150,7 +150,8 @@ def test_update_equals_plain_torch_reference(ray_local, tiny_model_cfg, tiny_pol
     assert stats["token/tokens"] == 2 * len(batch[0].image_ids)  # per micro-batch of 2
 
 
-def _bf16_agreement(bf16: dict[str, torch.Tensor], fp32: dict[str, torch.Tensor], initial: dict[str, torch.Tensor]):
+def _bf16_agreement(bf16: dict[str, torch.Tensor], fp32: dict[str, torch.Tensor],
+                    initial: dict[str, torch.Tensor]) -> tuple[float, float, float]:
     """How a bf16 learner's two updates compare with the fp32 learner's, over the weights whose fp32 change exceeds
     two bf16 ulps of the weight (the changes bf16 can resolve): the fraction changed in the same direction, the
     fraction within one ulp of the fp32 weight, and the error of the change relative to the fp32 change (norms).
@@ -164,8 +165,9 @@ def _bf16_agreement(bf16: dict[str, torch.Tensor], fp32: dict[str, torch.Tensor]
     d32, dbf, ulp = torch.cat(d32), torch.cat(dbf), torch.cat(ulp)
     resolved = d32.abs() > 2 * ulp
     d32, dbf, ulp = d32[resolved], dbf[resolved], ulp[resolved]
-    return (float((torch.sign(dbf) == torch.sign(d32)).float().mean()), float(((dbf - d32).abs() <= ulp).float().mean()),
-            float((dbf - d32).norm() / d32.norm()))
+    same_sign = float((torch.sign(dbf) == torch.sign(d32)).float().mean())
+    within_ulp = float(((dbf - d32).abs() <= ulp).float().mean())
+    return same_sign, within_ulp, float((dbf - d32).norm() / d32.norm())
 
 
 @pytest.mark.slow
