@@ -78,7 +78,9 @@ class MicroBatch:
     ref: dict[str, torch.Tensor]  # reference log-probs per level (filled before the updates)
 
     def to(self, device) -> "MicroBatch":
-        move = lambda d: {k: v.to(device) for k, v in d.items()}
+        def move(tensors: dict[str, Any]) -> dict[str, Any]:
+            return {k: v.to(device) for k, v in tensors.items()}
+
         return MicroBatch(move(self.levels), self.advantages.to(device), move(self.behaviour), move(self.old),
                           move(self.ref))
 
@@ -257,7 +259,10 @@ class PolicyTrainer:
 
     def train_batch(self, samples: Sequence[TrainSample]) -> dict[str, float]:
         """All ``updates_per_batch`` optimizer steps on one global batch (every rank gets the whole batch and
-        trains on its share). Returns this rank's statistics (means over its micro-batches, maxima for ``*_max``)."""
+        trains on its share). The loss's proximal log-probs are the learner's own before the first update; the
+        samples' recorded (behaviour) log-probs enter as truncated importance weights (learner/loss.py), and a
+        sample without them, or with image log-probs of another mode, gets weight 1. Returns this rank's
+        statistics (means over its micro-batches, maxima for ``*_max``)."""
         lc = self.setup.learner
         mine = self._share(samples)
         self._validate(samples)
@@ -287,4 +292,3 @@ class PolicyTrainer:
             out["grad_norm"] = float(norm)
         out["version"] = float(self.version)
         return out
-
