@@ -77,7 +77,7 @@ def silent_rows_warning(records: list[PromptRecord], rewards: RewardsConfig) -> 
     totals = Counter(r.task_type for r in records)
     types = ", ".join(f"{t} {k}/{totals[t]}" for t, k in by_type.most_common())
     others = []
-    for name in SCORER_NAMES:
+    for name in sorted(SCORER_NAMES, key=lambda n: NEEDS[n].weights == "path"):  # the embedded ones first
         if name in enabled:
             continue
         judged = sum(NEEDS[name].judges(r) for r in silent)

