@@ -18,9 +18,10 @@ import logging
 import os
 import socket
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
 from cluster.config import Config
 from cluster.outputs import RunOutputs

@@ -144,7 +144,8 @@ def resume_config(root: Path, config: Optional[str], overrides: list[str]) -> tu
     diffs = differences(saved, asked)
     refused = {k: v for k, v in diffs.items() if _reason(k) is None}
     if refused:
-        listed = "".join(f"\n  {k}: {_show(k, old)} (saved) -> {_show(k, new)} (asked)" for k, (old, new) in refused.items())
+        listed = "".join(f"\n  {k}: {_show(k, old)} (saved) -> {_show(k, new)} (asked)"
+                         for k, (old, new) in refused.items())
         raise RunDirError(
             f"resume=true: {len(refused)} field(s) differ from the run's saved {saved_path} and would change what "
             f"the run trains; drop them to continue the run, or start a new run in another output_dir:{listed}\n"

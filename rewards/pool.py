@@ -204,7 +204,8 @@ def find_fleet(name: Optional[str] = None, namespace: str = FLEET_NAMESPACE):
     if name is not None and name in running:
         return get_fleet(name, namespace)
     if name is not None:
-        raise LookupError(f"no reward fleet named {name!r} runs on this cluster; running: {', '.join(running) or 'none'}")
+        raise LookupError(f"no reward fleet named {name!r} runs on this cluster; running: "
+                          f"{', '.join(running) or 'none'}")
     if not running:
         raise LookupError("no reward fleet runs on this cluster: a training job starts one (is it running, and is "
                           "--address the cluster it runs on?)")

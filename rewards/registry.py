@@ -7,8 +7,8 @@ Imports are lazy: a reward server hosting the colour rule never imports transfor
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from core.records import PromptRecord
 from rewards import wire

@@ -30,4 +30,5 @@ def test_metrics_keep_every_column_whenever_it_first_appears(tmp_path):
         {"step": 2, "reward_mean": 0.2, "eval_score": 0.7, "restarts": None},
         {"step": 3, "reward_mean": 0.3, "eval_score": None, "restarts": 1},
     ]
-    assert str(table.schema.field("eval_score").type) == "double" and str(table.schema.field("restarts").type) == "int64"
+    assert str(table.schema.field("eval_score").type) == "double"
+    assert str(table.schema.field("restarts").type) == "int64"

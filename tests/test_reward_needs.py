@@ -45,7 +45,7 @@ def _raises(rule, meta: dict) -> bool:
 
 @pytest.mark.parametrize("name, rule", [("gdino", check_metadata), ("git", vqa_phrases)])
 def test_declared_fields_match_the_scorers_rule(name, rule):
-    for task, meta in _rows():
+    for _, meta in _rows():
         assert _table_refuses(name, meta) == _raises(rule, meta), (name, meta)
 
 
