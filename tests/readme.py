@@ -42,7 +42,7 @@ BLOCKS: dict[str, Block] = {
     "configuration": Block(
         "tests/test_readme.py::test_configuration_commands",
         replace={"outputs/long": "{out}"},
-        append=(("trainer.steps=2", *QUICK), ("trainer.steps=3",))),
+        append=(("trainer.steps=1", *QUICK), ("trainer.steps=2",))),
     "real-weights": Block(
         "tests/test_readme.py::test_commands_that_need_weights_stop_at_the_check_naming_them",
         replace={"outputs/janus7b": "{out}"}, append=((),)),

@@ -175,10 +175,11 @@ def test_faults_and_resume_give_the_straight_run(tmp_path):
     assert "reward replicas that died were replaced" in first.log
     assert "rollout worker 0" in first.log and "redoing its 4 prompts" in first.log
 
-    second = Run(out, *common, "resume=true").on("step 5/6", lambda r: r.kill_all())  # the driver dies
+    # resumed as the README shows it: the run's saved config.yaml is reloaded, nothing else need be repeated
+    second = Run(out, "resume=true").on("step 5/6", lambda r: r.kill_all())  # the driver dies
     second.wait()
     assert "resumed from the checkpoint of step 4" in second.log
-    third = Run(out, *common, "resume=true")
+    third = Run(out, "resume=true")
     assert third.wait() == 0, third.log[-5000:]
     assert "resumed from the checkpoint of step 4" in third.log
 

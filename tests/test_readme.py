@@ -49,14 +49,14 @@ def test_commands_that_need_weights_stop_at_the_check_naming_them(tmp_path):
     assert r.returncode == 2 and "'rewards.yaml': no such file" in r.stderr, r.stdout + r.stderr
 
 
-@pytest.mark.slow  # two short runs: about 1.5 minutes
+@pytest.mark.slow  # two short runs: about 1.5 minutes on an idle 2-core machine
 def test_configuration_commands(tmp_path):
     out = tmp_path / "long"
     first, resume = script("configuration", out=str(out))
     r = _bash(first, tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
     rows = pq.read_table(out / "metrics.parquet").to_pylist()
-    assert [row["step"] for row in rows] == [1, 2] and {row["reward_color_replicas"] for row in rows} == {2}
+    assert [row["step"] for row in rows] == [1] and rows[0]["reward_color_replicas"] == 2
 
     again = _bash(first, tmp_path)  # the same command again: a new run refuses the directory that holds one
     assert again.returncode == 2 and "already holds a run" in again.stderr, again.stderr
@@ -64,9 +64,9 @@ def test_configuration_commands(tmp_path):
     r = _bash(resume, tmp_path)
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-5000:]
-    assert "resumed from the checkpoint of step 2" in log and "step 3/3" in r.stdout
+    assert "resumed from the checkpoint of step 1" in log and "step 2/2" in r.stdout
     rows = pq.read_table(out / "metrics.parquet").to_pylist()
-    assert [row["step"] for row in rows] == [1, 2, 3]
-    # the resumed step ran with the saved config (8 prompts of 8 samples), not the defaults (4 of 4)
-    assert pq.read_table(out / "rollouts" / "step_000003.parquet").num_rows == 64
-    assert rows[2]["version_lag_mean"] is not None and rows[2]["reward_color_replicas"] == 2
+    assert [row["step"] for row in rows] == [1, 2]
+    # the resumed step ran with the saved config (8 prompts of 8 samples, 2 colour replicas), not the defaults
+    assert pq.read_table(out / "rollouts" / "step_000002.parquet").num_rows == 64
+    assert rows[1]["reward_color_replicas"] == 2
