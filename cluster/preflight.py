@@ -25,7 +25,7 @@ from typing import Optional
 
 from cluster.config import Config
 from cluster.outputs import RunOutputs
-from cluster.run_dir import prepare_run_dir
+from cluster.run_dir import delete_run, prepare_run_dir
 from core.prompt_file import PromptSet, load_prompts
 from core.records import PromptRecord
 from rewards.config import SCORER_NAMES, RewardsConfig
@@ -55,16 +55,20 @@ def enabled_scorers(rewards: RewardsConfig) -> list[str]:
 # ------------------------------------------------------------------------------------------------ data
 
 
-def load_data(cfg: Config, logs: Path) -> PromptSet:
+def load_data(cfg: Config) -> PromptSet:
     """The run's prompts, every row checked against the enabled scorers' needs (raises core's DataError)."""
     scorers = enabled_scorers(cfg.rewards)
-    data = load_prompts(cfg.data.path, cfg.data.on_malformed, row_check=lambda r: row_problems(r, scorers))
-    if data.skipped:
-        listing = logs / SKIPPED_ROWS_FILE
-        listing.write_text(f"# rows of {data.source} skipped (data.on_malformed=skip): line number, reason\n"
-                           + "".join(f"line {n}: {reason}\n" for n, reason in data.skipped))
-        log.warning("data: skipped %d unusable rows of %s (all listed in %s)", len(data.skipped), data.source, listing)
-    return data
+    return load_prompts(cfg.data.path, cfg.data.on_malformed, row_check=lambda r: row_problems(r, scorers))
+
+
+def list_skipped(data: PromptSet, logs: Path) -> None:
+    """data.on_malformed=skip: the rows left out, in the run's logs, and a warning that says where."""
+    if not data.skipped:
+        return
+    listing = logs / SKIPPED_ROWS_FILE
+    listing.write_text(f"# rows of {data.source} skipped (data.on_malformed=skip): line number, reason\n"
+                       + "".join(f"line {n}: {reason}\n" for n, reason in data.skipped))
+    log.warning("data: skipped %d unusable rows of %s (all listed in %s)", len(data.skipped), data.source, listing)
 
 
 def silent_rows_warning(records: list[PromptRecord], rewards: RewardsConfig) -> Optional[str]:
@@ -173,16 +177,20 @@ def attach_driver_log(path: Path) -> None:
 
 
 def prepare(cfg: Config, config: Optional[str], overrides: list[str]) -> PreparedRun:
-    """Every check that needs no Ray, in order; the notes are logged (console and driver log). Raises
-    StartupError, cluster.run_dir.RunDirError, core.prompt_file.DataError or core.config.ConfigError."""
-    cfg, notes = prepare_run_dir(cfg, config, overrides)
+    """Every check that needs no Ray, before anything is written (overwrite=true deletes the previous run only
+    once they pass); then the run directory and its driver log, where the notes go too. Raises StartupError,
+    cluster.run_dir.RunDirError or core.prompt_file.DataError."""
+    cfg, notes, replace = prepare_run_dir(cfg, config, overrides)
     check_scorer_weights(cfg.rewards)
+    data = load_data(cfg)
+    if replace:
+        notes.append(delete_run(Path(cfg.output_dir)))
     out = RunOutputs(cfg.output_dir)
     driver_log = out.logs / "driver.log"
     attach_driver_log(driver_log)
     for note in notes:
         log.warning(note)
-    data = load_data(cfg, out.logs)
+    list_skipped(data, out.logs)
     warning = silent_rows_warning(data.records, cfg.rewards)
     if warning:
         log.warning(warning)

@@ -155,39 +155,50 @@ def resume_config(root: Path, config: Optional[str], overrides: list[str]) -> tu
     return asked, notes
 
 
-def clear_for_new_run(root: Path, overwrite: bool) -> list[str]:
-    """A new run needs an empty directory: refuse one that holds anything, or (overwrite=true) delete the run
-    in it. Returns notes of what was deleted."""
+def check_new_run_dir(root: Path, overwrite: bool) -> bool:
+    """A new run needs an empty directory: refuse one that holds anything, unless it holds a run and overwrite=true.
+    Returns whether there is such a run to delete (:func:`delete_run`, once every other check has passed)."""
     if not root.exists():
-        return []
+        return False
     if not root.is_dir():
         raise RunDirError(f"output_dir {root} is a file; choose a directory")
-    entries = sorted(p.name for p in root.iterdir())
+    entries = _entries(root)
     if not entries:
-        return []
-    shown = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
+        return False
     is_run = (root / CONFIG_FILE).is_file()
     if not overwrite and is_run:
-        raise RunDirError(f"output_dir {root} already holds a run ({shown}); a new run needs an empty directory: "
+        raise RunDirError(f"output_dir {root} already holds a run ({entries}); a new run needs an empty directory: "
                           f"continue that run with resume=true, replace it with overwrite=true, or choose another "
                           f"output_dir")
     if not overwrite:
-        raise RunDirError(f"output_dir {root} is not empty ({shown}) and holds no run; a new run needs an empty "
+        raise RunDirError(f"output_dir {root} is not empty ({entries}) and holds no run; a new run needs an empty "
                           f"directory: choose another output_dir")
     if not is_run:
         raise RunDirError(f"overwrite=true: output_dir {root} holds no run (no {CONFIG_FILE}) but other files "
-                          f"({shown}); not deleting them: choose another output_dir")
+                          f"({entries}); not deleting them: choose another output_dir")
+    return True
+
+
+def _entries(root: Path) -> str:
+    names = sorted(p.name for p in root.iterdir())
+    return ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+
+
+def delete_run(root: Path) -> str:
+    """overwrite=true: delete the run in ``root`` (checked by :func:`check_new_run_dir`). Returns the note."""
+    entries = _entries(root)
     for p in root.iterdir():
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:
             p.unlink()
-    return [f"overwrite=true: deleted the previous run in {root} ({shown})"]
+    return f"overwrite=true: deleted the previous run in {root} ({entries})"
 
 
-def prepare_run_dir(cfg: Config, config: Optional[str], overrides: list[str]) -> tuple[Config, list[str]]:
-    """The run's config, with output_dir absolute, once the directory fits the request (see the module
-    docstring). Returns it and the notes to print. Raises RunDirError."""
+def prepare_run_dir(cfg: Config, config: Optional[str], overrides: list[str]) -> tuple[Config, list[str], bool]:
+    """The run's config, with output_dir absolute, if the directory fits the request (see the module docstring);
+    the notes to print; and whether a previous run is to be deleted first (overwrite=true). Deletes nothing.
+    Raises RunDirError."""
     if cfg.resume and cfg.overwrite:
         raise RunDirError("resume=true and overwrite=true contradict each other: resume continues the run in "
                           "output_dir, overwrite deletes it")
@@ -195,7 +206,7 @@ def prepare_run_dir(cfg: Config, config: Optional[str], overrides: list[str]) ->
     notes = [where] if where else []
     if cfg.resume:
         cfg, changes = resume_config(root, config, overrides)
-        return cfg, notes + changes
-    notes += clear_for_new_run(root, cfg.overwrite)
+        return cfg, notes + changes, False
+    replace = check_new_run_dir(root, cfg.overwrite)
     cfg.output_dir = str(root)
-    return cfg, notes
+    return cfg, notes, replace

@@ -66,7 +66,7 @@ def test_every_unusable_row_is_reported_at_once(tmp_path):
     ])
     cfg = load_config(None, [f"data.path={path}"])
     with pytest.raises(DataError) as info:
-        load_data(cfg, tmp_path)
+        load_data(cfg)
     msg = str(info.value)
     assert "5 unusable rows" in msg
     lines = [line.strip() for line in msg.splitlines()[1:]]
@@ -78,7 +78,7 @@ def test_every_unusable_row_is_reported_at_once(tmp_path):
 def test_many_unusable_rows_list_the_first_ten_and_count_them(tmp_path):
     path = _write(tmp_path / "d.jsonl", [GOOD] + [_without(SPATIAL, "spatial_info")] * 25)
     with pytest.raises(DataError) as info:
-        load_data(load_config(None, [f"data.path={path}"]), tmp_path)
+        load_data(load_config(None, [f"data.path={path}"]))
     msg = str(info.value)
     assert "25 unusable rows (the first 10 below)" in msg and "... and 15 more" in msg
     assert msg.count("\n  line ") == 10 and "line 2:" in msg and "line 11:" in msg and "line 12:" not in msg
@@ -102,7 +102,7 @@ def test_the_t2i_r1_file_with_the_colour_reward_warns_how_many_rows_teach_nothin
     from rewards.scorers.color import ColorScorer
 
     cfg = load_config(None, [f"data.path={shared_data / 't2i_r1_train.jsonl'}"])  # embedded default: colour only
-    records = load_data(cfg, Path("/nonexistent")).records  # nothing skipped, so nothing is written
+    records = load_data(cfg).records
     # reference: the colour scorer itself, on two different random images (its score is continuous in the pixels:
     # equal scores mean it had nothing to judge)
     rng = np.random.default_rng(0)

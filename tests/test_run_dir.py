@@ -11,7 +11,7 @@ import pytest
 
 from cluster.config import load_config, to_yaml
 from cluster.run import main
-from cluster.run_dir import RESUMABLE, RunDirError, prepare_run_dir, resolve_output_dir
+from cluster.run_dir import RESUMABLE, RunDirError, delete_run, prepare_run_dir, resolve_output_dir
 
 
 def _saved_run(root: Path, *overrides: str) -> str:
@@ -45,24 +45,27 @@ def test_new_run_refuses_a_non_empty_directory_that_is_no_run_even_with_overwrit
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_overwrite_deletes_the_previous_run_and_an_empty_directory_is_fine(tmp_path):
+def test_overwrite_deletes_the_previous_run_once_the_checks_pass(tmp_path, capsys):
     root = tmp_path / "run"
     _saved_run(root)
-    cfg, notes = _prepare(f"output_dir={root}", "overwrite=true")
-    assert list(root.iterdir()) == [] and "deleted the previous run" in notes[0]
-    assert cfg.output_dir == str(root)
-    cfg, notes = _prepare(f"output_dir={root}")  # empty now: a new run may start
-    assert notes == []
+    cfg, notes, replace = _prepare(f"output_dir={root}", "overwrite=true")
+    assert replace and cfg.output_dir == str(root) and (root / "config.yaml").is_file()  # deleted only later
+    # a later check fails (a scorer without weights): the previous run is still there
+    assert main([f"output_dir={root}", "overwrite=true", "rewards.hps.enabled=true"]) == 2
+    assert "rewards.hps.path is not set" in capsys.readouterr().err and (root / "metrics.jsonl").is_file()
+    assert "deleted the previous run" in delete_run(root) and list(root.iterdir()) == []
+    cfg, notes, replace = _prepare(f"output_dir={root}")  # empty now: a new run may start
+    assert (notes, replace) == ([], False)
 
 
 def test_resume_reloads_the_saved_config_and_takes_allowed_changes(tmp_path):
     root = tmp_path / "run"
     _saved_run(root, "trainer.steps=7", "rollout.group_size=3", "seed=5")
-    cfg, notes = _prepare(f"output_dir={root}", "resume=true")
+    cfg, notes, _ = _prepare(f"output_dir={root}", "resume=true")
     # the saved run's fields, not the defaults (40 steps, group 4, seed 0)
     assert (cfg.trainer.steps, cfg.rollout.group_size, cfg.seed, cfg.resume) == (7, 3, 5, True) and notes == []
 
-    cfg, notes = _prepare(f"output_dir={root}", "resume=true", "trainer.steps=12", "rewards.color.replicas=2",
+    cfg, notes, _ = _prepare(f"output_dir={root}", "resume=true", "trainer.steps=12", "rewards.color.replicas=2",
                           "logging.image_every=1", "cluster.dashboard_port=9999")
     assert (cfg.trainer.steps, cfg.rewards.color.replicas, cfg.logging.image_every) == (12, 2, 1)
     assert (cfg.rollout.group_size, cfg.seed) == (3, 5)
