@@ -42,7 +42,8 @@ BLOCKS: dict[str, Block] = {
     "configuration": Block(
         "tests/test_readme.py::test_configuration_commands",
         replace={"outputs/long": "{out}"},
-        append=(("trainer.steps=1", *QUICK), ("trainer.steps=2",))),
+        # the transformers text engine starts faster than vLLM (the other runs use vLLM); the resumed run keeps it
+        append=(("trainer.steps=1", "rollout.cot.engine=transformers", *QUICK), ("trainer.steps=2",))),
     "real-weights": Block(
         "tests/test_readme.py::test_commands_that_need_weights_stop_at_the_check_naming_them",
         replace={"outputs/janus7b": "{out}"}, append=((),)),
