@@ -14,6 +14,7 @@ Every wait is bounded (a deadline kills the run's process group), every socket i
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -255,6 +256,7 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
     finally:
         timer.cancel()
         _kill_session(head.pid)
+        shutil.rmtree(temp, ignore_errors=True)
     log = "".join(lines)
     assert rc == 0 and "succeeded" in log, log[-5000:]
     assert fleet is not None and fleet.returncode == 0, (fleet.stdout + fleet.stderr) if fleet else log[-5000:]
