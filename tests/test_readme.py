@@ -40,6 +40,8 @@ def test_every_bash_block_is_marked_and_run_by_a_test():
 def test_commands_that_need_weights_stop_at_the_check_naming_them(tmp_path):
     # every key of the documented command is known (an unknown key fails before the paths are checked); what
     # stops it is the first weights directory this machine lacks
+    if Path("/models/Janus-Pro-7B").exists():
+        pytest.skip("this machine has the weights the README names: the command would start a real run")
     (command,) = script("real-weights", out=str(tmp_path / "out"))
     r = _bash(command, tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
