@@ -69,8 +69,9 @@ class LoggingConfig:
 @dataclass
 class Config:
     seed: int = 0
-    output_dir: str = "outputs/run"
-    resume: bool = False
+    output_dir: str = "outputs/run"  # relative: to the current directory (inside a Ray job: to ~/t2i-r1-ray)
+    resume: bool = False  # continue the run in output_dir (cluster/run_dir.py: which fields may change)
+    overwrite: bool = False  # a new run in an output_dir that holds a run: delete that run first
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
