@@ -149,7 +149,7 @@ def test_every_preset_loads_to_the_same_tree_as_before_the_sections_moved(preset
 
 
 def test_a_stage_command_line_reads_its_sections_of_a_full_tree(tmp_path):
-    """rewards.serve and rollout.demo accept a run's config.yaml (all sections) and use only theirs."""
+    """rewards.serve and rollout.generate accept a run's config.yaml (all sections) and use only theirs."""
     from core.config import load_config as load_root
     from rewards.serve import ServeConfig
 
