@@ -10,15 +10,14 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
 from evaluation.base import EvalItem
 from evaluation.config import EvalConfig, Stage
 from evaluation.generate import GenerationResult, generate, generation_settings
-from evaluation.metrics import CategoryMetric, category_metric
-from evaluation.passes import PASSES, complex_subsets
+from evaluation.metrics import CategoryMetric, metrics_for, passes_needed
+from evaluation.passes import check_passes
 from evaluation.plan import ImageJob, images_per_prompt, plan
 from evaluation.policies import PolicyUnderTest, resolve_policies
 from evaluation.report import write_report
@@ -75,20 +74,6 @@ class Evaluation:
                             [self.folder(p) for p in self.policies], self.jobs, self.metric_of)
 
 
-def metrics_for(cfg: EvalConfig, jobs: list[ImageJob]) -> dict[tuple[str, str], CategoryMetric]:
-    subsets = lru_cache(maxsize=1)(lambda: complex_subsets(cfg))
-    return {(j.item.benchmark, j.item.category): category_metric(cfg, j.item.benchmark, j.item.category, subsets)
-            for j in jobs}
-
-
-def check_evaluators(cfg: EvalConfig, jobs: list[ImageJob], metrics: dict[tuple[str, str], CategoryMetric]) -> None:
-    """Every evaluator the jobs need, checked (model directories, data files) before any image is drawn."""
-    needed = {p for j in jobs for p in metrics[(j.item.benchmark, j.item.category)].passes(j.item)}
-    for name in PASSES:
-        if name in needed:
-            PASSES[name].check(cfg)
-
-
 def prepare(cfg: EvalConfig, model: ModelConfig, rollout: RolloutConfig,
             policies: Optional[list[PolicyUnderTest]] = None) -> Evaluation:
     """Plan the images and check what the configured stages need; raises before anything runs."""
@@ -96,6 +81,6 @@ def prepare(cfg: EvalConfig, model: ModelConfig, rollout: RolloutConfig,
                 cfg.max_prompts, cfg.seed, str(cfg.wise_protocol))
     metrics = metrics_for(cfg, jobs)
     if Stage.score in cfg.stages:
-        check_evaluators(cfg, jobs, metrics)
+        check_passes(cfg, passes_needed(jobs, metrics))
     policies = policies if policies is not None else resolve_policies(list(cfg.policies), model)
     return Evaluation(cfg, copy.deepcopy(rollout), policies, jobs, metrics)

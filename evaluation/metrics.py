@@ -9,6 +9,7 @@ categories; GenEval: the unweighted mean of the tags; WISE: the protocol's weigh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Optional
 
 import numpy as np
@@ -18,6 +19,8 @@ from evaluation.catalog import COMPBENCH, GENEVAL
 from evaluation.compbench.three_in_one import ComplexSubsets, combine
 from evaluation.config import EvalConfig, Scoring
 from evaluation.geneval.rules import summarize as geneval_summary
+from evaluation.passes import complex_subsets
+from evaluation.plan import ImageJob
 from evaluation.wise.scoring import summarize as wise_summary
 from evaluation.wise.variants import variant as wise_variant
 
@@ -98,3 +101,13 @@ def category_mean(scores: list[float]) -> Optional[float]:
     kept = [s for s in scores if not np.isnan(s)]
     return float(np.mean(kept)) if kept else None
 
+
+def metrics_for(cfg: EvalConfig, jobs: list[ImageJob]) -> dict[tuple[str, str], CategoryMetric]:
+    """The metric of every (benchmark, category) the jobs hold."""
+    subsets = lru_cache(maxsize=1)(lambda: complex_subsets(cfg))
+    return {(j.item.benchmark, j.item.category): category_metric(cfg, j.item.benchmark, j.item.category, subsets)
+            for j in jobs}
+
+
+def passes_needed(jobs: list[ImageJob], metrics: dict[tuple[str, str], CategoryMetric]) -> set[str]:
+    return {p for j in jobs for p in metrics[(j.item.benchmark, j.item.category)].passes(j.item)}

@@ -14,23 +14,13 @@ from typing import Callable
 
 from evaluation.base import Evaluator
 from evaluation.compbench import spacy_parse
-from evaluation.compbench.files import (
-    BLIP_VQA,
-    CLIP_B32,
-    COMPBENCH_REPO,
-    DPT_HYBRID,
-    GDINO,
-    BenchmarkFileError,
-    load_unidet_labels,
-)
+from evaluation.compbench.files import COMPBENCH_REPO, BenchmarkFileError, load_unidet_labels
 from evaluation.compbench.three_in_one import ComplexSubsets
 from evaluation.config import EvalConfig
-from evaluation.geneval.colors import CLIP_L14
-from evaluation.geneval.detector import MASK2FORMER
 from evaluation.geneval.prompts import prompts_dir
 from evaluation.local_files import MissingFilesError, ModelSpec
+from evaluation.models import BLIP_VQA, CLIP_B32, CLIP_L14, DPT_HYBRID, GDINO, MASK2FORMER, QWEN_JUDGE
 from evaluation.wise.checkout import checkout_dir
-from evaluation.wise.judge import QWEN_JUDGE
 from evaluation.wise.variants import LEGACY, VERIFIED
 
 LABELS = "unidet_labels_722.json"
@@ -194,3 +184,10 @@ PASSES: dict[str, PassSpec] = {p.name: p for p in (
 def complex_subsets(cfg: EvalConfig) -> ComplexSubsets:
     """Which complex prompts combine which parts (the 3-in-1 sub-lists)."""
     return ComplexSubsets.load(_compbench_file(cfg, COMPLEX_SPATIAL), _compbench_file(cfg, COMPLEX_ACTION))
+
+
+def check_passes(cfg: EvalConfig, names: set[str]) -> None:
+    """Every named evaluator's model directories and data files, checked before any image is drawn."""
+    for name in PASSES:
+        if name in names:
+            PASSES[name].check(cfg)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,50 +21,18 @@ from evaluation.base import EvalItem, Fidelity
 from evaluation.catalog import COMPBENCH, GENEVAL, OFFICIAL_IMAGES_PER_PROMPT, WISE
 from evaluation.config import EvalConfig, Scoring
 from evaluation.figures import bar_chart, sample_grid
-from evaluation.generate import read_manifest
 from evaluation.metrics import CategoryMetric, benchmark_overall, category_mean, worst_fidelity
 from evaluation.plan import ImageJob, images_per_prompt
 from evaluation.policies import PolicyUnderTest
 from evaluation.published import published_rows
 from evaluation.records_log import atomic_write
-from evaluation.score import read_meta, read_scores
+from evaluation.score import Scored, read_meta, scored_images
 
 TITLES = {COMPBENCH: "T2I-CompBench", GENEVAL: "GenEval", WISE: "WISE"}
 CATEGORY_TITLES = {"color": "Color", "shape": "Shape", "texture": "Texture", "spatial": "Spatial",
                    "non_spatial": "Non-spatial", "complex": "Complex", "numeracy": "Numeracy",
                    "3d_spatial": "3D spatial", "single_object": "Single", "two_object": "Two", "counting": "Count",
                    "colors": "Colors", "position": "Position", "color_attr": "ColorAttr"}
-
-
-@dataclass
-class Scored:
-    """One planned image of a policy and its score (None until every pass it needs has scored it)."""
-
-    job: ImageJob
-    cot: str
-    score: Optional[float]
-
-
-def scored_images(folder: Path, jobs: list[ImageJob], metric_of: Callable[[EvalItem], CategoryMetric]) -> list[Scored]:
-    manifest = read_manifest(folder)
-    cache: dict[str, dict] = {}
-    out = []
-    for job in jobs:
-        row = manifest.get(job.file)
-        if row is None:
-            out.append(Scored(job, "", None))
-            continue
-        metric = metric_of(job.item)
-        parts = {}
-        for p in metric.passes(job.item):
-            if p not in cache:
-                cache[p] = read_scores(folder, p)
-            result = cache[p].get((job.file, row["sha1"]))
-            if result is not None:
-                parts[p] = float(result["score"])
-        complete = len(parts) == len(metric.passes(job.item))
-        out.append(Scored(job, row["cot"], metric.combine(job.item, parts) if complete else None))
-    return out
 
 
 def _fidelity(folders: list[Path], passes: set[str]) -> tuple[str, str]:
@@ -145,7 +112,8 @@ def render_markdown(cfg: EvalConfig, report: dict[str, Any], charts: dict[str, s
              "| policy | weights | policy version |", "| --- | --- | --- |"]
     for p in report["policies"]:
         lines.append(f"| {p['label']} | `{p['model_dir']}` | {'' if p['version'] is None else p['version']} |")
-    cot = "with the semantic CoT (T2I-R1's way)" if report["use_cot"] else "without a CoT (the Janus-Pro baseline's way)"
+    cot = ("with the semantic CoT (T2I-R1's way)" if report["use_cot"]
+           else "without a CoT (the Janus-Pro baseline's way)")
     lines += ["", f"Images drawn {cot}; image k of every prompt with seed {report['seed']} + k.", ""]
     for bench, entry in report["benchmarks"].items():
         cats = list(entry["categories"])
@@ -156,11 +124,12 @@ def render_markdown(cfg: EvalConfig, report: dict[str, Any], charts: dict[str, s
         for p in report["policies"]:
             label = p["label"]
             vals = [_fmt(entry["categories"][c]["results"][label]["score"]) for c in cats]
-            lines.append(f"| **{label}** (ours) | " + " | ".join(vals) + f" | {_fmt(entry['overall'][label]['value'])} |")
+            overall = _fmt(entry["overall"][label]["value"])
+            lines.append(f"| **{label}** (ours) | " + " | ".join(vals) + f" | {overall} |")
         for r in entry["published"]:
             vals = [_fmt(r["values"].get(c)) for c in cats]
             lines.append(f"| {r['name']} (published) | " + " | ".join(vals) + f" | {_fmt(r['overall'])} |")
-        lines += ["", "| category | metric | fidelity | prompts | images scored | why |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "| category | metric | fidelity | prompts | images scored | why |", "| --- " * 6 + "|"]
         for c, cat in entry["categories"].items():
             counts = ", ".join(f"{k}: {v['scored']}/{v['images']}" for k, v in cat["results"].items())
             lines.append(f"| {CATEGORY_TITLES.get(c, c)} | `{cat['metric']}` | **{cat['fidelity'] or 'not scored'}** | "
@@ -168,11 +137,16 @@ def render_markdown(cfg: EvalConfig, report: dict[str, Any], charts: dict[str, s
         lines += [""] + [f"- {c}" for c in _caveats(cfg, bench, entry)]
         lines += ["", f"![{TITLES[bench]}]({charts[bench]})", ""] if bench in charts else [""]
         if grids.get(bench):
-            lines.append("Samples: " + ", ".join(f"[{CATEGORY_TITLES.get(c, c)}]({g})" for c, g in grids[bench].items()))
+            links = [f"[{CATEGORY_TITLES.get(c, c)}]({g})" for c, g in grids[bench].items()]
+            lines.append("Samples: " + ", ".join(links))
             lines.append("")
     sources = sorted({f"{r['name']}: {r['source']}" for e in report["benchmarks"].values() for r in e["published"]})
     lines += ["## Sources of the published rows", ""] + [f"- {s}" for s in sources] + [""]
     return "\n".join(lines)
+
+
+def _caption(label: str, s: Scored) -> str:
+    return f"[{label} {_fmt(s.score)}] {s.job.item.prompt}" + (f" | CoT: {s.cot}" if s.cot else "")
 
 
 def write_report(cfg: EvalConfig, use_cot: bool, policies: list[PolicyUnderTest], folders: list[Path],
@@ -195,14 +169,12 @@ def write_report(cfg: EvalConfig, use_cot: bool, policies: list[PolicyUnderTest]
         charts[bench] = rel
         grids[bench] = {}
         for cat in cats:
+            cat_jobs = [j for j in jobs if j.item.benchmark == bench and j.item.category == cat]
             rows = []
             for p, folder in zip(policies, folders):
-                shown = [s for s in scored_images(folder, [j for j in jobs if j.item.benchmark == bench and
-                                                           j.item.category == cat], metric_of)
+                shown = [s for s in scored_images(folder, cat_jobs, metric_of)
                          if (folder / s.job.file).is_file()][:cfg.grid_images]
-                rows.append([(decode_png((folder / s.job.file).read_bytes()),
-                              f"[{p.label} {_fmt(s.score)}] {s.job.item.prompt}" + (f" | CoT: {s.cot}" if s.cot else ""))
-                             for s in shown])
+                rows.append([(decode_png((folder / s.job.file).read_bytes()), _caption(p.label, s)) for s in shown])
             rows = [r for r in rows if r]
             if rows and cfg.grid_images:
                 rel = f"grids/{bench}_{cat}.png"

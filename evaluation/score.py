@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from core.images import decode_png
 from evaluation.base import EvalItem
@@ -147,3 +147,34 @@ def score(targets: list[Target], metric_of: Callable[[EvalItem], CategoryMetric]
         run_pass(pass_name, work, cfg)
         counts[pass_name] = len(work)
     return counts
+
+
+@dataclass
+class Scored:
+    """One planned image of a policy and its score (None until every pass it needs has scored it)."""
+
+    job: ImageJob
+    cot: str
+    score: Optional[float]
+
+
+def scored_images(folder: Path, jobs: list[ImageJob], metric_of: Callable[[EvalItem], CategoryMetric]) -> list[Scored]:
+    manifest = read_manifest(folder)
+    cache: dict[str, dict] = {}
+    out = []
+    for job in jobs:
+        row = manifest.get(job.file)
+        if row is None:
+            out.append(Scored(job, "", None))
+            continue
+        metric = metric_of(job.item)
+        parts = {}
+        for p in metric.passes(job.item):
+            if p not in cache:
+                cache[p] = read_scores(folder, p)
+            result = cache[p].get((job.file, row["sha1"]))
+            if result is not None:
+                parts[p] = float(result["score"])
+        complete = len(parts) == len(metric.passes(job.item))
+        out.append(Scored(job, row["cot"], metric.combine(job.item, parts) if complete else None))
+    return out

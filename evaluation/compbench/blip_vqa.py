@@ -23,10 +23,10 @@ from transformers import AutoTokenizer, BlipForQuestionAnswering
 
 from evaluation.base import EvalItem, Evaluator, Fidelity, ImageResult
 from evaluation.compbench import spacy_parse
-from evaluation.compbench.files import BLIP_VQA
 from evaluation.compbench.inputs import check_batch, chunks
 from evaluation.compbench.preprocess import BLIP_IMAGE_SIZE, blip_pixels
 from evaluation.compbench.prompt_rules import blip_questions
+from evaluation.models import BLIP_VQA
 
 DEC_ID, ENC_ID = 30522, 30523  # BLIP's [DEC] (bos) and [ENC] (models/blip.py init_tokenizer)
 YES_ID, NO_ID = 2748, 2053  # models/blip_vqa.py:145-146

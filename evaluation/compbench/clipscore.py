@@ -17,10 +17,10 @@ from transformers import AutoTokenizer, CLIPModel
 
 from evaluation.base import EvalItem, Evaluator, Fidelity, ImageResult
 from evaluation.compbench import spacy_parse
-from evaluation.compbench.files import CLIP_B32
 from evaluation.compbench.inputs import check_batch, chunks
 from evaluation.compbench.preprocess import clip_pixels
 from evaluation.compbench.prompt_rules import without_adjectives
+from evaluation.models import CLIP_B32
 
 
 class ClipScoreEvaluator(Evaluator):

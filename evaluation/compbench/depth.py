@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from transformers import DPTForDepthEstimation
 
-from evaluation.compbench.files import DPT_HYBRID
 from evaluation.compbench.inputs import chunks
 from evaluation.compbench.preprocess import DPT_IMAGE_SIZE, dpt_pixels, unidet_frame_size
+from evaluation.models import DPT_HYBRID
 
 
 class DptDepth:

@@ -25,9 +25,9 @@ from transformers import AutoTokenizer, GroundingDinoForObjectDetection, Groundi
 
 from evaluation.base import Fidelity
 from evaluation.compbench.detection_rules import Detection
-from evaluation.compbench.files import GDINO
 from evaluation.compbench.inputs import chunks
 from evaluation.compbench.preprocess import to_pil, unidet_frame_size
+from evaluation.models import GDINO
 from rewards.detection_rules import nms
 
 SCORE_THRESHOLD = 0.5  # experts/model_bank.py:75 (--confidence-threshold)

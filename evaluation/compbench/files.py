@@ -1,6 +1,6 @@
-"""The local files the T2I-CompBench evaluators read: model directories (HF format, never a hub id; checked by
-evaluation/local_files.py) and the benchmark's data files (prompt sub-lists, object names, UniDet's label list),
-each checked before use with an error that names the path, the files expected and where to obtain them."""
+"""The benchmark data files the T2I-CompBench evaluators read (prompt sub-lists, object names, UniDet's label
+list), each checked before use with an error that names the path, the files expected and where to obtain them.
+(Their model directories are listed in evaluation/models.py and checked by evaluation/local_files.py.)"""
 
 from __future__ import annotations
 
@@ -8,23 +8,11 @@ import json
 import os
 from pathlib import Path
 
-from evaluation.local_files import CONFIG_FILES, TOKENIZER_FILES, WEIGHT_FILES, ModelSpec
-
 COMPBENCH_REPO = "https://github.com/Karine-Huang/T2I-CompBench"
 
 
 class BenchmarkFileError(FileNotFoundError):
     """A benchmark data file is missing or malformed."""
-
-
-BLIP_VQA = ModelSpec("T2I-CompBench BLIP-VQA (colour/shape/texture)", "Salesforce/blip-vqa-capfilt-large",
-                     (CONFIG_FILES, TOKENIZER_FILES, WEIGHT_FILES))
-CLIP_B32 = ModelSpec("T2I-CompBench CLIPScore (non-spatial)", "openai/clip-vit-base-patch32",
-                     (CONFIG_FILES, TOKENIZER_FILES, WEIGHT_FILES))
-GDINO = ModelSpec("UniDet substitute (spatial, numeracy, 3D)", "IDEA-Research/grounding-dino-base",
-                  (CONFIG_FILES, ("preprocessor_config.json", "processor_config.json"), TOKENIZER_FILES,
-                   WEIGHT_FILES))
-DPT_HYBRID = ModelSpec("T2I-CompBench 3D depth", "Intel/dpt-hybrid-midas", (CONFIG_FILES, WEIGHT_FILES))
 
 
 def _read_text(path: str | os.PathLike, what: str, source: str) -> str:

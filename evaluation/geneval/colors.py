@@ -27,11 +27,8 @@ from PIL import Image
 from transformers import AutoTokenizer, CLIPModel
 
 from evaluation.geneval.prompts import COLORS
-from evaluation.local_files import CONFIG_FILES, TOKENIZER_FILES, WEIGHT_FILES, ModelSpec
+from evaluation.models import CLIP_L14
 
-CLIP_HUB_ID = "openai/clip-vit-large-patch14"
-CLIP_L14 = ModelSpec("GenEval colour classifier (CLIP ViT-L/14)", CLIP_HUB_ID, (CONFIG_FILES, WEIGHT_FILES,
-                                                                                 TOKENIZER_FILES))
 TEMPLATES = ("a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "a photo of a {c} object")
 BACKGROUND = (153, 153, 153)  # "#999"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)

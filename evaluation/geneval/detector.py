@@ -17,11 +17,7 @@ from transformers import Mask2FormerForUniversalSegmentation
 
 from evaluation.geneval.detector_input import detector_input
 from evaluation.geneval.instances import Detection, instance_postprocess
-from evaluation.local_files import CONFIG_FILES, WEIGHT_FILES, ModelSpec
-
-DETECTOR_HUB_ID = "facebook/mask2former-swin-small-coco-instance"
-MASK2FORMER = ModelSpec("GenEval detector (Mask2Former Swin-S COCO instance)", DETECTOR_HUB_ID,
-                        (CONFIG_FILES, WEIGHT_FILES))
+from evaluation.models import MASK2FORMER
 
 
 def detector_dir(path) -> Path:

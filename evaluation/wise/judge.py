@@ -22,12 +22,10 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen3_5MoeForConditionalGeneration
 
-from evaluation.local_files import CONFIG_FILES, TOKENIZER_FILES, WEIGHT_FILES, MissingFilesError, ModelSpec
+from evaluation.local_files import MissingFilesError
+from evaluation.models import QWEN_JUDGE
 from evaluation.wise.scoring import strip_think
 
-JUDGE_HUB_ID = "Qwen/Qwen3.5-35B-A3B"
-QWEN_JUDGE = ModelSpec("WISE_Verified judge (about 70 GB in bf16)", JUDGE_HUB_ID,
-                       (CONFIG_FILES, WEIGHT_FILES, TOKENIZER_FILES, ("preprocessor_config.json",)))
 JUDGE_HINT = QWEN_JUDGE.how_to_get()
 MAX_NEW_TOKENS = 500
 
