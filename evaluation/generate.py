@@ -109,12 +109,24 @@ def _row(job: ImageJob, sample, png: bytes, version: Optional[int]) -> dict[str,
             "policy_version": sample.policy_version if version is None else version, "sha1": sha1(png)}
 
 
-def generate(folder: Path, jobs: list[ImageJob], actors: list, batch_size: int, settings: dict[str, Any],
-             version: Optional[int] = None) -> GenerationResult:
-    """Draw the images of ``jobs`` missing from ``folder`` on ``actors`` (rollout actors: ``draw.remote``).
-    ``version``: the policy version to record (default: the one each sample reports)."""
-    import ray
+@dataclass
+class FolderState:
+    """What a policy's folder holds of a plan, once its settings are checked."""
 
+    folder: Path
+    jobs: list[ImageJob]
+    rows: dict[str, dict[str, Any]]  # manifest rows by file
+    done: set[str]
+    redrawn: list[str]  # listed in the manifest, but missing or corrupt
+
+    @property
+    def pending(self) -> list[ImageJob]:
+        return [j for j in self.jobs if j.file not in self.done]
+
+
+def open_folder(folder: Path, jobs: list[ImageJob], settings: dict[str, Any]) -> FolderState:
+    """Check the folder's settings, write the layout's side files, drop what a kill left half-written, and find
+    which images are done (no actor needed: a finished folder costs no model load)."""
     folder.mkdir(parents=True, exist_ok=True)
     check_settings(folder, settings)
     for rel, data in side_files(jobs).items():
@@ -123,13 +135,22 @@ def generate(folder: Path, jobs: list[ImageJob], actors: list, batch_size: int, 
     for parent in {(folder / j.file).parent for j in jobs}:
         for stale in parent.glob(".*.tmp*"):  # a write cut short by a kill
             stale.unlink()
-    manifest = RecordsLog(folder / MANIFEST)
-    rows = {r["file"]: r for r in manifest.read()}
+    rows = {r["file"]: r for r in RecordsLog(folder / MANIFEST).read()}
     done, bad = _kept(folder, jobs, rows)
     if bad:
         log.warning("%s: %d image(s) listed in the manifest are missing or corrupt and are drawn again: %s%s", folder,
                     len(bad), ", ".join(bad[:5]), " ..." if len(bad) > 5 else "")
-    pending = [j for j in jobs if j.file not in done]
+    return FolderState(folder, jobs, rows, done, bad)
+
+
+def draw(state: FolderState, actors: list, batch_size: int, version: Optional[int] = None) -> GenerationResult:
+    """Draw the folder's pending images on ``actors`` (rollout actors: ``draw.remote``), one batch per actor at a
+    time. ``version``: the policy version to record (default: the one each sample reports)."""
+    import ray
+
+    folder, rows = state.folder, state.rows
+    manifest = RecordsLog(folder / MANIFEST)
+    pending = state.pending
     queue = deque(pending[i:i + batch_size] for i in range(0, len(pending), batch_size))
     running: dict[Any, tuple[Any, list[ImageJob]]] = {}
 
@@ -155,11 +176,17 @@ def generate(folder: Path, jobs: list[ImageJob], actors: list, batch_size: int, 
         log.info("%s: %d/%d images drawn", folder.name, drawn, len(pending))
         if queue:
             submit(actor)
-    planned = [j.file for j in jobs]
+    planned = [j.file for j in state.jobs]
     # images of an earlier, larger plan: kept (not redrawn, not scored now)
     extra = [f for f in rows if f not in set(planned) and (folder / f).is_file()]
     manifest.rewrite([rows[f] for f in planned + extra])
-    return GenerationResult(drawn=drawn, kept=len(done), redrawn=bad)
+    return GenerationResult(drawn=drawn, kept=len(state.done), redrawn=state.redrawn)
+
+
+def generate(folder: Path, jobs: list[ImageJob], actors: list, batch_size: int, settings: dict[str, Any],
+             version: Optional[int] = None) -> GenerationResult:
+    """:func:`open_folder` then :func:`draw`, for callers that hold their actors already (training)."""
+    return draw(open_folder(folder, jobs, settings), actors, batch_size, version)
 
 
 def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:

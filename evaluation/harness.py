@@ -15,7 +15,7 @@ from typing import Optional
 
 from evaluation.base import EvalItem
 from evaluation.config import EvalConfig, Stage
-from evaluation.generate import GenerationResult, generate, generation_settings
+from evaluation.generate import GenerationResult, draw, generation_settings, open_folder
 from evaluation.metrics import CategoryMetric, metrics_for, passes_needed
 from evaluation.passes import check_passes
 from evaluation.plan import ImageJob, images_per_prompt, plan
@@ -47,17 +47,20 @@ class Evaluation:
         return generation_settings(identity, self.rollout, self.cfg.seed, counts)
 
     def generate(self) -> dict[str, GenerationResult]:
-        """Each policy's missing images, on ``rollout.workers`` fresh rollout actors."""
+        """Each policy's missing images, on ``rollout.workers`` fresh rollout actors (none for a complete folder)."""
         import ray
 
         from rollout.actor import create_rollout_actors
 
         out = {}
         for policy in self.policies:
+            state = open_folder(self.folder(policy), self.jobs, self.settings(policy.identity()))
+            if not state.pending:
+                out[policy.label] = GenerationResult(drawn=0, kept=len(state.done), redrawn=[])
+                continue
             actors = create_rollout_actors(policy.model, self.rollout)
             try:
-                out[policy.label] = generate(self.folder(policy), self.jobs, actors, self.cfg.batch_size,
-                                             self.settings(policy.identity()), version=policy.version)
+                out[policy.label] = draw(state, actors, self.cfg.batch_size, version=policy.version)
             finally:
                 for a in actors:
                     try:
