@@ -37,7 +37,8 @@ class PolicyUnderTest:
         return f"{self.model_dir}{version}"
 
     def identity(self) -> dict:
-        return {"model_dir": str(self.model_dir), "weights": weights_fingerprint(self.model_dir)}
+        """What must not change under a folder's images: the weights (wherever the directory now lives)."""
+        return {"weights": weights_fingerprint(self.model_dir)}
 
 
 def weights_fingerprint(model_dir: Path) -> str:

@@ -24,6 +24,10 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+class RecordsLogError(ValueError):
+    """A line that is not JSON in the middle of a log: the file was edited or damaged."""
+
+
 class RecordsLog:
     def __init__(self, path: Path):
         self.path = path
@@ -46,7 +50,7 @@ class RecordsLog:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{self.path}, line {n}: not JSON ({e}); the file was edited or damaged, delete "
+                raise RecordsLogError(f"{self.path}, line {n}: not JSON ({e}); the file was edited or damaged, delete "
                                  f"it to redo its work") from None
         return rows
 

@@ -45,7 +45,8 @@ def _fidelity(folders: list[Path], passes: set[str]) -> tuple[str, str]:
                 metas[p] = meta
                 break
     tag = worst_fidelity([m["fidelity"] for m in metas.values()])
-    note = "; ".join(f"{m['name']}: {m['note'] or 'same weights and procedure'}" for m in metas.values())
+    notes = [(m["name"], m["note"] or "same weights and procedure") for m in metas.values()]
+    note = notes[0][1] if len(notes) == 1 else "; ".join(f"{name}: {n}" for name, n in notes)
     return tag, note
 
 
@@ -129,12 +130,14 @@ def render_markdown(cfg: EvalConfig, report: dict[str, Any], charts: dict[str, s
         for r in entry["published"]:
             vals = [_fmt(r["values"].get(c)) for c in cats]
             lines.append(f"| {r['name']} (published) | " + " | ".join(vals) + f" | {_fmt(r['overall'])} |")
-        lines += ["", "| category | metric | fidelity | prompts | images scored | why |", "| --- " * 6 + "|"]
+        lines += ["", "| category | metric | fidelity | prompts | images scored |", "| --- " * 5 + "|"]
         for c, cat in entry["categories"].items():
             counts = ", ".join(f"{k}: {v['scored']}/{v['images']}" for k, v in cat["results"].items())
             lines.append(f"| {CATEGORY_TITLES.get(c, c)} | `{cat['metric']}` | **{cat['fidelity'] or 'not scored'}** | "
-                         f"{cat['prompts']} | {counts} | {cat['note']} |")
-        lines += [""] + [f"- {c}" for c in _caveats(cfg, bench, entry)]
+                         f"{cat['prompts']} | {counts} |")
+        notes = {(cat["metric"], cat["fidelity"]): cat["note"] for cat in entry["categories"].values() if cat["note"]}
+        lines += [""] + [f"- `{metric}` ({tag}): {note}" for (metric, tag), note in notes.items()]
+        lines += [f"- {c}" for c in _caveats(cfg, bench, entry)]
         lines += ["", f"![{TITLES[bench]}]({charts[bench]})", ""] if bench in charts else [""]
         if grids.get(bench):
             links = [f"[{CATEGORY_TITLES.get(c, c)}]({g})" for c, g in grids[bench].items()]

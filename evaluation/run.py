@@ -28,6 +28,7 @@ from evaluation.passes import EvaluatorSetupError
 from evaluation.plan import PlanError
 from evaluation.policies import PolicyError
 from evaluation.ray_session import connect
+from evaluation.records_log import RecordsLogError
 from evaluation.score import ScoringError
 from evaluation.wise.checkout import WiseDataError
 from policy.config import ModelConfig
@@ -35,7 +36,7 @@ from rollout.config import RolloutConfig
 
 # Everything a user can fix from the message: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, MissingFilesError, FileNotFoundError, EvaluatorSetupError, GenerationMismatch,
-               GenevalMetadataError, PlanError, PolicyError, ScoringError, WiseDataError)
+               GenevalMetadataError, PlanError, PolicyError, RecordsLogError, ScoringError, WiseDataError)
 
 
 @dataclass

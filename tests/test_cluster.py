@@ -121,7 +121,8 @@ def _rollout_rows(out: Path, step: int) -> list[dict]:
 
 def test_embedded_default_learns_and_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    run = Run(out, "seed=1")  # the embedded default as `make run` trains it: 40 steps
+    # the embedded default as `make run` trains it (40 steps), plus an evaluation every 20 steps
+    run = Run(out, "seed=1", "trainer.eval_every=20")
     assert run.wait() == 0, run.log[-5000:]
     rows = _metrics(out)
     assert [r["step"] for r in rows] == list(range(40))
@@ -144,6 +145,15 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     for g in range(0, 16, 4):  # group z-scores: each group's advantages sum to 0
         assert abs(sum(r["advantage"] for r in roll[g:g + 4])) < 1e-4
     assert (out / "images" / "step_000000.png").is_file() and (out / "images" / "step_000039.png").is_file()
+
+    # trainer.eval_every: after steps 19 and 39, eval.during_training (4 CompBench colour prompts) on the weights of
+    # that step, drawn by the run's rollout worker; the column is the mean of the images' scores
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "eval_t2i_compbench_color" in r] == [19, 39]
+    for step in (19, 39):
+        scores = out / "eval" / f"step_{step:06d}" / "scores" / "color@embedded.jsonl"
+        values = [json.loads(line)["score"] for line in scores.read_text().splitlines()]
+        assert len(values) == 4 and logged[step]["eval_t2i_compbench_color"] == pytest.approx(np.mean(values))
 
     from transformers import JanusForConditionalGeneration
 
