@@ -20,6 +20,7 @@ from evaluation.metrics import CategoryMetric, metrics_for, passes_needed
 from evaluation.passes import check_passes
 from evaluation.plan import ImageJob, images_per_prompt, plan
 from evaluation.policies import PolicyUnderTest, resolve_policies
+from evaluation.ray_session import connect
 from evaluation.report import write_report
 from evaluation.score import Target, score
 from policy.config import ModelConfig
@@ -58,6 +59,7 @@ class Evaluation:
             if not state.pending:
                 out[policy.label] = GenerationResult(drawn=0, kept=len(state.done), redrawn=[])
                 continue
+            connect(self.cfg.ray_address)
             actors = create_rollout_actors(policy.model, self.rollout)
             try:
                 out[policy.label] = draw(state, actors, self.cfg.batch_size, version=policy.version)

@@ -1,6 +1,7 @@
-"""Start or join Ray for an evaluation: ``eval.ray_address`` or ``RAY_ADDRESS`` (as under `ray job submit`) joins
-that cluster; otherwise a local Ray on 127.0.0.1 without a dashboard (an evaluation beside a training run on the
-same machine must not fight over its port)."""
+"""Start or join Ray for an evaluation when it first needs an actor (a finished evaluation reruns without Ray):
+``eval.ray_address`` or ``RAY_ADDRESS`` (as under `ray job submit`) joins that cluster; otherwise a local Ray on
+127.0.0.1 without a dashboard (an evaluation beside a training run on the same machine must not fight over its
+port)."""
 
 from __future__ import annotations
 

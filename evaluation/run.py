@@ -27,7 +27,6 @@ from evaluation.local_files import MissingFilesError
 from evaluation.passes import EvaluatorSetupError
 from evaluation.plan import PlanError
 from evaluation.policies import PolicyError
-from evaluation.ray_session import connect
 from evaluation.records_log import RecordsLogError
 from evaluation.score import ScoringError
 from evaluation.wise.checkout import WiseDataError
@@ -69,8 +68,6 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"({', '.join(f'{p.label}: {p.describe()}' for p in ev.policies)}) on {len(ev.jobs)} images each "
               f"({', '.join(f'{b}: {len(c)} categories' for b, c in cfg.eval.selection().items())}), "
               f"scoring {cfg.eval.scoring}; output in {cfg.eval.output_dir}", flush=True)
-        if Stage.generate in cfg.eval.stages or Stage.score in cfg.eval.stages:
-            connect(cfg.eval.ray_address)
         if Stage.generate in cfg.eval.stages:
             for label, r in ev.generate().items():
                 redrawn = f", {len(r.redrawn)} missing or corrupt drawn again" if r.redrawn else ""

@@ -24,6 +24,7 @@ from evaluation.generate import read_manifest, sha1
 from evaluation.metrics import CategoryMetric
 from evaluation.passes import PASSES
 from evaluation.plan import ImageJob
+from evaluation.ray_session import connect
 from evaluation.records_log import RecordsLog, atomic_write
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def run_pass(pass_name: str, work: list[tuple[Target, ImageJob, str]], cfg: Eval
     """Score ``work`` with one evaluator on its own actor, ``cfg.scorer.batch_size`` images per call."""
     import ray
 
+    connect(cfg.ray_address)
     device = "cuda" if cfg.scorer.num_gpus > 0 else "cpu"
     actor = ray.remote(EvaluatorActor).options(num_cpus=cfg.scorer.num_cpus, num_gpus=cfg.scorer.num_gpus).remote(
         pass_name, cfg, device)
