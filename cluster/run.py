@@ -23,7 +23,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                        "rewards.orm.path=...\n  python -m cluster.run output_dir=outputs/run resume=true")
     p.add_argument("--config", help="a preset name (tiny, janus-pro-1b, janus-pro-7b) or a YAML file")
     p.add_argument("overrides", nargs="*", help="key=value overrides of any config field")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str]) -> int:

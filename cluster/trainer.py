@@ -41,6 +41,7 @@ from cluster.outputs import RunOutputs
 from core.prompt_file import PromptSet, load_prompts
 from core.records import PromptRecord, RolloutGroup, RolloutSample
 from core.timing import timed
+from evaluation.training import TrainingEvaluation
 from learner.advantages import batch_advantages
 from learner.batch import train_samples
 
@@ -139,6 +140,9 @@ class Trainer:
         self.version = 0
         self._restarts = 0
         self._replicas: dict[str, int] = {}  # reward replicas per scorer at the last step's scoring
+        # trainer.eval_every: planned and its evaluators checked now, before any actor starts
+        self.evaluation = (TrainingEvaluation(cfg.eval, cfg.rollout, self.out.root, cfg.trainer.eval_every)
+                           if cfg.trainer.eval_every else None)
 
     # ------------------------------------------------------------------------------------------------ start-up
 
@@ -346,6 +350,8 @@ class Trainer:
 
         cfg = self.cfg
         row = metrics_row(result)
+        if self.evaluation is not None and self.evaluation.due(result.step):
+            row.update(self.evaluation.run(self.rollout, result.step, result.version))
         flat_rewards = np.concatenate(result.rewards)
         self.out.write_metrics(row)
         self.out.write_rollouts(result.step, result.groups, flat_rewards, result.batch.per_scorer(),

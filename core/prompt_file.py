@@ -1,6 +1,6 @@
 """Prompt files: T2I-R1's JSON-lines format (or the same columns in Parquet), row by row into PromptRecords.
 
-The training loop's per-step batches are cluster/data.py's; the rollout demo and the reward tools read prompt
+The training loop's per-step batches are cluster/data.py's; rollout.generate and the reward tools read prompt
 files too, hence this base module. ``data.*`` (:class:`DataConfig`) says which file and what to do with a bad row.
 """
 

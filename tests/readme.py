@@ -36,8 +36,8 @@ BLOCKS: dict[str, Block] = {
     "two-commands": Block(
         "tests/test_cluster.py::test_embedded_default_learns_and_writes_every_output",
         # -o: never reinstall the shared environment under a running suite; a fresh output_dir; seed 1, whose
-        # learning margin the test has measured
-        replace={"make run": "make -o .venv/.installed run ARGS='seed=1 output_dir={out}'"},
+        # learning margin the test has measured; an evaluation every 20 steps (trainer.eval_every)
+        replace={"make run": "make -o .venv/.installed run ARGS='seed=1 output_dir={out} trainer.eval_every=20'"},
         skip={"make test": "the test suite itself"}),
     "configuration": Block(
         "tests/test_readme.py::test_configuration_commands",
@@ -59,6 +59,20 @@ BLOCKS: dict[str, Block] = {
         append=(("trainer.steps=12", *QUICK),)),  # long enough for the reward-fleet commands to act mid-job
     "reward-fleet": Block("tests/test_cluster.py::test_ray_cluster_section_with_token_auth_and_the_reward_fleet "
                           "(while the job of ray-cluster runs)"),
+    "generate": Block(
+        "tests/test_readme.py::test_generate_and_score_commands",
+        # the tiny policy's HF directory stands in for a trained run's export; output in a temporary directory
+        replace={"--checkpoint outputs/run": "--checkpoint {checkpoint} --out {out}"}),
+    "score": Block(
+        "tests/test_readme.py::test_generate_and_score_commands",
+        # the two servers the test starts (free ports), its config file (the token), the images `generate` drew
+        replace={"--server 127.0.0.1:50051 --server 127.0.0.1:50052": "--server {server1} --server {server2}",
+                 "--config rewards.yaml": "--config {config}", "outputs/generate/images/*.png": "{images}/*.png"}),
+    "evaluation": Block(
+        "tests/test_readme.py::test_evaluation_commands",
+        # -o: never reinstall the shared environment under a running suite; one prompt per category (the
+        # documented eval.max_prompts) into a temporary directory
+        replace={"make eval": "make -o .venv/.installed eval ARGS='eval.max_prompts=1 eval.output_dir={out}'"}),
     "reward-server": Block(
         "tests/test_readme.py::test_commands_that_need_weights_stop_at_the_check_naming_them",
         replace={"--host 0.0.0.0": "--host 127.0.0.1"}),

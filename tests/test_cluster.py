@@ -122,7 +122,8 @@ def _rollout_rows(out: Path, step: int) -> list[dict]:
 
 def test_embedded_default_learns_and_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    (make_run,) = script("two-commands", out=str(out))  # the README's `make run`: the embedded default, 40 steps
+    # the README's `make run`: the embedded default, 40 steps, plus an evaluation every 20 steps
+    (make_run,) = script("two-commands", out=str(out))
     run = Run(out, shell=make_run)
     assert run.wait() == 0, run.log[-5000:]
     rows = _metrics(out)
@@ -149,6 +150,15 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     for g in range(0, 16, 4):  # group z-scores: each group's advantages sum to 0
         assert abs(sum(r["advantage"] for r in roll[g:g + 4])) < 1e-4
     assert (out / "images" / "step_000001.png").is_file() and (out / "images" / "step_000040.png").is_file()
+
+    # trainer.eval_every: after steps 20 and 40, eval.during_training (4 CompBench colour prompts) on the weights of
+    # that step, drawn by the run's rollout worker; the column is the mean of the images' scores
+    logged = {r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+    assert [s for s, r in logged.items() if "eval_t2i_compbench_color" in r] == [20, 40]
+    for step in (20, 40):
+        scores = out / "eval" / f"step_{step:06d}" / "scores" / "color@embedded.jsonl"
+        values = [json.loads(line)["score"] for line in scores.read_text().splitlines()]
+        assert len(values) == 4 and logged[step]["eval_t2i_compbench_color"] == pytest.approx(np.mean(values))
 
     from transformers import JanusForConditionalGeneration
 

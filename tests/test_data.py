@@ -19,7 +19,7 @@ def test_reads_t2i_r1_training_file(shared_data):
     counts = {}
     for r in ps.records:
         counts[r.task_type] = counts.get(r.task_type, 0) + 1
-    # REFERENCE.md section 4
+    # docs/ALGORITHM.md §9
     assert counts == {"spatial": 2195, "numeracy": 1172, "color": 879, "complex": 700, "non": 700,
                       "texture": 695, "shape": 682, "object": 200}
     num = next(r for r in ps.records if r.numeracy_info)

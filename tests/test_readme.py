@@ -72,3 +72,59 @@ def test_configuration_commands(tmp_path):
     # the resumed step ran with the saved config (8 prompts of 8 samples, 2 colour replicas), not the defaults
     assert pq.read_table(out / "rollouts" / "step_000002.parquet").num_rows == 64
     assert rows[1]["reward_color_replicas"] == 2
+
+
+def _serve(scorer: str, config: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m rewards.serve` on a free port; returns the process and the host:port it printed."""
+    proc = subprocess.Popen([sys.executable, "-m", "rewards.serve", "--scorer", scorer, "--port", "0",
+                             "--config", str(config)], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # bounded: the process prints this line or exits (the test's timeout covers a hang)
+        if line.startswith("serving "):
+            return proc, line.split()[-1]
+    raise AssertionError(f"rewards.serve --scorer {scorer} exited with {proc.wait()} before serving")
+
+
+@pytest.mark.slow  # a vLLM start-up for the CoTs, and two reward servers: about a minute on an idle machine
+def test_generate_and_score_commands(tiny_model_cfg, tmp_path):
+    from policy.model import tiny_janus_dir
+
+    out = tmp_path / "generate"
+    first, needs_weights = script("generate", checkpoint=str(tiny_janus_dir(tiny_model_cfg)), out=str(out))
+    r = _bash(first, tmp_path)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    images = sorted((out / "images").glob("*.png"))
+    assert len(images) == 4 and (out / "grid.png").is_file()
+    r = _bash(needs_weights, tmp_path)  # flags and overrides parse; what stops it is the missing weights directory
+    assert r.returncode == 2 and "model.path: directory '/models/Janus-Pro-7B' does not exist" in r.stderr, r.stderr
+
+    config = tmp_path / "rewards.yaml"
+    config.write_text("rewards:\n  token: readme-test-token\n")
+    servers = [_serve(scorer, config, tmp_path) for scorer in ("color", "objects")]
+    try:
+        (command,) = script("score", server1=servers[0][1], server2=servers[1][1], config=str(config),
+                            images=str(out / "images"))
+        r = _bash(command, tmp_path)
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+            proc.wait(timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    import re
+
+    for image in images:  # one line per image with both servers' scores: "{path}  color 0.1234  objects 0.5678"
+        (line,) = [line for line in r.stdout.splitlines() if line.startswith(str(image))]
+        assert re.fullmatch(rf"{re.escape(str(image))}  (color|objects) [0-9.]+  (color|objects) [0-9.]+", line), line
+
+
+@pytest.mark.slow  # one prompt per category of the embedded evaluation, drawn and scored: a few minutes
+def test_evaluation_commands(tmp_path):
+    if Path("/models/Janus-Pro-7B").exists():
+        pytest.skip("this machine has the weights the README names: the command would start a real evaluation")
+    out = tmp_path / "eval"
+    embedded, real = script("evaluation", out=str(out))
+    r = _bash(embedded, REPO, timeout_s=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    assert (out / "report.md").is_file() and (out / "report.json").is_file()
+    r = _bash(real, tmp_path)
+    assert r.returncode == 2 and "model.path: directory '/models/Janus-Pro-7B' does not exist" in r.stderr, r.stderr
