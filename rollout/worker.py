@@ -8,8 +8,10 @@ Plain Python; the Ray actor in rollout/actor.py wraps it. The worker holds one J
 and the transformers text engine run on it, the vLLM engine keeps its own copy of the language half), and
 ``update_weights`` keeps all copies equal.
 
-Randomness: every CoT request and every image is seeded from (seed, prompt index, group index) alone, so a
-rollout is a pure function of (weights, prompts, seed, config). Give each call its own seed.
+Randomness: every CoT request and every image is seeded from (seed, the prompt's global index
+``PromptRecord.index``, group index) alone, so a rollout is a pure function of (weights, prompts, seed, config),
+and a prompt draws the same samples whichever worker it lands on and whatever else that worker was given: all
+workers of a step take the step's seed. Give each step its own seed.
 """
 
 from __future__ import annotations
@@ -81,6 +83,13 @@ class RolloutWorker:
         """G samples for each prompt. ``greedy``: argmax at both levels (all G samples then agree)."""
         if not prompts:
             return []
+        unnumbered = [p.prompt for p in prompts if p.index < 0]
+        if unnumbered:
+            raise ValueError(
+                f"rollout: prompt {unnumbered[0]!r} has no global index (PromptRecord.index = -1); seeds are derived "
+                "from it, so that a prompt draws the same samples on any worker. Number the prompts of the data set "
+                "(core.prompt_file.load_prompts does) before splitting them across workers."
+            )
         g = self.cfg.group_size
         version = self._version
         timings: dict[str, float] = {}
@@ -88,7 +97,7 @@ class RolloutWorker:
             with timed(timings, "cot"):
                 if self.text_engine is not None:
                     cot_prompts = [self.prompt_builder.cot_prompt_ids(p.prompt) for p in prompts]
-                    seeds = [derive_seed(seed, _COT_STREAM, i) for i in range(len(prompts))]
+                    seeds = [derive_seed(seed, _COT_STREAM, p.index) for p in prompts]
                     completions = self.text_engine.generate(cot_prompts, g, seeds, self.cfg.cot, greedy=greedy)
                 else:
                     cot_prompts = [[] for _ in prompts]
@@ -100,7 +109,7 @@ class RolloutWorker:
                     self.prompt_builder.image_prompt_ids(p.prompt, text if self.text_engine is not None else None)
                     for p, texts in zip(prompts, cot_texts) for text in texts
                 ]
-                image_seeds = [derive_seed(seed, _IMAGE_STREAM, i, j) for i in range(len(prompts)) for j in range(g)]
+                image_seeds = [derive_seed(seed, _IMAGE_STREAM, p.index, j) for p in prompts for j in range(g)]
                 sample = self.image_sampler.sample(image_prompts, self.cfg.image, image_seeds, greedy=greedy,
                                                    return_logprobs=True)
 

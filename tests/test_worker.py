@@ -147,6 +147,23 @@ def test_no_cot_worker_draws_from_the_raw_prompt(tiny_model_cfg):
         assert tok.decode(s.image_prompt_ids) == "<｜begin▁of▁sentence｜>User: a red cat\n\nAssistant:<begin_of_image>"
 
 
+def test_a_prompt_draws_the_same_samples_on_any_worker(tiny_model_cfg):
+    """The trainer splits a step's prompts across the workers (prompts[i::W]) and gives each the step's seed: with
+    one worker or two, every prompt must get the same samples, since its seeds follow its global index (the same
+    text under three indices: three different draws, whatever the share)."""
+    cfg = load_config("tiny", _overrides(tiny_model_cfg, "rollout.cot.engine=transformers"))
+    prompts = [PromptRecord(prompt="a red cat", task_type="color", nouns=["cat"], index=i) for i in (7, 2, 30)]
+    workers = [RolloutWorker(cfg.model, cfg.rollout, cfg.learner.loss.image_logprob) for _ in range(2)]
+    one = workers[0].rollout(prompts, seed=5)
+    shares = [prompts[0::2], prompts[1::2]]
+    two = {g.prompt.index: g for w, share in zip(workers, shares) for g in w.rollout(share, seed=5)}
+    assert _ids(one) == _ids([two[p.index] for p in prompts])
+    assert all(np.array_equal(a.image, b.image) for g in one for a, b in zip(g.samples, two[g.prompt.index].samples))
+    assert len({tuple(g.samples[0].image_ids) for g in one}) == 3  # a prompt's draw is its own
+    with pytest.raises(ValueError, match=r"no global index"):
+        workers[0].rollout([PromptRecord(prompt="a red cat")], seed=5)
+
+
 # --------------------------------------------------------------------------------------------------- the demo
 
 
