@@ -155,7 +155,7 @@ def kv_cache_bytes(layers: int, rows: int, kv_heads: int, capacity: int, head_di
     """Bytes of a static KV cache: keys and values of every layer. At Janus-Pro-7B's shapes (30 layers, 32 KV
     heads of 128, bf16) 16 images (32 CFG rows) with a 1024-token CoT (capacity 1792: prompt + CoT + 576 image
     tokens, rounded) take 2 * 30 * 32 * 32 * 1792 * 128 * 2 bytes = 26.25 GiB; at Janus-Pro-1B's (24 layers,
-    16 heads) 9.84 GiB."""
+    16 heads) 10.5 GiB."""
     return 2 * layers * rows * kv_heads * capacity * head_dim * element_size
 
 

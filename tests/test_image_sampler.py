@@ -26,7 +26,7 @@ from policy.sampling import (
 )
 from policy.tokenizer import SpecialIds
 from rollout.config import ImageSamplingConfig
-from rollout.image_sampler import ImageSampler
+from rollout.image_sampler import ImageSampler, kv_cache_bytes
 
 INF = float("inf")
 
@@ -344,6 +344,16 @@ def test_one_kv_cache_grows_to_the_largest_call_and_frees_the_old_one(janus):
     longest = -(-text.max_position_embeddings // ImageSampler.CACHE_ROUND) * ImageSampler.CACHE_ROUND
     bound = 2 * layers * (2 * p.max_batch) * kv_heads * longest * head_dim * 4
     assert sampler.kv_cache.nbytes <= bound
+
+
+def test_kv_cache_at_janus_pro_7b_shapes():
+    """The cache the sampler keeps for T2I-R1's chunk of 16 images with a 1024-token CoT at Janus-Pro-7B's shapes
+    (30 layers, 32 KV heads of 128, bf16): keys and values of 32 CFG rows for prompt + CoT + 576 image tokens."""
+    prompt = 1 + 40 + 1024 + 5 + 1  # BOS, "User: {prompt}. ", the CoT, "\n\nAssistant:", <begin_of_image>
+    capacity = -(-(prompt + 576) // ImageSampler.CACHE_ROUND) * ImageSampler.CACHE_ROUND
+    assert capacity == 1792
+    assert kv_cache_bytes(30, 32, 32, capacity, 128, 2) == 2 * 30 * 32 * 32 * 1792 * 128 * 2
+    assert kv_cache_bytes(30, 32, 32, capacity, 128, 2) / 2**30 == 26.25
 
 
 def test_rejects_bad_requests(janus):
