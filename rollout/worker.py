@@ -22,6 +22,7 @@ from typing import Iterable, Iterator, Optional
 
 import torch
 
+from core.memory import peak_memory
 from core.records import ImageLogprobMode, PromptRecord, RolloutGroup, RolloutSample
 from core.timing import timed
 from policy.config import ModelConfig
@@ -93,8 +94,9 @@ class RolloutWorker:
         g = self.cfg.group_size
         version = self._version
         timings: dict[str, float] = {}
+        memory: dict[str, float] = {}
         with timed(timings, "total"):
-            with timed(timings, "cot"):
+            with timed(timings, "cot"), peak_memory(memory, "cot"):
                 if self.text_engine is not None:
                     cot_prompts = [self.prompt_builder.cot_prompt_ids(p.prompt) for p in prompts]
                     seeds = [derive_seed(seed, _COT_STREAM, p.index) for p in prompts]
@@ -103,7 +105,7 @@ class RolloutWorker:
                     cot_prompts = [[] for _ in prompts]
                     completions = [[Completion([], [], "stop") for _ in range(g)] for _ in prompts]
 
-            with timed(timings, "image"):
+            with timed(timings, "image"), peak_memory(memory, "image"):
                 cot_texts = [[self.prompt_builder.cot_text(c.token_ids) for c in group] for group in completions]
                 image_prompts = [
                     self.prompt_builder.image_prompt_ids(p.prompt, text if self.text_engine is not None else None)
@@ -113,7 +115,7 @@ class RolloutWorker:
                 sample = self.image_sampler.sample(image_prompts, self.cfg.image, image_seeds, greedy=greedy,
                                                    return_logprobs=True)
 
-            with timed(timings, "decode"):
+            with timed(timings, "decode"), peak_memory(memory, "decode"):
                 images = decode_image_tokens(self.policy.model, sample.tokens, batch_size=self.cfg.image.max_batch)
 
         mode = self.image_logprob_mode
@@ -137,6 +139,7 @@ class RolloutWorker:
                     image_logprob_mode=mode,
                     policy_version=version,
                     timings=dict(timings),
+                    memory_mib=dict(memory),
                 ))
             groups.append(RolloutGroup(prompt=p, samples=samples))
         return groups
