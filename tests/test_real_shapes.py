@@ -13,9 +13,10 @@ recorded (printed, and as junit properties), the memory against what the stage m
                       its reduce bucket of 5e8 elements) + the embedding's dense fp32 gradient + activations (each
                       level's logits in bf16, their fp32 copy and its gradient) + runtime
 
-"runtime" is what the process holds besides (Python, torch, vLLM or DeepSpeed, Ray's worker, small buffers):
-measured at 0.85 and 0.71 GiB with the tiny model. A stage's peak must be at least its resident weights and
-within 20% below / 10% above its formula.
+"runtime" is what the process holds besides: Python, torch, vLLM or DeepSpeed, Ray's worker, vLLM's batch
+buffers and the allocator's slack after loading (rollout: 0.83 GiB with the tiny model, 1.4 GiB at these shapes;
+learner: 0.71 GiB). A stage's peak must be at least its resident weights and within 20% below / 10% above its
+formula.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from tests.test_cluster import Run
 
 REPO = Path(__file__).resolve().parents[1]
 GIB, MIB = 2**30, 2**20
-RUNTIME_ROLLOUT = 1.0 * GIB
+RUNTIME_ROLLOUT = 1.5 * GIB
 RUNTIME_LEARNER = 0.75 * GIB
 RUNTIME_REWARD = 1.0 * GIB
 
