@@ -5,22 +5,27 @@ rewards, the DeepSpeed learner, the weight sync and the checkpoint. Each stage's
 recorded (printed, and as junit properties), the memory against what the stage must hold (bf16 = 2 bytes):
 
     rollout worker  = Janus + vLLM (its language model, plus a second, prepacked copy of the two 102,400 x 2048
-                      vocabulary matrices for its CPU GEMMs, plus its KV cache) + runtime;
+                      vocabulary matrices for its CPU GEMMs, plus its KV cache) + the weight-sync staging copy of
+                      the trainable weights (weightsync.broadcast.WeightReceiver keeps it between syncs) + runtime;
                       image: + the sampler's KV cache; decode: + the VQ decoder's activations;
-                      over its life also the weight-sync staging copy of the trainable weights
+                      over its life: + vLLM's new prepacked vocabulary copies when a weight update reloads it
     learner rank    = policy + reference (on CPU) + fp32 master weights + AdamW's two fp32 moments
                       + fp32 gradients + bf16 gradients (the parameters' own, ZeRO-2's contiguous partition and
                       its reduce bucket of 5e8 elements) + the embedding's dense fp32 gradient + activations (each
                       level's logits in bf16, their fp32 copy and its gradient) + runtime
 
 "runtime" is what the process holds besides: Python, torch, vLLM or DeepSpeed, Ray's worker, vLLM's batch
-buffers and the allocator's slack after loading (rollout: 0.83 GiB with the tiny model, 1.4 GiB at these shapes;
-learner: 0.71 GiB). A stage's peak must be at least its resident weights and within 20% below / 10% above its
-formula.
+buffers (rollout: 0.83 GiB with the tiny model, 0.95 GiB at these shapes; learner: 0.71 GiB). A stage's peak must
+be at least its resident weights and within 20% below / 10% above its formula.
+
+Measured here (2 shared cores, idle-ish): the run 200 s, the step 85 s (CoT 12, image tokens 23, decode 2, reward
+1, learner 44, sync 3); peaks: rollout 4.8 GiB (CoT, image), 4.9 GiB (decode), 5.6 GiB over its life; learner 13.6
+GiB; reward server 0.35 GiB. The whole run needs about 20 GB of memory.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -41,7 +46,7 @@ from tests.test_cluster import Run
 
 REPO = Path(__file__).resolve().parents[1]
 GIB, MIB = 2**30, 2**20
-RUNTIME_ROLLOUT = 1.5 * GIB
+RUNTIME_ROLLOUT = 1.0 * GIB
 RUNTIME_LEARNER = 0.75 * GIB
 RUNTIME_REWARD = 1.0 * GIB
 
@@ -76,11 +81,16 @@ class Params:
         return cls(total=sum(numel.values()), language=language, trainable=language)
 
 
+def vocab_matrices_bytes(cfg) -> int:
+    """The embedding and lm_head in bf16."""
+    return 2 * cfg.model.tiny.vocab_size * cfg.model.tiny.hidden_size * 2
+
+
 def rollout_resident(p: Params, cfg) -> dict[str, float]:
     """Bytes the rollout worker holds between stages: "floor" its weights, "formula" all of it."""
-    t = cfg.model.tiny
-    vllm = p.language * 2 + 2 * t.vocab_size * t.hidden_size * 2 + cfg.rollout.cot.vllm_kv_cache_gib * GIB
-    return {"floor": p.total * 2 + p.language * 2, "formula": p.total * 2 + vllm + RUNTIME_ROLLOUT}
+    vllm = p.language * 2 + vocab_matrices_bytes(cfg) + cfg.rollout.cot.vllm_kv_cache_gib * GIB
+    staging = p.trainable * 2
+    return {"floor": p.total * 2 + p.language * 2, "formula": p.total * 2 + vllm + staging + RUNTIME_ROLLOUT}
 
 
 def sampler_kv_bytes(cfg, image_prompt_tokens: int) -> int:
@@ -160,6 +170,8 @@ def test_one_step_at_janus_pro_1b_shapes(tmp_path, record_property):
     wall = time.perf_counter() - started
     assert rc == 0, run.log[-5000:]
 
+    if importlib.util.find_spec("vllm") is not None:
+        assert "rollout.cot.engine=vllm is unavailable" not in run.log  # the CoT ran in vLLM, not the fallback
     (row,) = pq.read_table(out / "metrics.parquet").to_pylist()
     rollouts = pq.read_table(out / "rollouts" / "step_000000.parquet").to_pylist()
     assert len(rollouts) == 2 and row["policy_version"] == 1 and np.isfinite(row["loss"])
@@ -184,10 +196,10 @@ def test_one_step_at_janus_pro_1b_shapes(tmp_path, record_property):
     peaks = {k: row[k] for k in ("rollout_cot_peak_mib", "rollout_image_peak_mib", "rollout_decode_peak_mib",
                                  "learner_peak_mib")}
     resident, learn = rollout_resident(params, cfg), learner_peak(params, cfg, cot_tokens)
-    kv, decode, staging = sampler_kv_bytes(cfg, image_prompt), decode_activation_bytes(cfg), params.trainable * 2
+    kv, decode, repack = sampler_kv_bytes(cfg, image_prompt), decode_activation_bytes(cfg), vocab_matrices_bytes(cfg)
     formulas_mib = {"rollout_cot": resident["formula"] / MIB, "rollout_image": (resident["formula"] + kv) / MIB,
                     "rollout_decode": (resident["formula"] + decode) / MIB, "learner": learn["formula"] / MIB,
-                    "rollout_lifetime": (resident["formula"] + max(kv, decode, staging)) / MIB,
+                    "rollout_lifetime": (resident["formula"] + max(kv, decode, repack)) / MIB,
                     "reward_lifetime": RUNTIME_REWARD / MIB}
     report = {"wall_s": wall, "seconds": seconds, "peak_mib": peaks, "lifetime_peak_mib": lifetime,
               "formula_mib": formulas_mib, "params": vars(params), "image_prompt_tokens": image_prompt,
