@@ -359,9 +359,9 @@ class ImageSampler:
         """The first ``rows`` rows of the one KV cache, with room for ``needed`` positions; a cache that is too small
         (or of another dtype or device) is replaced by one that also covers what the old one did."""
         kv = self._kv
-        fits = kv is not None and kv.k[0].dtype == dtype and kv.k[0].device == torch.device(device)
-        if not (fits and kv.rows >= rows and kv.capacity >= needed):
-            new_rows, capacity = (max(rows, kv.rows), max(needed, kv.capacity)) if fits else (rows, needed)
+        same_kind = kv is not None and kv.k[0].dtype == dtype and kv.k[0].device == torch.device(device)
+        if not (same_kind and kv.rows >= rows and kv.capacity >= needed):
+            new_rows, capacity = (max(rows, kv.rows), max(needed, kv.capacity)) if same_kind else (rows, needed)
             capacity = -(-capacity // self.CACHE_ROUND) * self.CACHE_ROUND
             # Free the old buffers before allocating: first the decoders whose graphs read them, then the cache.
             if self._graphs is not None:
