@@ -112,7 +112,18 @@ def metrics_row(r: StepResult) -> dict[str, Any]:
     row["images_per_s"] = len(samples) / r.times["step_s"]
     for key in ("cot", "image", "decode"):
         row[f"rollout_{key}_s"] = float(np.mean([s.timings.get(key, 0.0) for s in samples]))
+    row.update(rollout_peak_memory(samples))
     return row
+
+
+def rollout_peak_memory(samples: list[RolloutSample]) -> dict[str, float]:
+    """``rollout_{stage}_peak_mib`` (and ``..._cuda``): the largest peak of any rollout worker, per stage."""
+    peaks: dict[str, float] = {}
+    for s in samples:
+        for key, mib in s.memory_mib.items():
+            name = f"rollout_{key.replace('_cuda', '')}_peak_mib" + ("_cuda" if key.endswith("_cuda") else "")
+            peaks[name] = max(peaks.get(name, 0.0), float(mib))
+    return peaks
 
 
 def progress_line(row: dict[str, Any], times: dict[str, float], steps: int) -> str:

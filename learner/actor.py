@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from core.memory import peak_memory
 from learner.batch import TrainSample
 from learner.config import LearnerSetup
 
@@ -24,7 +25,8 @@ class LearnerRank:
     """One learner rank (the body of a Ray actor; also usable in-process for a single rank)."""
 
     def __init__(self, setup: LearnerSetup, rank: int, world_size: int):
-        self.setup, self.rank, self.world_size = setup, rank, world_size
+        # not ``self.setup``: an attribute of that name would hide the setup method in-process
+        self.learner_setup, self.rank, self.world_size = setup, rank, world_size
         self.trainer = None
         self._rendezvous = None
         self._sync = None  # (Rendezvous, layout, backend, timeout) then SyncGroup
@@ -56,7 +58,7 @@ class LearnerRank:
 
         store = self._rendezvous.store if self.rank == 0 else connect_store(host, port, self.world_size)
         init_default_group(store, self.rank, self.world_size)
-        self.trainer = PolicyTrainer(self.setup)
+        self.trainer = PolicyTrainer(self.learner_setup)
 
     def shutdown(self) -> None:
         from weightsync.distributed import shutdown_default_group
@@ -67,7 +69,12 @@ class LearnerRank:
     # ----------------------------------------------------------------------------------------------- training
 
     def train_batch(self, samples: Sequence[TrainSample]) -> dict[str, float]:
-        return self.trainer.train_batch(samples)
+        """The update's statistics, plus this rank's peak memory during it (MiB: ``learner_peak_mib``, and
+        ``learner_peak_mib_cuda`` on CUDA; core.memory)."""
+        memory: dict[str, float] = {}
+        with peak_memory(memory, "learner_peak_mib"):
+            stats = self.trainer.train_batch(samples)
+        return {**stats, **memory}
 
     def version(self) -> int:
         return self.trainer.version
@@ -104,8 +111,8 @@ class LearnerRank:
 
         if self.rank != 0:
             raise RuntimeError("only learner rank 0 sends weights")
-        layout = SyncLayout.build(self.trainer.full_parameter_shapes(), self.setup.model.dtype,
-                                  self.setup.learner.sync_bucket_mb)
+        layout = SyncLayout.build(self.trainer.full_parameter_shapes(), self.learner_setup.model.dtype,
+                                  self.learner_setup.learner.sync_bucket_mb)
         rendezvous = Rendezvous(self._node_address(), world_size, timeout_s)
         backend = backend or default_backend()
         self._sync = (rendezvous, layout, backend, timeout_s, world_size)
