@@ -12,7 +12,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-fast lint run bench gpu-wheels protos clean
+.PHONY: install test test-fast lint run monitor prometheus bench gpu-wheels protos clean
 
 install: $(STAMP)
 
@@ -41,6 +41,17 @@ lint: install
 # ARGS says otherwise, e.g. make run ARGS="trainer.steps=10 output_dir=outputs/try".
 run: install
 	$(PY) -m cluster.run $(ARGS)
+
+# Prometheus (and Grafana, where installed) on the newest local Ray session: the Ray dashboard's Metrics view and
+# our Grafana dashboard. ARGS e.g. "--session-dir /tmp/myray/session_latest --scrape-interval 2s".
+monitor: install prometheus
+	$(PY) -m cluster.monitor $(ARGS)
+
+# Prometheus is a Debian package here (Ray's own launcher would download it): installed when missing, as root.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+		else echo "Prometheus is missing: sudo apt-get install prometheus (or put a prometheus binary on PATH)"; exit 1; fi; }
 
 bench: install
 	$(PY) -m benchmarks.run $(ARGS)
