@@ -66,21 +66,22 @@ def metrics_figure(rows: list[dict[str, Any]], window: Optional[int] = None) -> 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
 
-    def draw(ax, key: str, label: str, smoothed: bool) -> None:
+    def draw(ax, key: str, label: str, smoothed: bool, **style) -> None:
         values = column(rows, key)
         if not np.isfinite(values).any():
             return
         if smoothed:
-            line, = ax.plot(steps, values, alpha=0.3, linewidth=1)
-            ax.plot(steps, trailing_mean(values, window), color=line.get_color(), linewidth=2,
-                    label=f"{label} (mean of {window})")
+            line, = ax.plot(steps, values, alpha=0.3, linewidth=1, color=style.get("color"))
+            ax.plot(steps, trailing_mean(values, window), linewidth=2, label=f"{label} (mean of {window})",
+                    **{"color": line.get_color(), **style})
         else:
             ax.plot(steps, values, label=label)
 
     reward, kl, loss, stages, speed, lag = axes
-    draw(reward, "reward_mean", "total", smoothed=True)
     for name in scorer_names(rows):
         draw(reward, f"reward_{name}_mean", name, smoothed=True)
+    # the total last, dashed and black: with one scorer it equals that scorer's line
+    draw(reward, "reward_mean", "total", smoothed=True, color="black", linestyle="--")
     draw(kl, "kl", "kl", smoothed=True)
     for level in ("semantic", "token"):
         draw(kl, f"{level}/kl", level, smoothed=False)

@@ -116,6 +116,34 @@ def _rollout_rows(out: Path, step: int) -> list[dict]:
     return pq.read_table(out / "rollouts" / f"step_{step:06d}.parquet").to_pylist()
 
 
+# library chatter that must stay off the console: vLLM's log prefix, progress bars, Ray's actor prefixes,
+# DeepSpeed's log format, Ray's start-up notice
+CHATTER = ("(MainProcess pid=", "it/s]", "(RolloutActor pid=", "(LearnerRank pid=", "(RewardServerActor pid=",
+           "[logging.py:", "Started a local Ray instance")
+
+
+def _check_what_a_user_sees(console: list[str], out: Path, steps: int, image_steps: list[int]) -> None:
+    """A quiet console ending in the summary; the libraries' output in logs/; metrics.png; TensorBoard's events."""
+    noisy = [line for line in console if any(c in line for c in CHATTER)]
+    assert not noisy, f"library output on the console: {noisy[:5]}"
+    assert any(line.startswith(f"summary: {steps} steps") for line in console)
+    assert any(line.startswith("resume:   python -m cluster.run --config") for line in console)
+    actor_logs = "".join(f.read_text() for f in (out / "logs").glob("*.log"))
+    assert "Initializing a V1 LLM engine" in actor_logs  # vLLM's output, kept in the run's logs/
+    assert (out / "logs" / "rollout-worker-0.log").is_file() and (out / "logs" / "learner-rank-0.log").is_file()
+    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    rows = _metrics(out)
+    reward = events.Scalars("reward/reward_mean")
+    assert [e.step for e in reward] == list(range(steps))
+    np.testing.assert_allclose([e.value for e in reward], [r["reward_mean"] for r in rows], rtol=1e-6)
+    assert [e.step for e in events.Scalars("seconds/learner_s")] == list(range(steps))
+    assert [e.step for e in events.Images("rollouts/grid")] == image_steps
+
+
 # ------------------------------------------------------------------------------------------------ it learns
 
 
@@ -150,6 +178,7 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     assert (out / "checkpoints" / "trainer_state.json").is_file()
     model = JanusForConditionalGeneration.from_pretrained(out / "checkpoints" / "hf")
     assert sum(p.numel() for p in model.parameters()) > 0
+    _check_what_a_user_sees(run.lines, out, 40, [0, 5, 10, 15, 20, 25, 30, 35, 39])
 
 
 # ------------------------------------------------------------------------------------------------ faults
@@ -269,3 +298,5 @@ def test_ray_job_submit_off_policy_with_metrics(tmp_path):
     assert [r["version_lag_mean"] for r in rows] == [0, 1, 1, 1]
     assert all(r["rollout_wait_s"] is not None for r in rows[:3])
     assert "t2i_reward_mean" in seen, "per-step gauges not on the node's metrics endpoint"
+    _check_what_a_user_sees(lines, out, 4, [0, 2, 3])
+    assert f"token authentication is on: paste the token from {token}" in log  # how to open the dashboard

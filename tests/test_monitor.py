@@ -85,8 +85,9 @@ def test_prometheus_serves_the_t2i_gauges_of_a_ray_session():
         while not (session / "metrics" / "prometheus" / "prometheus.yml").is_file():  # the dashboard writes it
             assert time.monotonic() < deadline and head.poll() is None, "Ray head did not come up"
             time.sleep(0.5)
-        driver = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=REPO, env={**env, "RAY_ADDRESS": f"127.0.0.1:{gcs}"},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=REPO,
+                                  env={**env, "RAY_ADDRESS": f"127.0.0.1:{gcs}"}, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
         monitor = subprocess.Popen(
             [sys.executable, "-m", "cluster.monitor", f"--session-dir={session}", f"--prometheus-port={prom}",
              "--scrape-interval=1s"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
