@@ -5,7 +5,7 @@ configuration Ray generates for its session (``SESSION/metrics/prometheus/promet
 list Ray keeps in ``SESSION/prom_metrics_service_discovery.json``), and, where Grafana is installed, Grafana with
 the configuration and dashboards Ray generates (``SESSION/metrics/grafana``) plus ours
 (``cluster/grafana/t2i_training.json``: reward per scorer, KL, stage seconds, images/s, version lag, reward
-replica latency and retries). The Ray dashboard looks for Prometheus on localhost:9090 and Grafana on
+replica latency, its split and retries). The Ray dashboard looks for Prometheus on localhost:9090 and Grafana on
 localhost:3000 (the defaults here), so its Metrics view fills in once they run. Runs until Ctrl-C.
 
 The per-step numbers are Ray gauges named ``ray_t2i_<metrics column>``, tagged with the run's name, e.g.

@@ -1,7 +1,8 @@
 """TensorBoard: every numeric column of a step's metrics row as a scalar, and the image grids
 (``tensorboard --logdir OUTPUT_DIR/tensorboard``).
 
-Tags are grouped the way the columns read: ``reward/*`` (total and per scorer), ``seconds/*`` (stages),
+Tags are grouped the way the columns read: ``reward/*`` (total and per scorer), ``seconds/*`` (stages, the
+reward calls' latency and its split),
 ``learner/*`` (the update's statistics; its per-level ones keep their ``semantic/`` and ``token/`` prefix),
 ``rollout/*`` and ``run/*``. A resumed run opens its writer with ``purge_step`` at its first step, so TensorBoard
 drops the earlier run's events of the steps being redone: no step is shown twice.
@@ -22,10 +23,10 @@ def scalar_tag(key: str) -> str:
     """The TensorBoard tag of a metrics column."""
     if "/" in key:
         return key
+    if key.endswith("_s"):
+        return f"seconds/{key}"
     if key.startswith("reward"):
         return f"reward/{key}"
-    if key.endswith("_s") and not key.startswith("reward_"):
-        return f"seconds/{key}"
     if key in LEARNER_KEYS:
         return f"learner/{key}"
     if key.startswith(("cot_", "images", "version_lag", "rollout_")):

@@ -95,6 +95,7 @@ def metrics_row(r: StepResult) -> dict[str, Any]:
     for name, lat in r.batch.latency().items():
         row[f"reward_{name}_latency_s"] = lat.mean_s
         row[f"reward_{name}_retries"] = lat.retries
+        row.update({f"reward_{name}_{part}": v for part, v in lat.split.items()})  # encode_s, wire_s, queue_s, ...
     stats = r.stats
     row.update({k: float(v) for k, v in stats.items()})
     levels = [k[:-len("/kl")] for k in stats if k.endswith("/kl")]

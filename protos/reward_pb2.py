@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/reward.proto\x12\x10t2i_r1.reward.v1\x1a\x1cgoogle/protobuf/struct.proto\";\n\x0bSpatialInfo\x12\x0c\n\x04obj1\x18\x01 \x01(\t\x12\x0c\n\x04obj2\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\"-\n\x0cNumeracyItem\x12\x10\n\x08obj_name\x18\x01 \x01(\t\x12\x0b\n\x03num\x18\x02 \x01(\x05\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"=\n\x0cNumeracyInfo\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.t2i_r1.reward.v1.NumeracyItem\"\xce\x01\n\x0cTaskMetadata\x12\x11\n\ttask_type\x18\x01 \x01(\t\x12\r\n\x05nouns\x18\x02 \x03(\t\x12\x30\n\nattr_nouns\x18\x03 \x01(\x0b\x32\x1c.t2i_r1.reward.v1.StringList\x12\x33\n\x0cspatial_info\x18\x04 \x01(\x0b\x32\x1d.t2i_r1.reward.v1.SpatialInfo\x12\x35\n\rnumeracy_info\x18\x05 \x01(\x0b\x32\x1e.t2i_r1.reward.v1.NumeracyInfo\"\xb2\x01\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x30\n\x08metadata\x18\x03 \x01(\x0b\x32\x1e.t2i_r1.reward.v1.TaskMetadata\x12\x0e\n\x06images\x18\x04 \x03(\x0c\x12\x17\n\nnum_images\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x0cprompt_index\x18\x06 \x01(\x03\x42\r\n\x0b_num_images\"\x0f\n\rHealthRequest\"\r\n\x0bInfoRequest\"S\n\x03\x42ox\x12\r\n\x05label\x18\x01 \x01(\t\x12\n\n\x02x0\x18\x02 \x01(\x01\x12\n\n\x02y0\x18\x03 \x01(\x01\x12\n\n\x02x1\x18\x04 \x01(\x01\x12\n\n\x02y1\x18\x05 \x01(\x01\x12\r\n\x05score\x18\x06 \x01(\x01\"5\n\x08Question\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05p_yes\x18\x02 \x01(\x01\x12\x0c\n\x04p_no\x18\x03 \x01(\x01\"\x8b\x01\n\x0cImageDetails\x12$\n\x05\x62oxes\x18\x01 \x03(\x0b\x32\x15.t2i_r1.reward.v1.Box\x12-\n\tquestions\x18\x02 \x03(\x0b\x32\x1a.t2i_r1.reward.v1.Question\x12&\n\x05\x65xtra\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"M\n\x0bImageResult\x12\r\n\x05score\x18\x01 \x01(\x01\x12/\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x1e.t2i_r1.reward.v1.ImageDetails\"\x9c\x01\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06scorer\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12.\n\x07results\x18\x04 \x03(\x0b\x32\x1d.t2i_r1.reward.v1.ImageResult\x12\x15\n\rscore_seconds\x18\x05 \x01(\x01\x12\x0f\n\x07replica\x18\x06 \x01(\t\"\xc1\x01\n\x0eHealthResponse\x12\x37\n\x06status\x18\x01 \x01(\x0e\x32\'.t2i_r1.reward.v1.HealthResponse.Status\x12\x0e\n\x06scorer\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\r\x12\x0e\n\x06served\x18\x04 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x04\"3\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"\x94\x01\n\x0cInfoResponse\x12\x0e\n\x06scorer\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x04\x12\x16\n\x0erequires_token\x18\x05 \x01(\x08\x12\x12\n\ntask_types\x18\x06 \x03(\t\x12\x0b\n\x03pid\x18\x07 \x01(\r2\xed\x01\n\rRewardService\x12H\n\x05Score\x12\x1e.t2i_r1.reward.v1.ScoreRequest\x1a\x1f.t2i_r1.reward.v1.ScoreResponse\x12K\n\x06Health\x12\x1f.t2i_r1.reward.v1.HealthRequest\x1a .t2i_r1.reward.v1.HealthResponse\x12\x45\n\x04Info\x12\x1d.t2i_r1.reward.v1.InfoRequest\x1a\x1e.t2i_r1.reward.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/reward.proto\x12\x10t2i_r1.reward.v1\x1a\x1cgoogle/protobuf/struct.proto\";\n\x0bSpatialInfo\x12\x0c\n\x04obj1\x18\x01 \x01(\t\x12\x0c\n\x04obj2\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\"-\n\x0cNumeracyItem\x12\x10\n\x08obj_name\x18\x01 \x01(\t\x12\x0b\n\x03num\x18\x02 \x01(\x05\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"=\n\x0cNumeracyInfo\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.t2i_r1.reward.v1.NumeracyItem\"\xce\x01\n\x0cTaskMetadata\x12\x11\n\ttask_type\x18\x01 \x01(\t\x12\r\n\x05nouns\x18\x02 \x03(\t\x12\x30\n\nattr_nouns\x18\x03 \x01(\x0b\x32\x1c.t2i_r1.reward.v1.StringList\x12\x33\n\x0cspatial_info\x18\x04 \x01(\x0b\x32\x1d.t2i_r1.reward.v1.SpatialInfo\x12\x35\n\rnumeracy_info\x18\x05 \x01(\x0b\x32\x1e.t2i_r1.reward.v1.NumeracyInfo\"6\n\x08RawImage\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0b\n\x03rgb\x18\x03 \x01(\x0c\"\xe2\x01\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x30\n\x08metadata\x18\x03 \x01(\x0b\x32\x1e.t2i_r1.reward.v1.TaskMetadata\x12\x0e\n\x06images\x18\x04 \x03(\x0c\x12\x17\n\nnum_images\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x0cprompt_index\x18\x06 \x01(\x03\x12.\n\nraw_images\x18\x07 \x03(\x0b\x32\x1a.t2i_r1.reward.v1.RawImageB\r\n\x0b_num_images\"\x0f\n\rHealthRequest\"\r\n\x0bInfoRequest\"S\n\x03\x42ox\x12\r\n\x05label\x18\x01 \x01(\t\x12\n\n\x02x0\x18\x02 \x01(\x01\x12\n\n\x02y0\x18\x03 \x01(\x01\x12\n\n\x02x1\x18\x04 \x01(\x01\x12\n\n\x02y1\x18\x05 \x01(\x01\x12\r\n\x05score\x18\x06 \x01(\x01\"5\n\x08Question\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05p_yes\x18\x02 \x01(\x01\x12\x0c\n\x04p_no\x18\x03 \x01(\x01\"\x8b\x01\n\x0cImageDetails\x12$\n\x05\x62oxes\x18\x01 \x03(\x0b\x32\x15.t2i_r1.reward.v1.Box\x12-\n\tquestions\x18\x02 \x03(\x0b\x32\x1a.t2i_r1.reward.v1.Question\x12&\n\x05\x65xtra\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"M\n\x0bImageResult\x12\r\n\x05score\x18\x01 \x01(\x01\x12/\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x1e.t2i_r1.reward.v1.ImageDetails\"\xcd\x01\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06scorer\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12.\n\x07results\x18\x04 \x03(\x0b\x32\x1d.t2i_r1.reward.v1.ImageResult\x12\x15\n\rscore_seconds\x18\x05 \x01(\x01\x12\x0f\n\x07replica\x18\x06 \x01(\t\x12\x16\n\x0e\x64\x65\x63ode_seconds\x18\x07 \x01(\x01\x12\x17\n\x0fhandler_seconds\x18\x08 \x01(\x01\"\xc1\x01\n\x0eHealthResponse\x12\x37\n\x06status\x18\x01 \x01(\x0e\x32\'.t2i_r1.reward.v1.HealthResponse.Status\x12\x0e\n\x06scorer\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\r\x12\x0e\n\x06served\x18\x04 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x04\"3\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"\x94\x01\n\x0cInfoResponse\x12\x0e\n\x06scorer\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x04\x12\x16\n\x0erequires_token\x18\x05 \x01(\x08\x12\x12\n\ntask_types\x18\x06 \x03(\t\x12\x0b\n\x03pid\x18\x07 \x01(\r2\xed\x01\n\rRewardService\x12H\n\x05Score\x12\x1e.t2i_r1.reward.v1.ScoreRequest\x1a\x1f.t2i_r1.reward.v1.ScoreResponse\x12K\n\x06Health\x12\x1f.t2i_r1.reward.v1.HealthRequest\x1a .t2i_r1.reward.v1.HealthResponse\x12\x45\n\x04Info\x12\x1d.t2i_r1.reward.v1.InfoRequest\x1a\x1e.t2i_r1.reward.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,28 +42,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NUMERACYINFO']._serialized_end=270
   _globals['_TASKMETADATA']._serialized_start=273
   _globals['_TASKMETADATA']._serialized_end=479
-  _globals['_SCOREREQUEST']._serialized_start=482
-  _globals['_SCOREREQUEST']._serialized_end=660
-  _globals['_HEALTHREQUEST']._serialized_start=662
-  _globals['_HEALTHREQUEST']._serialized_end=677
-  _globals['_INFOREQUEST']._serialized_start=679
-  _globals['_INFOREQUEST']._serialized_end=692
-  _globals['_BOX']._serialized_start=694
-  _globals['_BOX']._serialized_end=777
-  _globals['_QUESTION']._serialized_start=779
-  _globals['_QUESTION']._serialized_end=832
-  _globals['_IMAGEDETAILS']._serialized_start=835
-  _globals['_IMAGEDETAILS']._serialized_end=974
-  _globals['_IMAGERESULT']._serialized_start=976
-  _globals['_IMAGERESULT']._serialized_end=1053
-  _globals['_SCORERESPONSE']._serialized_start=1056
-  _globals['_SCORERESPONSE']._serialized_end=1212
-  _globals['_HEALTHRESPONSE']._serialized_start=1215
-  _globals['_HEALTHRESPONSE']._serialized_end=1408
-  _globals['_HEALTHRESPONSE_STATUS']._serialized_start=1357
-  _globals['_HEALTHRESPONSE_STATUS']._serialized_end=1408
-  _globals['_INFORESPONSE']._serialized_start=1411
-  _globals['_INFORESPONSE']._serialized_end=1559
-  _globals['_REWARDSERVICE']._serialized_start=1562
-  _globals['_REWARDSERVICE']._serialized_end=1799
+  _globals['_RAWIMAGE']._serialized_start=481
+  _globals['_RAWIMAGE']._serialized_end=535
+  _globals['_SCOREREQUEST']._serialized_start=538
+  _globals['_SCOREREQUEST']._serialized_end=764
+  _globals['_HEALTHREQUEST']._serialized_start=766
+  _globals['_HEALTHREQUEST']._serialized_end=781
+  _globals['_INFOREQUEST']._serialized_start=783
+  _globals['_INFOREQUEST']._serialized_end=796
+  _globals['_BOX']._serialized_start=798
+  _globals['_BOX']._serialized_end=881
+  _globals['_QUESTION']._serialized_start=883
+  _globals['_QUESTION']._serialized_end=936
+  _globals['_IMAGEDETAILS']._serialized_start=939
+  _globals['_IMAGEDETAILS']._serialized_end=1078
+  _globals['_IMAGERESULT']._serialized_start=1080
+  _globals['_IMAGERESULT']._serialized_end=1157
+  _globals['_SCORERESPONSE']._serialized_start=1160
+  _globals['_SCORERESPONSE']._serialized_end=1365
+  _globals['_HEALTHRESPONSE']._serialized_start=1368
+  _globals['_HEALTHRESPONSE']._serialized_end=1561
+  _globals['_HEALTHRESPONSE_STATUS']._serialized_start=1510
+  _globals['_HEALTHRESPONSE_STATUS']._serialized_end=1561
+  _globals['_INFORESPONSE']._serialized_start=1564
+  _globals['_INFORESPONSE']._serialized_end=1712
+  _globals['_REWARDSERVICE']._serialized_start=1715
+  _globals['_REWARDSERVICE']._serialized_end=1952
 # @@protoc_insertion_point(module_scope)

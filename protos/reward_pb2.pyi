@@ -52,21 +52,33 @@ class TaskMetadata(_message.Message):
     numeracy_info: NumeracyInfo
     def __init__(self, task_type: _Optional[str] = ..., nouns: _Optional[_Iterable[str]] = ..., attr_nouns: _Optional[_Union[StringList, _Mapping]] = ..., spatial_info: _Optional[_Union[SpatialInfo, _Mapping]] = ..., numeracy_info: _Optional[_Union[NumeracyInfo, _Mapping]] = ...) -> None: ...
 
+class RawImage(_message.Message):
+    __slots__ = ("height", "width", "rgb")
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RGB_FIELD_NUMBER: _ClassVar[int]
+    height: int
+    width: int
+    rgb: bytes
+    def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ..., rgb: _Optional[bytes] = ...) -> None: ...
+
 class ScoreRequest(_message.Message):
-    __slots__ = ("request_id", "prompt", "metadata", "images", "num_images", "prompt_index")
+    __slots__ = ("request_id", "prompt", "metadata", "images", "num_images", "prompt_index", "raw_images")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     NUM_IMAGES_FIELD_NUMBER: _ClassVar[int]
     PROMPT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RAW_IMAGES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     metadata: TaskMetadata
     images: _containers.RepeatedScalarFieldContainer[bytes]
     num_images: int
     prompt_index: int
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., metadata: _Optional[_Union[TaskMetadata, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., num_images: _Optional[int] = ..., prompt_index: _Optional[int] = ...) -> None: ...
+    raw_images: _containers.RepeatedCompositeFieldContainer[RawImage]
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., metadata: _Optional[_Union[TaskMetadata, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., num_images: _Optional[int] = ..., prompt_index: _Optional[int] = ..., raw_images: _Optional[_Iterable[_Union[RawImage, _Mapping]]] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()
@@ -121,20 +133,24 @@ class ImageResult(_message.Message):
     def __init__(self, score: _Optional[float] = ..., details: _Optional[_Union[ImageDetails, _Mapping]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("request_id", "scorer", "version", "results", "score_seconds", "replica")
+    __slots__ = ("request_id", "scorer", "version", "results", "score_seconds", "replica", "decode_seconds", "handler_seconds")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCORER_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     SCORE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     scorer: str
     version: str
     results: _containers.RepeatedCompositeFieldContainer[ImageResult]
     score_seconds: float
     replica: str
-    def __init__(self, request_id: _Optional[str] = ..., scorer: _Optional[str] = ..., version: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ImageResult, _Mapping]]] = ..., score_seconds: _Optional[float] = ..., replica: _Optional[str] = ...) -> None: ...
+    decode_seconds: float
+    handler_seconds: float
+    def __init__(self, request_id: _Optional[str] = ..., scorer: _Optional[str] = ..., version: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ImageResult, _Mapping]]] = ..., score_seconds: _Optional[float] = ..., replica: _Optional[str] = ..., decode_seconds: _Optional[float] = ..., handler_seconds: _Optional[float] = ...) -> None: ...
 
 class HealthResponse(_message.Message):
     __slots__ = ("status", "scorer", "in_flight", "served", "failed")

@@ -55,9 +55,10 @@ class RewardServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Score(self, request, context):
-        """Score every image of one group. Errors: INVALID_ARGUMENT (bad request: image data, counts, metadata),
-        RESOURCE_EXHAUSTED (message over the size limit), UNAUTHENTICATED (token missing or wrong),
-        INTERNAL (the scorer failed or returned a non-finite score). The server stays up after any of them.
+        """Score every image of one group. Errors: INVALID_ARGUMENT (bad request: bytes that are not a ScoreRequest,
+        image data or sizes, counts, metadata), RESOURCE_EXHAUSTED (message over the size limit), UNAUTHENTICATED
+        (token missing or wrong), INTERNAL (the scorer failed or returned a non-finite score). The server stays up
+        after any of them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

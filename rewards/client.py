@@ -9,10 +9,12 @@
   deadline, a scorer crash); a bad request (INVALID_ARGUMENT, UNAUTHENTICATED, RESOURCE_EXHAUSTED) is not retried.
 * A failure is never a zero reward: :meth:`score` raises :class:`RewardServiceError` naming every scorer and
   group that failed, and each attempt's replica, status and message.
-* Per-scorer latency (client-side wall time of each group's call, retries included, and the server's own
-  decode + scoring time) comes back with the scores.
-* Images are PNG-encoded on worker threads, group by group; each group's calls go out as soon as its images are
-  encoded, so remote servers score early groups while the client encodes later ones.
+* Per-scorer latency comes back with the scores: the client-side wall time of each group's call (retries
+  included) and where the answering call's time went: encode (building the request), wire (the round trip less
+  the server's handler time), queue (waiting on the server for its decoder and model), decode, score.
+* Requests are built on worker threads, group by group, with the images as ``rewards.transport`` says (raw
+  pixels or PNG); each group's calls go out as soon as its request is built, so remote servers score early
+  groups while the client encodes later ones.
 """
 
 from __future__ import annotations
@@ -81,9 +83,14 @@ class ScorerReply:
     scores: list[float]
     details: list[dict[str, Any]]
     replica: str  # the replica that answered
-    latency_s: float  # client-side wall time of this group's call, retries included
-    score_s: float  # the server's decode + scoring time
+    latency_s: float  # client-side wall time of this group's call, retries included (encoding not included)
     attempts: int
+    # Where the answering attempt's time went (seconds):
+    encode_s: float  # building the group's request on the client (one request serves all its scorers)
+    wire_s: float  # round trip less the server's handler time: (de)serialising, transport, both event loops
+    queue_s: float  # on the server, waiting for its decoder and model threads
+    decode_s: float  # on the server, checking the request and decoding its images
+    score_s: float  # on the server, the scorer and the reply's details
 
 
 @dataclass
@@ -93,14 +100,17 @@ class GroupRewards:
     replies: dict[str, ScorerReply]  # scorer name -> reply
 
 
+SPLIT = ("encode_s", "wire_s", "queue_s", "decode_s", "score_s")  # ScorerReply's split of a call's time
+
+
 @dataclass
 class LatencyStats:
     calls: int
     mean_s: float
     p50_s: float
     max_s: float
-    mean_score_s: float  # server-side share of mean_s
     retries: int  # attempts beyond the first, over all calls
+    split: dict[str, float]  # mean seconds per call of each part of SPLIT (see ScorerReply)
 
 
 @dataclass
@@ -131,8 +141,8 @@ class RewardBatch:
             lat = [r.latency_s for r in replies]
             out[name] = LatencyStats(
                 calls=len(replies), mean_s=statistics.fmean(lat), p50_s=statistics.median(lat), max_s=max(lat),
-                mean_score_s=statistics.fmean(r.score_s for r in replies),
-                retries=sum(r.attempts - 1 for r in replies))
+                retries=sum(r.attempts - 1 for r in replies),
+                split={k: statistics.fmean(getattr(r, k) for r in replies) for k in SPLIT})
         return out
 
 
@@ -149,7 +159,7 @@ class RewardClient:
         self._channels: dict[str, tuple[grpc.aio.Channel, reward_pb2_grpc.RewardServiceStub]] = {}
         self._in_flight: dict[str, int] = {}
         self._turn = itertools.count()
-        self._encoder = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="png-encode")
+        self._encoder = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="encode")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="reward-client")
         self._thread.start()
@@ -201,10 +211,11 @@ class RewardClient:
         loop = asyncio.get_running_loop()
 
         async def group(rid: str, prompt: PromptRecord, imgs: Sequence[np.ndarray]):
-            # PNG encoding on worker threads: a group's calls start as soon as its own images are encoded, so
-            # the servers score early groups while later ones are still being encoded.
-            request = await loop.run_in_executor(self._encoder, wire.request_to_proto, rid, prompt, imgs)
-            return await asyncio.gather(*(self._call(name, endpoints[name], request) for name in self.scorers))
+            # Encoding on worker threads: a group's calls start as soon as its own request is built, so the
+            # servers score early groups while later ones are still being encoded.
+            request, encode_s = await loop.run_in_executor(self._encoder, self._encode, rid, prompt, imgs)
+            return await asyncio.gather(*(self._call(name, endpoints[name], request, encode_s)
+                                          for name in self.scorers))
 
         results = await asyncio.gather(*(group(*args) for args in zip(ids, prompts, images)))
         failures = {(name, rid): r for rid, per_scorer in zip(ids, results)
@@ -212,6 +223,11 @@ class RewardClient:
         if failures:
             raise RewardServiceError(failures, len(ids) * len(self.scorers))
         return [dict(zip(self.scorers, per_scorer)) for per_scorer in results]
+
+    def _encode(self, rid: str, prompt: PromptRecord,
+                imgs: Sequence[np.ndarray]) -> tuple[reward_pb2.ScoreRequest, float]:
+        start = time.perf_counter()
+        return wire.request_to_proto(rid, prompt, imgs, self.cfg.transport), time.perf_counter() - start
 
     def _stub(self, address: str) -> reward_pb2_grpc.RewardServiceStub:
         if address not in self._channels:
@@ -233,8 +249,8 @@ class RewardClient:
         rotated = [fresh[(offset + k) % len(fresh)] for k in range(len(fresh))]
         return min(rotated, key=lambda a: self._in_flight.get(a, 0))
 
-    async def _call(self, scorer: str, replicas: list[str],
-                    request: reward_pb2.ScoreRequest) -> Union[ScorerReply, list[Attempt]]:
+    async def _call(self, scorer: str, replicas: list[str], request: reward_pb2.ScoreRequest,
+                    encode_s: float) -> Union[ScorerReply, list[Attempt]]:
         """The scorer's reply for one group, or the list of failed attempts."""
         attempts: list[Attempt] = []
         tried: list[str] = []
@@ -255,14 +271,17 @@ class RewardClient:
             finally:
                 if address in self._in_flight:
                     self._in_flight[address] -= 1
+            round_trip = time.perf_counter() - t0
             problem = self._check_reply(scorer, request, reply)
             if problem:
-                attempts.append(Attempt(address, "BAD_REPLY", problem, time.perf_counter() - t0))
+                attempts.append(Attempt(address, "BAD_REPLY", problem, round_trip))
                 continue
             return ScorerReply(
                 scorer=scorer, version=reply.version, scores=[r.score for r in reply.results],
                 details=[wire.details_from_proto(r.details) for r in reply.results], replica=address,
-                latency_s=time.perf_counter() - start, score_s=reply.score_seconds, attempts=len(attempts) + 1)
+                latency_s=time.perf_counter() - start, attempts=len(attempts) + 1, encode_s=encode_s,
+                wire_s=round_trip - reply.handler_seconds, queue_s=reply.handler_seconds - reply.score_seconds,
+                decode_s=reply.decode_seconds, score_s=reply.score_seconds - reply.decode_seconds)
         return attempts
 
     @staticmethod
@@ -271,8 +290,8 @@ class RewardClient:
             return f"replica serves scorer {reply.scorer!r}, not {scorer!r} (endpoints mixed up?)"
         if reply.request_id != request.request_id:
             return f"reply is for request {reply.request_id!r}"
-        if len(reply.results) != len(request.images):
-            return f"{len(reply.results)} scores for {len(request.images)} images"
+        if len(reply.results) != wire.image_count(request):
+            return f"{len(reply.results)} scores for {wire.image_count(request)} images"
         bad = [i for i, r in enumerate(reply.results) if not math.isfinite(r.score)]
         if bad:
             return f"non-finite score for image(s) {bad}"

@@ -20,6 +20,13 @@ class Ensemble(StrEnum):
     weighted = "weighted"  # by rewards.<name>.weight
 
 
+class Transport(StrEnum):
+    """How images travel to the reward servers."""
+
+    raw = "raw"  # uint8 pixels: no PNG coding, the fast choice on one machine or a LAN
+    png = "png"  # lossless PNG: several times fewer bytes, tens of ms of CPU per 384-px image (slow networks)
+
+
 @dataclass
 class ScorerConfig:
     """One reward model behind its own gRPC servers."""
@@ -102,6 +109,7 @@ class RewardsConfig:
     retries: int = 2
     max_message_mb: int = 256
     token: Optional[str] = None  # shared secret; when set, calls without it are refused
+    transport: Transport = Transport.raw
 
     def validate(self) -> None:
         require(self.deadline_s > 0, "deadline_s", "must be > 0")

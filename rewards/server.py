@@ -8,9 +8,13 @@
   (``rewards/pool.py`` starts and scales them); ``python -m rewards.serve`` hosts one without Ray.
 
 Every failure is answered with a gRPC status and a message naming the request and what was wrong; the server
-stays up: INVALID_ARGUMENT (bad images, counts, metadata; the scorer's ScorerInputError), RESOURCE_EXHAUSTED
-(over ``rewards.max_message_mb``, enforced by gRPC itself), UNAUTHENTICATED (``rewards.token`` set and the call
-lacks it), INTERNAL (the scorer raised, or returned a wrong count or a non-finite score).
+stays up: INVALID_ARGUMENT (bytes that are not the method's protobuf message; bad images, counts, metadata; the
+scorer's ScorerInputError), RESOURCE_EXHAUSTED (over ``rewards.max_message_mb``, enforced by gRPC itself),
+UNAUTHENTICATED (``rewards.token`` set and the call lacks it), INTERNAL (the scorer raised, or returned a wrong
+count or a non-finite score).
+
+A reply states where the server's time went (``decode_seconds``, ``score_seconds``, ``handler_seconds``), from
+which the client splits each call into encode, wire, queue, decode and score time.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
         return results, time.perf_counter() - start
 
     async def Score(self, request, context):
+        arrived = time.perf_counter()
         loop = asyncio.get_running_loop()
         self.in_flight += 1
         try:
@@ -103,7 +108,8 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
         self.served += 1
         return reward_pb2.ScoreResponse(
             request_id=request.request_id, scorer=self.scorer.name, version=str(self.scorer.version),
-            results=results, score_seconds=decode_s + score_s, replica=self.replica)
+            results=results, score_seconds=decode_s + score_s, replica=self.replica, decode_seconds=decode_s,
+            handler_seconds=time.perf_counter() - arrived)
 
     async def Health(self, request, context):
         status = reward_pb2.HealthResponse.NOT_SERVING if self.stopping else reward_pb2.HealthResponse.SERVING
@@ -119,6 +125,41 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._decoder.shutdown(wait=False, cancel_futures=True)
+
+
+class _Unparsable:
+    """What the request deserializer hands on when the bytes are not the method's message."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+class _RejectUnparsable(grpc.aio.ServerInterceptor):
+    """Answer INVALID_ARGUMENT, not gRPC's UNKNOWN ("Unexpected DecodeError"), to request bytes that do not parse
+    as the method's protobuf message: the deserializer passes the parse error on to the handler, which aborts."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        parse, behaviour, method = handler.request_deserializer, handler.unary_unary, handler_call_details.method
+
+        def deserialize(data: bytes):
+            try:
+                return parse(data)
+            except Exception as e:  # protobuf's DecodeError, or anything else a parser raises
+                return _Unparsable(e)
+
+        async def checked(request, context):
+            if isinstance(request, _Unparsable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"the request bytes of {method} do not parse as its protobuf message "
+                                    f"({type(request.error).__name__}: {request.error}); send the serialised "
+                                    f"request message of protos/reward.proto")
+            return await behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(checked, request_deserializer=deserialize,
+                                                   response_serializer=handler.response_serializer)
 
 
 class _TokenCheck(grpc.aio.ServerInterceptor):
@@ -157,7 +198,9 @@ class RewardServer:
 
     async def start(self) -> str:
         """Bind (port 0: one the OS picks), start serving, return ``host:port``."""
+        # The token is checked first, so that a caller without it learns nothing about the request's format.
         interceptors = [_TokenCheck(self.cfg.token)] if self.cfg.token is not None else []
+        interceptors.append(_RejectUnparsable())
         self._server = grpc.aio.server(options=wire.channel_options(self.cfg.max_message_mb),
                                        interceptors=interceptors)
         reward_pb2_grpc.add_RewardServiceServicer_to_server(self._servicer, self._server)

@@ -161,6 +161,8 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     for key in ("reward_mean", "reward_color_mean", "reward_color_std", "kl", "loss", "cot_tokens_mean",
                 "rollout_s", "reward_s", "learner_s", "sync_s", "images_per_s", "version_lag_mean"):
         assert all(np.isfinite(r[key]) for r in rows), key
+    for part in ("encode", "wire", "queue", "decode", "score"):  # where the reward calls' time went
+        assert all(r[f"reward_color_{part}_s"] >= 0 for r in rows), part
     assert [r["policy_version"] for r in rows] == list(range(1, 41))
     assert sum(line.startswith("step ") for line in run.lines) == 40  # one progress line per step
     assert "Ray dashboard: http://127.0.0.1:" in run.log and f"images: {out / 'images'}" in run.log

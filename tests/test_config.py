@@ -75,6 +75,13 @@ def test_out_of_range_values(override, key):
         load_config(None, [override])
 
 
+def test_reward_transport_is_raw_or_png():
+    assert load_config(None, []).rewards.transport == "raw"
+    assert load_config(None, ["rewards.transport=png"]).rewards.transport == "png"
+    with pytest.raises(ConfigError, match=r"rewards\.transport: Invalid value 'jpeg', expected one of \[raw, png\]"):
+        load_config(None, ["rewards.transport=jpeg"])
+
+
 def test_missing_model_path_names_path_and_files(tmp_path):
     missing = tmp_path / "nope"
     with pytest.raises(ConfigError, match=r"model.path: directory .*nope.* does not exist.*config.json"):

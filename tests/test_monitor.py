@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.slow,  # a Ray head, a driver and Prometheus: ~30 s
 
 ROW = {"reward_mean": 0.42, "reward_color_mean": 0.5, "kl": 0.01, "rollout_s": 1.5, "reward_s": 0.25,
        "learner_s": 2.0, "sync_s": 0.1, "step_s": 4.0, "images_per_s": 4.0, "version_lag_mean": 0.0,
-       "version_lag_max": 0, "reward_color_latency_s": 0.02, "reward_color_retries": 0}
+       "version_lag_max": 0, "reward_color_latency_s": 0.02, "reward_color_retries": 0,
+       "reward_color_encode_s": 0.001, "reward_color_wire_s": 0.005, "reward_color_score_s": 0.01}
 DRIVER = f"""
 import time, ray
 from cluster.metrics import RayMetrics

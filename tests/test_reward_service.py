@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -24,7 +25,7 @@ from core.records import PromptRecord
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
 from rewards.base import TASK_TYPES, ImageScore, Scorer
-from rewards.client import RewardClient, RewardServiceError
+from rewards.client import SPLIT, RewardClient, RewardServiceError
 from rewards.config import RewardsConfig
 from rewards.registry import build_scorer
 from rewards.server import RewardServer, ServerThread
@@ -53,7 +54,8 @@ class NaNScorerForTests(Scorer):
 
 
 class HangingScorerForTests(Scorer):
-    """Blocks until released (at most 60 s), then scores 0.5: a replica that is too slow."""
+    """Blocks until released (at most 60 s), then scores 0.5: a replica that is too slow, or a model that holds
+    the next group in the server's queue."""
 
     name, version = "color", "hangs"
 
@@ -128,9 +130,11 @@ def call_fails(client, prompt, imgs, status, match):
 # ------------------------------------------------------------------------------- scoring
 
 
-def test_group_scores_equal_the_in_process_scorer(client, color, color_server):
+@pytest.mark.parametrize("transport", ["raw", "png"])
+def test_group_scores_equal_the_in_process_scorer(color, color_server, transport):
     groups = [images(4, seed=1), images(3, seed=2)]
-    batch = client.score([RED_CAR, BLUE_CUP], groups)
+    with RewardClient(RewardsConfig(retries=0, transport=transport), {"color": [color_server.address]}) as client:
+        batch = client.score([RED_CAR, BLUE_CUP], groups)
     np.testing.assert_allclose(batch.scores("color"),
                                expected(color, RED_CAR, groups[0]) + expected(color, BLUE_CUP, groups[1]), atol=1e-12)
     g0 = batch.groups[0].replies["color"]
@@ -139,7 +143,42 @@ def test_group_scores_equal_the_in_process_scorer(client, color, color_server):
     assert batch.groups[0].request_id.endswith("-0-p7")
     assert batch.group_sizes() == [4, 3]
     lat = batch.latency()["color"]
-    assert lat.calls == 2 and lat.retries == 0 and 0 < lat.mean_score_s <= lat.mean_s <= lat.max_s
+    assert lat.calls == 2 and lat.retries == 0 and 0 < lat.mean_s <= lat.max_s
+    assert set(lat.split) == set(SPLIT) and all(v >= 0 for v in lat.split.values())
+    for g in batch.groups:
+        r = g.replies["color"]
+        # Without retries, the server-side parts and the wire make up the call, which the client timed around it.
+        assert r.wire_s > 0 and r.decode_s > 0 and r.score_s > 0 and r.encode_s > 0
+        assert r.wire_s + r.queue_s + r.decode_s + r.score_s <= r.latency_s
+
+
+def test_time_split_puts_model_time_in_score_and_waiting_in_queue():
+    """Two groups on a server whose model blocks the first until released: the first group's blocked time is
+    score time, and the second group, parsed and waiting meanwhile, spends it in the queue, not on the wire."""
+    hanging = HangingScorerForTests()
+    server = start(hanging)
+    held_s = 0.5
+    try:
+        with RewardClient(RewardsConfig(retries=0), {"color": [server.address]}) as c:
+            result = {}
+            caller = threading.Thread(target=lambda: result.setdefault("batch", c.score([RED_CAR] * 2,
+                                                                                         [images(2), images(2)])))
+            caller.start()
+            stub = raw_stub(server.address)
+            assert hanging.entered.wait(60)
+            while stub.Health(reward_pb2.HealthRequest(), timeout=10).in_flight < 2:  # both groups have arrived
+                time.sleep(0.01)
+            time.sleep(held_s)
+            hanging.release.set()
+            caller.join(60)
+        first, second = sorted((g.replies["color"] for g in result["batch"].groups), key=lambda r: r.score_s)[::-1]
+        # Lower bounds only: the first group sat in the model for the whole hold; the second arrived before it
+        # and, once decoded, waited for the model's thread (it spent the hold in the queue, not on the wire).
+        assert first.score_s >= held_s
+        assert second.queue_s + second.decode_s >= held_s
+    finally:
+        hanging.release.set()
+        server.stop(0)
 
 
 def test_batch_rewards_apply_the_ensemble_per_group(client, color):
@@ -173,26 +212,38 @@ def test_health_and_info(color_server, color):
 # ------------------------------------------------------------------------------- bad input
 
 
-def good_request(**kw):
-    req = wire.request_to_proto("bad-1", RED_CAR, images(2))
+def good_request(transport, **kw):
+    req = wire.request_to_proto("bad-1", RED_CAR, images(2), transport)
     for k, v in kw.items():
-        if k == "images":  # the count is then not stated, so that the image itself is what is wrong
-            del req.images[:]
-            req.images.extend(v)
+        if k in ("images", "raw_images"):  # the count is then not stated, so that the image itself is what is wrong
+            req.ClearField(k)
+            getattr(req, k).extend(v)
             req.ClearField("num_images")
         else:
             setattr(req, k, v)
     return req
 
 
-@pytest.mark.parametrize("request_kw, message", [
-    (dict(images=[b"GIF89a not a png at all"]), "request 'bad-1': image 0 (23 bytes): not PNG data"),
-    (dict(images=[encode_png(images(1)[0])[:60]]), "request 'bad-1': image 0 (60 bytes): corrupt PNG"),
-    (dict(num_images=3), "num_images says 3 but the request carries 2 images"),
-    (dict(images=[]), "empty group"),
+def raw(height, width, n_bytes):
+    return reward_pb2.RawImage(height=height, width=width, rgb=bytes(n_bytes))
+
+
+@pytest.mark.parametrize("transport, request_kw, message", [
+    ("png", dict(images=[b"GIF89a not a png at all"]), "request 'bad-1': image 0 (23 bytes): not PNG data"),
+    ("png", dict(images=[encode_png(images(1)[0])[:60]]), "request 'bad-1': image 0 (60 bytes): corrupt PNG"),
+    ("png", dict(num_images=3), "num_images says 3 but the request carries 2 images"),
+    ("png", dict(images=[]), "empty group"),
+    ("raw", dict(raw_images=[raw(16, 16, 768), raw(16, 16, 767)]),
+     "request 'bad-1': raw image 1: 767 bytes of pixels, but a 16x16 RGB image needs height x width x 3 = 768"),
+    ("raw", dict(raw_images=[raw(4, 8, 4 * 8 * 4)]), "128 bytes of pixels, but a 8x4 RGB image needs"),
+    ("raw", dict(raw_images=[raw(0, 16, 0)]), "raw image 0: height 0 and width 16: both must be >= 1"),
+    ("raw", dict(raw_images=[raw(100_000, 100_000, 3)]), "raw image 0: 100000x100000 pixels is more than"),
+    ("raw", dict(num_images=3), "num_images says 3 but the request carries 2 images"),
+    ("raw", dict(images=[encode_png(images(1)[0])]), "carries both PNG images (1) and raw_images (2)"),
 ])
-def test_bad_images_are_invalid_argument_and_the_server_stays_up(color_server, client, color, request_kw, message):
-    req = good_request(**request_kw)
+def test_bad_images_are_invalid_argument_and_the_server_stays_up(color_server, client, color, transport,
+                                                                 request_kw, message):
+    req = good_request(transport, **request_kw)
     with pytest.raises(grpc.RpcError) as info:
         raw_stub(color_server.address).Score(req, timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -222,6 +273,17 @@ def test_bad_metadata_is_invalid_argument_and_not_retried(client, color, prompt,
 
 def test_empty_group_through_the_client(client, color):
     call_fails(client, RED_CAR, [], "INVALID_ARGUMENT", "empty group")
+    assert_still_serves(client, color)
+
+
+def test_request_bytes_that_are_not_protobuf_are_invalid_argument(color_server, client, color):
+    channel = grpc.insecure_channel(color_server.address)  # no stubs: the bytes go out as they are
+    for method in ("Score", "Health"):
+        with pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary(f"/t2i_r1.reward.v1.RewardService/{method}")(b"\xff\xfe not protobuf", timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert f"RewardService/{method} do not parse as its protobuf message" in info.value.details()
+    channel.close()
     assert_still_serves(client, color)
 
 

@@ -55,13 +55,30 @@ def test_absent_and_empty_attr_nouns_differ():
     assert wire.record_from_proto(wire.request_to_proto("r", rec, [])).attr_nouns is None
 
 
-def test_images_round_trip_exactly():
+@pytest.mark.parametrize("transport", ["raw", "png"])
+def test_images_round_trip_exactly(transport):
     rng = np.random.default_rng(0)
-    imgs = [rng.integers(0, 256, (5, 7, 3), dtype=np.uint8) for _ in range(3)]
-    msg = wire.request_to_proto("r", PromptRecord("a cat", "object", ["cat"]), imgs)
-    assert msg.num_images == 3
-    for a, b in zip(imgs, wire.images_from_proto(msg)):
+    imgs = [rng.integers(0, 256, (5, 7, 3), dtype=np.uint8) for _ in range(2)]
+    imgs.append(rng.integers(0, 256, (7, 5, 3), dtype=np.uint8).transpose(1, 0, 2))  # not C-contiguous
+    msg = wire.request_to_proto("r", PromptRecord("a cat", "object", ["cat"]), imgs, transport)
+    assert msg.num_images == wire.image_count(msg) == 3
+    assert (len(msg.raw_images), len(msg.images)) == ((3, 0) if transport == "raw" else (0, 3))
+    back = wire.images_from_proto(reward_pb2.ScoreRequest.FromString(msg.SerializeToString()))
+    for a, b in zip(imgs, back):
+        assert b.dtype == np.uint8
         np.testing.assert_array_equal(a, b)
+
+
+def test_raw_pixels_are_row_major_rgb():
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[1, 2] = (10, 20, 30)  # row 1, column 2: pixel 1 * 3 + 2 = 5, bytes 15..17
+    raw = wire.raw_image(img)
+    assert (raw.height, raw.width, len(raw.rgb)) == (2, 3, 18)
+    assert raw.rgb == bytes(15) + bytes([10, 20, 30])
+    with pytest.raises(ValueError, match=r"uint8 H x W x 3 RGB array, got uint8 \(2, 3, 4\)"):
+        wire.raw_image(np.zeros((2, 3, 4), np.uint8))
+    with pytest.raises(ValueError, match="unknown transport 'jpeg'; expected one of raw, png"):
+        wire.request_to_proto("r", PromptRecord("a cat", "object", ["cat"]), [img], "jpeg")
 
 
 def test_png_size_reads_the_header_without_decoding():

@@ -16,7 +16,7 @@ from rewards.config import GdinoScorerConfig, RewardsConfig
 from rewards.detection_rules import RuleParams
 from rewards.registry import build_scorer
 from rewards.scorers.common import ModelDirError
-from rewards.scorers.gdino import GdinoScorer, caption_and_spans
+from rewards.scorers.gdino import GdinoScorer, caption_and_spans, first_and_last_word_spans, phrase_weights
 from tests.tiny_reward_models import tiny_gdino_dir
 
 
@@ -34,13 +34,14 @@ def rewards_cfg(path, compat=False, **kw) -> RewardsConfig:
     return RewardsConfig(gdino=GdinoScorerConfig(enabled=True, path=str(path), **kw), t2i_r1_compat=compat)
 
 
-def manual_phrase_scores(scorer: GdinoScorer, imgs, words: list[list[str]]):
-    """Independent path: tokenise the caption, find each phrase's word ids by vocabulary lookup, run the model on
-    all images at once, and average the sigmoid over those positions. Returns [B, Q, P] scores and boxes."""
+def manual_phrase_scores(scorer: GdinoScorer, imgs, words: list[list[str]], counted: list[list[str]]):
+    """Independent path: tokenise the caption of the phrases ``words``, find the ids of each phrase's ``counted``
+    words by vocabulary lookup, run the model on all images at once, and average the sigmoid over those
+    positions. Returns [B, Q, P] scores and boxes."""
     caption = " . ".join(" ".join(w) for w in words) + "."
     enc = scorer.tokenizer([caption] * len(imgs), return_tensors="pt")
     ids = enc.input_ids[0].tolist()
-    positions = [[ids.index(scorer.tokenizer.convert_tokens_to_ids(w)) for w in ws] for ws in words]
+    positions = [[ids.index(scorer.tokenizer.convert_tokens_to_ids(w)) for w in ws] for ws in counted]
     px = scorer.image_processor(images=[Image.fromarray(a) for a in imgs], return_tensors="pt")
     with torch.no_grad():
         out = scorer.model(pixel_values=px.pixel_values, pixel_mask=px.pixel_mask, **enc)
@@ -48,26 +49,65 @@ def manual_phrase_scores(scorer: GdinoScorer, imgs, words: list[list[str]]):
     return torch.stack([prob[:, :, pos].mean(-1) for pos in positions], -1), out.pred_boxes
 
 
+def split_threshold(scores: torch.Tensor) -> float:
+    """A threshold that splits this random model's queries: the middle of the widest gap between sorted scores
+    in their middle half, so that no score sits within rounding of it."""
+    v = scores.flatten().sort().values
+    lo, hi = len(v) // 4, 3 * len(v) // 4
+    i = lo + int((v[lo + 1:hi + 1] - v[lo:hi]).argmax())
+    return float(v[i] + v[i + 1]) / 2
+
+
 def test_caption_matches_t2i_r1():
     assert caption_and_spans(["cat", "red apple"]) == ("cat . red apple.", [(0, 3), (6, 15)])
 
 
-def test_detections_match_manual_forward(gdino_dir):
+def test_caption_spans_of_first_and_last_words_are_t2i_r1s():
+    # T2I-R1's make_detection_prompt on ["cat", "blue and red ball"]: [[0, 3]] and [[6, 10], [19, 23]]
+    assert first_and_last_word_spans("cat", 0) == [(0, 3)]
+    assert first_and_last_word_spans("blue and red ball", 6) == [(6, 10), (19, 23)]
+    assert first_and_last_word_spans("red apple", 6) == [(6, 9), (10, 15)]
+
+
+def test_phrase_weights_on_hand_built_probabilities(gdino_dir):
+    """One query with a hand-chosen probability per caption token; "big" is three word pieces."""
+    tokenizer = GdinoScorer.load(gdino_dir, GdinoScorerConfig()).tokenizer
+    phrases = ["cat", "big red apple"]
+    caption, _ = caption_and_spans(phrases)
+    enc = tokenizer([caption], return_tensors="pt", return_offsets_mapping=True)
+    assert tokenizer.convert_ids_to_tokens(enc.input_ids[0]) == [
+        "[CLS]", "cat", ".", "b", "##i", "##g", "red", "apple", ".", "[SEP]"]
+    prob = torch.tensor([[0.0, 0.9, 0.05, 0.1, 0.2, 0.3, 0.8, 0.4, 0.05, 0.0]], dtype=torch.float64)
+    offsets = enc.offset_mapping[0]
+    default = prob @ phrase_weights(offsets, phrases).double().T
+    compat = prob @ phrase_weights(offsets, phrases, t2i_r1_compat=True).double().T
+    # Default: every token of the phrase. T2I-R1: the tokens of "big" and "apple" ("red" left out), normalised
+    # by their count + 1e-6 as GroundingDINO's create_positive_map_from_span does.
+    torch.testing.assert_close(default, torch.tensor([[0.9, (0.1 + 0.2 + 0.3 + 0.8 + 0.4) / 5]], dtype=torch.float64))
+    torch.testing.assert_close(compat, torch.tensor([[0.9 / (1 + 1e-6), (0.1 + 0.2 + 0.3 + 0.4) / (4 + 1e-6)]],
+                                                    dtype=torch.float64), rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_detections_match_manual_forward(gdino_dir, compat):
     imgs = images(3)
+    phrases = ["cat", "blue and red ball"]
+    words = [p.split() for p in phrases]
+    counted = [["cat"], ["blue", "ball"] if compat else ["blue", "and", "red", "ball"]]  # T2I-R1: first, last word
     probe = GdinoScorer.load(gdino_dir, GdinoScorerConfig())
-    want, boxes = manual_phrase_scores(probe, imgs, [["cat"], ["red", "apple"]])
-    threshold = float(want.median())  # a threshold that splits this random model's queries
-    scorer = build_scorer("gdino", rewards_cfg(gdino_dir, box_threshold=threshold, batch_size=2))
-    dets = scorer.detect(imgs, ["cat", "red apple"])
+    want, boxes = manual_phrase_scores(probe, imgs, words, counted)
+    threshold = split_threshold(want)
+    scorer = build_scorer("gdino", rewards_cfg(gdino_dir, compat=compat, box_threshold=threshold, batch_size=2))
+    dets = scorer.detect(imgs, phrases)
     for i, d in enumerate(dets):
-        for j, phrase in enumerate(["cat", "red apple"]):
+        for j, phrase in enumerate(phrases):
             keep = want[i, :, j] > threshold
             torch.testing.assert_close(d[phrase].scores, want[i, keep, j], atol=1e-5, rtol=1e-4)
             torch.testing.assert_close(d[phrase].boxes, boxes[i, keep], atol=1e-5, rtol=1e-4)
     assert 0 < sum(len(d[p]) for d in dets for p in d) < 3 * 2 * scorer.model.config.num_queries
 
     # Object rule end to end: the fraction of nouns with at least one box above the threshold.
-    prompt = PromptRecord(prompt="a cat and a red apple", task_type="object", nouns=["cat", "red apple"])
+    prompt = PromptRecord(prompt="a cat and a blue and red ball", task_type="object", nouns=phrases)
     got = [s.score for s in scorer.score(prompt, imgs)]
     assert got == pytest.approx([float((want[i] > threshold).any(0).float().mean()) for i in range(3)])
 

@@ -29,7 +29,9 @@ def _result() -> StepResult:
         RolloutGroup(prompts[0], [_sample(prompts[0], 0, 4, 2, 0.2), _sample(prompts[0], 1, 4, 4, 0.2)]),
         RolloutGroup(prompts[1], [_sample(prompts[1], 0, 3, 6, 0.6), _sample(prompts[1], 1, 3, 8, 0.6)]),
     ]
-    reply = lambda scores, latency, attempts: ScorerReply("color", "1", scores, [{}, {}], "r", latency, 0.1, attempts)
+    reply = lambda scores, latency, attempts: ScorerReply("color", "1", scores, [{}, {}], "r", latency, attempts,
+                                                         encode_s=0.01, wire_s=0.02 * attempts, queue_s=0.0,
+                                                         decode_s=0.03, score_s=0.1)
     batch = RewardBatch(
         [
             GroupRewards(prompts[0], "0", {"color": reply([0.0, 1.0], 0.3, 1)}),
@@ -59,6 +61,7 @@ def test_metrics_row_is_worked_out_from_the_records():
     assert row["reward_mean"] == pytest.approx(0.5) and row["reward_std"] == pytest.approx(np.sqrt(0.125))
     assert row["reward_color_mean"] == pytest.approx(0.5) and row["reward_color_retries"] == 1
     assert row["reward_color_latency_s"] == pytest.approx(0.4)
+    assert row["reward_color_wire_s"] == pytest.approx(0.03) and row["reward_color_score_s"] == pytest.approx(0.1)
     assert row["cot_tokens_mean"] == 5.0
     assert (row["version_lag_mean"], row["version_lag_max"]) == (0.5, 1)  # versions 4, 4, 3, 3 against 4
     assert row["kl"] == pytest.approx((0.1 * 10 + 0.4 * 30) / 40)  # token-weighted over the two levels
