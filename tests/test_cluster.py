@@ -281,11 +281,15 @@ def test_ray_job_submit_off_policy_with_metrics(tmp_path):
                                   stderr=subprocess.STDOUT, text=True)
         timer = threading.Timer(600, follow.kill)
         timer.start()
-        seen, lines = "", []
+        seen, lines, actors = "", [], set()
         for line in follow.stdout:  # scrape the node's metrics while the job runs (gauges live with the driver)
             lines.append(line)
             if line.startswith("step ") and "t2i_reward_mean" not in seen:
                 seen = _scrape(metrics)
+            if line.startswith("step 1/") and not actors:  # the dashboard's Actors view: the system by name
+                listed = subprocess.run(["ray", "list", "actors", "--format=json", "--filter", "state=ALIVE"],
+                                        env=env, capture_output=True, text=True, timeout=120)
+                actors = {a["name"] for a in json.loads(listed.stdout or "[]")}
         follow.wait()
         timer.cancel()
         log = "".join(lines)
@@ -301,4 +305,6 @@ def test_ray_job_submit_off_policy_with_metrics(tmp_path):
     assert all(r["rollout_wait_s"] is not None for r in rows[:3])
     assert "t2i_reward_mean" in seen, "per-step gauges not on the node's metrics endpoint"
     _check_what_a_user_sees(lines, out, 4, [0, 2, 3])
+    assert {"learner-rank-0", "rollout-worker-0"} <= actors, actors
+    assert any(a.startswith("reward_fleet_") and a.endswith("/reward-color-replica-0") for a in actors), actors
     assert f"token authentication is on: paste the token from {token}" in log  # how to open the dashboard
