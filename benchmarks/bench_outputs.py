@@ -1,11 +1,11 @@
 """What writing a run's outputs costs the loop, at 384-px images (`python -m cluster.run`, a local Ray cluster).
 
-``outputs_384px_step``: median seconds per step of the whole loop with every output on (each sample's PNG, the
-captioned grid, metrics.png and TensorBoard, all every step) against the same run with them off (metrics and
-rollout records only), same config and seed, fresh processes one after the other. A step's seconds here are the
-intervals between its console line and the previous one, so they include whatever the loop waits for outputs
-(the background writer's queue) and not only the timed stages. The first steps (start-up, first allocations) are
-not counted. Target: outputs on within 5 % of off (ratio >= 1 / 1.05).
+``outputs_384px_step``: median seconds per step of the whole loop with the default outputs (each sample's PNG every
+step, the captioned grid and metrics.png every 5 steps, TensorBoard) against the same run with them off (metrics and
+rollout records only), same config and seed, in fresh processes, alternating off / on twice so that a change of the
+machine's load hits both alike. A step's seconds are the intervals between its console line and the previous one:
+they include whatever the loop waits for its outputs (the background writer's queue), not only the timed stages.
+The first steps of each run (start-up, first allocations) are not counted. Target: on within 5 % of off.
 
 The tiny random Janus with Janus-Pro's image shape: a 24 x 24 token grid, four 2x upsamples in the VQ decoder
 (384 x 384 pixels), 2 prompts x 4 samples per step.
@@ -14,6 +14,7 @@ The tiny random Janus with Janus-Pro's image shape: a 24 x 24 token grid, four 2
 from __future__ import annotations
 
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -26,12 +27,14 @@ import pyarrow.parquet as pq
 
 from benchmarks.results_io import Entry
 
-STEPS, SKIP = 8, 2
+STEPS, SKIP, PAIRS = 6, 2, 2
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = ["model.tiny.image_grid=24", "model.tiny.vq_upsamples=4", "trainer.prompts_per_step=2",
          "rollout.group_size=4", "trainer.save_every=0"]
-ON = ["logging.sample_images_every=1", "logging.image_every=1", "logging.plot_every=1", "logging.tensorboard=true"]
+ON: list[str] = []  # the defaults
 OFF = ["logging.sample_images_every=0", "logging.image_every=0", "logging.plot_every=0", "logging.tensorboard=false"]
+STAGES = ("rollout_s", "reward_s", "learner_s", "sync_s", "step_s")
+WRITER = re.compile(r"background writer: (\d+) steps of outputs in ([\d.]+) s")
 
 
 def _free_port() -> int:
@@ -40,8 +43,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(overrides: list[str]) -> dict[str, float]:
-    """Median seconds between consecutive step lines, and of the timed step, over the steps after SKIP."""
+def _run(overrides: list[str]) -> dict:
+    """One run: the intervals between its step lines after SKIP, its stages' seconds, the writer's busy seconds."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "cluster.run", f"output_dir={out}", f"trainer.steps={STEPS}",
                f"cluster.dashboard_port={_free_port()}", *SHAPE, *overrides]
@@ -55,29 +58,39 @@ def _run(overrides: list[str]) -> dict[str, float]:
         if proc.wait() != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{''.join(lines[-60:])}")
         rows = pq.read_table(Path(out) / "metrics.parquet").to_pylist()[SKIP:]
-        first_image = next(Path(out, "rollouts").glob("images_step_*/*.png"), None)
-    periods = [b - a for a, b in zip(arrivals[SKIP - 1:], arrivals[SKIP:])]
-    return {"period_s": statistics.median(periods), "step_s": statistics.median(r["step_s"] for r in rows),
-            "image_px": _side(first_image)}
+        png = next(Path(out, "rollouts").glob("images_step_*/*.png"), None)
+        image_px = _side(png) if png else 0
+        writer = WRITER.search((Path(out) / "logs" / "driver.log").read_text())
+    return {"periods": [b - a for a, b in zip(arrivals[SKIP - 1:], arrivals[SKIP:])],
+            "stages": {k: [r[k] for r in rows] for k in STAGES}, "image_px": image_px,
+            "writer_s_per_step": float(writer.group(2)) / int(writer.group(1)) if writer else None}
 
 
-def _side(png) -> int:
-    if png is None:
-        return 0
+def _side(png: Path) -> int:
     from PIL import Image
 
     with Image.open(png) as im:
         return im.size[0]
 
 
+def _summary(runs: list[dict]) -> dict:
+    return {"period_s": statistics.median(p for r in runs for p in r["periods"]),
+            "stages_s": {k: round(statistics.median(v for r in runs for v in r["stages"][k]), 3) for k in STAGES},
+            "image_px": runs[0]["image_px"],
+            "writer_s_per_step": [r["writer_s_per_step"] for r in runs]}
+
+
 def run() -> list[Entry]:
-    off = _run(OFF)
-    on = _run(ON)
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for _ in range(PAIRS):
+        runs["off"].append(_run(OFF))
+        runs["on"].append(_run(ON))
+    off, on = _summary(runs["off"]), _summary(runs["on"])
     if on["image_px"] != 384:
         raise RuntimeError(f"expected 384-px images, the run wrote {on['image_px']}-px ones")
     return [Entry(
         name="outputs_384px_step", ours=on["period_s"], baseline=off["period_s"], unit="s/step",
         higher_is_better=False, target=round(1 / 1.05, 3),
-        details={"outputs_on": on, "outputs_off": off, "steps_counted": STEPS - SKIP, "images_per_step": 8,
-                 "on": ON, "off": OFF, "shape": SHAPE},
+        details={"outputs_on": on, "outputs_off": off, "runs_per_mode": PAIRS,
+                 "steps_counted_per_run": STEPS - SKIP, "images_per_step": 8, "off": OFF, "shape": SHAPE},
     )]
