@@ -12,7 +12,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-fast lint run monitor prometheus bench gpu-wheels protos clean
+.PHONY: install test test-fast lint run eval monitor prometheus bench gpu-wheels protos clean
 
 install: $(STAMP)
 
@@ -41,6 +41,15 @@ lint: install
 # ARGS says otherwise, e.g. make run ARGS="trainer.steps=10 output_dir=outputs/try".
 run: install
 	$(PY) -m cluster.run $(ARGS)
+
+# Evaluation on T2I-CompBench and GenEval prompts (evaluation/run.py). The embedded default: the initial tiny Janus
+# and, once `make run` has trained one, its policy beside it, scored by the embedded proxies; report in
+# outputs/eval/report.md. ARGS as for run, e.g. make eval ARGS="eval.max_prompts=2".
+TRAINED := $(wildcard outputs/run/checkpoints/hf/config.json)
+comma := ,
+eval: install
+	@$(if $(TRAINED),true,echo "no trained policy in outputs/run yet (make run trains one): evaluating the initial policy only")
+	$(PY) -m evaluation.run 'eval.policies=[model$(if $(TRAINED),$(comma)outputs/run)]' $(ARGS)
 
 # Prometheus (and Grafana, where installed) on the newest local Ray session: the Ray dashboard's Metrics view and
 # our Grafana dashboard. ARGS e.g. "--session-dir /tmp/myray/session_latest --scrape-interval 2s".

@@ -27,7 +27,7 @@ from rollout.config import ImageSamplingConfig
 from rollout.factories import build_image_sampler
 from rollout.image_sampler import DecoderWeights, ImageSampler
 
-# Janus-Pro's LLaMA shapes (REFERENCE.md section 6: hidden, layers, heads = KV heads, FFN), 576 image tokens and
+# Janus-Pro's LLaMA shapes (docs/ALGORITHM.md §9: hidden, layers, heads = KV heads, FFN), 576 image tokens and
 # 16,384 codes; "tiny" is the embedded tiny model, for the CPU dry run of benchmarks/gpu_check.sh.
 SHAPES = {
     "1b": TinyModelConfig(seed=0, hidden_size=2048, num_layers=24, num_heads=16, num_kv_heads=16,

@@ -11,7 +11,7 @@ times T2I-R1's group of G = 8:
   per level, each head on its own targets); GRPO loss (learner.loss.grpo_loss, T2I-R1's beta 0.01); the optimiser
   step; then the weight copy of the trainable tensors into the sampler's own model (the rollout worker's copy,
   updated in place so the captured graphs stay valid).
-- baseline, T2I-R1's way (REFERENCE.md sections 1 and 2): one HF ``generate`` over all P x G CoT rows, the eager
+- baseline, T2I-R1's way (docs/ALGORITHM.md §9): one HF ``generate`` over all P x G CoT rows, the eager
   576-step DynamicCache loop on the policy itself (bench_sampler.t2i_r1_loop), the same decode, reward and
   advantages, log-probs by full forwards with both heads over every position (bench_learner.T2IR1LogProbs, for
   the policy and the reference), old log-probs = the current ones detached (one update per batch), same loss and

@@ -41,7 +41,7 @@ THREADS = 1
 
 @torch.inference_mode()
 def t2i_r1_loop(model, ids: SpecialIds, prompts: list[list[int]], cfg_weight: float) -> torch.Tensor:
-    """The reference implementation's image-token loop (REFERENCE.md section 1, step 3)."""
+    """The reference implementation's image-token loop (docs/ALGORITHM.md §3 and §9)."""
     lm = model.model.language_model
     n = model.config.vision_config.num_image_tokens
     tokens = torch.tensor(prompts, device=model.device).repeat_interleave(2, dim=0)

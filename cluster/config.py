@@ -1,7 +1,8 @@
 """The training run's config tree: the sections every package owns, composed, plus the loop's own sections.
 
 ``model`` (policy/config.py), ``rollout`` (rollout/config.py), ``rewards`` (rewards/config.py), ``learner``
-(learner/config.py) and ``data`` (core/prompt_file.py) are defined beside the code that reads them; ``trainer``,
+(learner/config.py), ``data`` (core/prompt_file.py) and ``eval`` (evaluation/config.py, read by
+``trainer.eval_every`` and by ``python -m evaluation.run``) are defined beside the code that reads them; ``trainer``,
 ``cluster`` and ``logging`` are this application's. The dataclass defaults are the embedded default (a tiny
 random Janus on CPU, embedded rewards); presets in ``cluster/configs/*.yaml`` override them; ``key=value``
 arguments override both. Loading and validation are core/config.py's: unknown keys (with a "did you mean"),
@@ -19,6 +20,7 @@ from typing import Optional
 from core import config as loader
 from core.config import require
 from core.prompt_file import DataConfig
+from evaluation.config import EvalConfig
 from learner.config import LearnerConfig, LearnerSetup
 from policy.config import ModelConfig
 from rewards.config import RewardsConfig
@@ -36,11 +38,13 @@ class TrainerConfig:
     prompts_per_step: int = 4
     mode: TrainMode = TrainMode.sync
     save_every: int = 10  # checkpoint every k steps (0 = only at the end)
+    eval_every: int = 0  # run eval.during_training on the current weights every k steps (0 = never)
 
     def validate(self) -> None:
         require(self.steps >= 1, "steps", "must be >= 1")
         require(self.prompts_per_step >= 1, "prompts_per_step", "must be >= 1")
         require(self.save_every >= 0, "save_every", "must be >= 0")
+        require(self.eval_every >= 0, "eval_every", "must be >= 0")
 
 
 @dataclass
@@ -88,8 +92,9 @@ class LoggingConfig:
 @dataclass
 class Config:
     seed: int = 0
-    output_dir: str = "outputs/run"
-    resume: bool = False
+    output_dir: str = "outputs/run"  # relative: to the current directory (inside a Ray job: to ~/t2i-r1-ray)
+    resume: bool = False  # continue the run in output_dir (cluster/run_dir.py: which fields may change)
+    overwrite: bool = False  # a new run in an output_dir that holds a run: delete that run first
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
@@ -98,6 +103,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def learner_setup(cfg: Config) -> LearnerSetup:

@@ -1,7 +1,8 @@
 """The prompts of each training step.
 
-Batches are a pure function of (seed, step): epoch e uses permutation(seed, e) of the data set, and step t takes
-the next ``prompts_per_step`` records of that endless sequence. Resuming at step t therefore continues with
+Batches are a pure function of (seed, step): epoch e uses permutation(seed, e) of the data set, and step t (steps
+count from 1, as everywhere a user sees them) takes the t-th ``prompts_per_step`` records of that endless
+sequence. Resuming at step t therefore continues with
 exactly the data order an uninterrupted run would have seen. Prompt files are read by core/prompt_file.py.
 """
 
@@ -33,12 +34,14 @@ class PromptSchedule:
         return self._perms[epoch]
 
     def epoch_of(self, step: int) -> int:
-        return (step * self.per_step) // len(self.records)
+        return ((step - 1) * self.per_step) // len(self.records)
 
     def batch(self, step: int) -> list[PromptRecord]:
-        """The prompts of ``step`` (0-based)."""
+        """The prompts of ``step`` (1 is the first step)."""
+        if step < 1:
+            raise ValueError(f"steps count from 1, got {step}")
         n = len(self.records)
         out = []
-        for k in range(step * self.per_step, (step + 1) * self.per_step):
+        for k in range((step - 1) * self.per_step, step * self.per_step):
             out.append(self.records[int(self._order(k // n)[k % n])])
         return out

@@ -110,14 +110,16 @@ class BackgroundWriter:
 
 
 def due(step: int, every: int, last_step: int) -> bool:
-    """Whether an every-k-steps output is written at ``step``: steps 0, k, 2k, ... and the last one."""
-    return every > 0 and (step % every == 0 or step == last_step)
+    """Whether an every-k-steps output is written at ``step`` (steps count from 1): the first step, steps k, 2k, ...
+    and the last one."""
+    return every > 0 and (step == 1 or step % every == 0 or step == last_step)
 
 
 class StepOutputs:
     """What each step leaves in ``output_dir``, written by a :class:`BackgroundWriter` (see the module doc)."""
 
-    def __init__(self, cfg: Config, out: RunOutputs, first_step: int = 0):
+    def __init__(self, cfg: Config, out: RunOutputs, first_step: int = 1):
+        """``first_step``: the first step this run writes (after a resume, the one after the checkpoint)."""
         self.cfg = cfg
         self.out = out
         self.plot_path = out.root / PLOT_FILE
@@ -132,7 +134,7 @@ class StepOutputs:
 
     def _write(self, step: int, groups: list[RolloutGroup], rewards: np.ndarray, per_scorer: dict[str, np.ndarray],
                advantages: np.ndarray, row: dict[str, Any]) -> None:
-        lc, last = self.cfg.logging, self.cfg.trainer.steps - 1
+        lc, last = self.cfg.logging, self.cfg.trainer.steps
         self.out.write_metrics(row)
         self.out.write_rollouts(step, groups, rewards, per_scorer, advantages,
                                 sample_images=due(step, lc.sample_images_every, last))

@@ -1,7 +1,8 @@
 """What a user finds in ``output_dir``: metrics.parquet, rollouts/, images/, checkpoints/, config.yaml.
 
 Every step's outputs are written under the step's own name and replaced as a whole, so a run resumed from a
-checkpoint at step s simply rewrites steps after s: no rollout or metric row is ever counted twice.
+checkpoint at step s simply rewrites steps after s: no rollout or metric row is ever counted twice. Steps count
+from 1 (the ``step`` column, ``step_000001.*``), as in the console.
 """
 
 from __future__ import annotations
@@ -25,9 +26,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Every column any row has, in order of first appearance; a row without one holds null there.
+    (``pa.Table.from_pylist`` alone takes the columns of the first row and drops the others.)"""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in columns})
+
+
 def _write_parquet(path: Path, rows: list[dict[str, Any]], types: Optional[dict[str, pa.DataType]] = None) -> None:
     """``types``: columns whose type must not depend on the values (a column of nulls is still a string column)."""
-    table = pa.Table.from_pylist(rows)
+    table = _table(rows)
     for name, type_ in (types or {}).items():
         if name in table.column_names:
             table = table.set_column(table.column_names.index(name), name, table[name].cast(type_))

@@ -7,14 +7,7 @@ from pathlib import Path
 
 from cluster.config import Config
 from cluster.console import SETUP_HOOK
-
-# Process environment every actor needs; passed through the job's runtime_env so workers get it too.
-WORKER_ENV = {
-    "HF_HUB_OFFLINE": "1",  # nothing is ever fetched from a hub; models come from local paths
-    "TRANSFORMERS_OFFLINE": "1",
-    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # the vLLM engine runs inside the rollout actor's process
-    "TOKENIZERS_PARALLELISM": "false",
-}
+from core.ray_env import WORKER_ENV  # passed through the job's runtime_env so workers get it too
 
 
 def connect(cfg: Config) -> tuple[str, str]:

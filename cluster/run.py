@@ -8,7 +8,6 @@ stopped run from its last checkpoint.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from cluster.config import load_cli_config
@@ -24,29 +23,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                        "rewards.orm.path=...\n  python -m cluster.run output_dir=outputs/run resume=true")
     p.add_argument("--config", help="a preset name (tiny, janus-pro-1b, janus-pro-7b) or a YAML file")
     p.add_argument("overrides", nargs="*", help="key=value overrides of any config field")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     cfg = load_cli_config(args.config, args.overrides)
     from cluster.console import WorkerOutput, dashboard_line, quiet_ray_driver_logs, token_auth_enabled
+    from cluster.preflight import StartupError, check_cluster, prepare
     from cluster.ray_setup import connect
+    from cluster.run_dir import RunDirError
     from cluster.summary import end_of_run
     from cluster.trainer import Trainer
 
+    # Everything that can be checked before an actor starts is, so that a run that cannot work says why at once.
     try:
-        trainer = Trainer(cfg)
+        run = prepare(cfg, args.config, args.overrides)
     except DataError as e:
         print(f"data error: {e}", file=sys.stderr)
         return 2
-    driver_log = trainer.out.logs / "driver.log"  # the driver's log records (progress lines are on stdout)
-    handler = logging.FileHandler(driver_log)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(handler)
+    except (StartupError, RunDirError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg, driver_log = run.cfg, run.driver_log
+    trainer = Trainer(cfg, run.data)
     quiet_ray_driver_logs(driver_log, cfg.logging.verbose)
     dashboard, ray_logs = connect(cfg)
     WorkerOutput(trainer.out.logs, cfg.logging.verbose).install()
+    try:
+        check_cluster(cfg)
+    except StartupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out = trainer.out.root
     print(f"output dir: {out}\n  metrics: {trainer.out.metrics_path}\n  rollouts: {trainer.out.rollouts}\n"
           f"  images: {trainer.out.images}\n  checkpoints: {trainer.out.checkpoints}", flush=True)

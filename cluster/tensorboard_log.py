@@ -41,13 +41,14 @@ def numeric_items(row: dict[str, Any]) -> dict[str, float]:
 
 
 class TensorBoardLog:
-    def __init__(self, log_dir: Path, first_step: int = 0):
+    def __init__(self, log_dir: Path, first_step: int = 1):
         from torch.utils.tensorboard import SummaryWriter
 
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = log_dir
-        # purge_step: a resumed run hides the events the stopped run wrote for steps >= first_step
-        self._writer = SummaryWriter(str(log_dir), purge_step=first_step if first_step > 0 else None)
+        # purge_step: TensorBoard hides what earlier runs in this directory wrote for steps >= first_step (a resumed
+        # run redoes them; on a fresh directory there is nothing to hide)
+        self._writer = SummaryWriter(str(log_dir), purge_step=first_step)
 
     def scalars(self, step: int, row: dict[str, Any]) -> None:
         for key, value in numeric_items(row).items():

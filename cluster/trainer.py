@@ -12,6 +12,10 @@ Modes (trainer.mode):
   log-probs for the ratio. A rollout actor runs one call at a time, so the weight sync after step t queues
   behind that rollout and the rollout of step t+2 behind the sync.
 
+Steps count from 1 everywhere a user sees them: the progress line ("step 3/40"), the log ("checkpoint of step
+10"), the metrics' ``step`` column, the output files (``rollouts/step_000003.parquet``) and trainer_state.json;
+after step t the rollout workers hold policy version t.
+
 Faults: a reward replica that dies mid-step is retried on another replica by the client and replaced after
 the step; a rollout worker that dies is restarted by Ray, the weight-sync group is formed anew with it, it
 receives the current weights and its prompts are rolled out again; a dead learner or driver ends the run, and
@@ -35,9 +39,10 @@ from cluster.config import Config, TrainMode, to_yaml
 from cluster.data import PromptSchedule
 from cluster.output_writer import StepOutputs
 from cluster.outputs import RunOutputs
-from core.prompt_file import load_prompts
+from core.prompt_file import PromptSet, load_prompts
 from core.records import PromptRecord, RolloutGroup, RolloutSample
 from core.timing import timed
+from evaluation.training import TrainingEvaluation
 from learner.advantages import batch_advantages
 from learner.batch import train_samples
 
@@ -57,7 +62,7 @@ def _rollout_seed(seed: int, step: int) -> int:
 class StepResult:
     """What one step produced: the input of its metrics row, its outputs and its console line."""
 
-    step: int
+    step: int  # 1 is the first step
     groups: list[RolloutGroup]
     batch: RewardBatch  # every scorer's scores and latencies
     rewards: list[np.ndarray]  # combined reward per sample, one array per group
@@ -96,6 +101,8 @@ def metrics_row(r: StepResult) -> dict[str, Any]:
         row[f"reward_{name}_latency_s"] = lat.mean_s
         row[f"reward_{name}_retries"] = lat.retries
         row.update({f"reward_{name}_{part}": v for part, v in lat.split.items()})  # encode_s, wire_s, queue_s, ...
+    for name, n in r.batch.replicas.items():
+        row[f"reward_{name}_replicas"] = n
     stats = r.stats
     row.update({k: float(v) for k, v in stats.items()})
     levels = [k[:-len("/kl")] for k in stats if k.endswith("/kl")]
@@ -111,7 +118,7 @@ def metrics_row(r: StepResult) -> dict[str, Any]:
 
 def progress_line(row: dict[str, Any], times: dict[str, float], steps: int) -> str:
     """The console line of a step."""
-    return (f"step {row['step'] + 1}/{steps}  reward {row['reward_mean']:.4f} (std {row['reward_std']:.4f})  "
+    return (f"step {row['step']}/{steps}  reward {row['reward_mean']:.4f} (std {row['reward_std']:.4f})  "
             f"loss {row.get('loss', float('nan')):.4f}  kl {row.get('kl', float('nan')):.5f}  "
             f"cot {row['cot_tokens_mean']:.0f} tok  {row['images_per_s']:.1f} img/s  step {times['step_s']:.2f}s "
             f"({', '.join(f'{k[:-2]} {v:.2f}' for k, v in times.items() if k != 'step_s')})  "
@@ -119,10 +126,11 @@ def progress_line(row: dict[str, Any], times: dict[str, float], steps: int) -> s
 
 
 class Trainer:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, data: Optional[PromptSet] = None):
+        """``data``: the run's prompts, already loaded and checked (cluster/preflight.py); else read here."""
         self.cfg = cfg
         self.out = RunOutputs(cfg.output_dir)
-        self.data = load_prompts(cfg.data.path, cfg.data.on_malformed)
+        self.data = data if data is not None else load_prompts(cfg.data.path, cfg.data.on_malformed)
         self.schedule = PromptSchedule(self.data.records, cfg.trainer.prompts_per_step, cfg.seed, cfg.data.shuffle)
         self.learner = None
         self.rollout: list = []
@@ -133,11 +141,15 @@ class Trainer:
         self.outputs = None  # StepOutputs, from start() on
         self.version = 0
         self._restarts = 0
+        self._replicas: dict[str, int] = {}  # reward replicas per scorer at the last step's scoring
+        # trainer.eval_every: planned and its evaluators checked now, before any actor starts
+        self.evaluation = (TrainingEvaluation(cfg.eval, cfg.rollout, self.out.root, cfg.trainer.eval_every)
+                           if cfg.trainer.eval_every else None)
 
     # ------------------------------------------------------------------------------------------------ start-up
 
     def start(self) -> int:
-        """Start every actor; on resume load the last checkpoint. Returns the first step to run."""
+        """Start every actor; on resume load the last checkpoint. Returns the first step to run (1 when new)."""
         import ray
 
         from cluster.metrics import RayMetrics
@@ -151,12 +163,13 @@ class Trainer:
         self.placement = Placement(cfg)
         times: dict[str, float] = {}
         with timed(times, "start"):
-            self.fleet = launch_fleet(cfg.rewards, name=f"reward_fleet_{os.getpid()}")
+            fleet_name = f"reward_fleet_{os.getpid()}"
+            self.fleet = launch_fleet(cfg.rewards, name=fleet_name)
             self.client = RewardClient(cfg.rewards, fleet_endpoints(self.fleet))
             self.learner = self.placement.learner_group()
             self.rollout = self.placement.rollout_actors()
             self.sync = WeightSyncCoordinator(self.learner, self.rollout, timeout_s=cfg.learner.sync_timeout_s)
-            start_step = 0
+            start_step = 1
             if cfg.resume:
                 start_step = self._resume()
             self.sync.connect()
@@ -167,14 +180,17 @@ class Trainer:
         log.info("started in %.1f s: %d rollout worker(s), %d learner rank(s), rewards %s; first step %d",
                  times["start"], len(self.rollout), cfg.learner.ranks,
                  {k: len(v) for k, v in ray.get(self.fleet.endpoints.remote()).items()}, start_step)
+        log.info("reward fleet %s: change its replicas while the run goes on with `python -m rewards.pool "
+                 "--address auto scale <scorer> <replicas>` (add --name %s when several runs share the cluster)",
+                 fleet_name, fleet_name)
         return start_step
 
     def _resume(self) -> int:
         state_path = self.out.checkpoints / STATE_FILE
         if not state_path.is_file():
-            log.warning("resume=true but %s has no checkpoint yet: starting from step 0", self.out.checkpoints)
-            self.out.truncate_after(-1)
-            return 0
+            log.warning("resume=true but %s has no checkpoint yet: starting from step 1", self.out.checkpoints)
+            self.out.truncate_after(0)
+            return 1
         state = json.loads(state_path.read_text())
         version = self.learner.load_checkpoint(str(self.out.checkpoints / "learner"), state["tag"])
         if version != state["version"]:
@@ -274,13 +290,13 @@ class Trainer:
         start = self.start()
         off_policy = cfg.trainer.mode == TrainMode.off_policy
         groups = None
-        for step in range(start, cfg.trainer.steps):
+        for step in range(start, cfg.trainer.steps + 1):
             times: dict[str, float] = {}
             with timed(times, "step_s"):
                 if groups is None:  # sync mode, or the first step of off-policy
                     with timed(times, "rollout_s"):
                         groups = self._collect_rollout(step, *self._launch_rollout(step))
-                ahead = self._launch_rollout(step + 1) if off_policy and step + 1 < cfg.trainer.steps else None
+                ahead = self._launch_rollout(step + 1) if off_policy and step < cfg.trainer.steps else None
                 with timed(times, "reward_s"):
                     batch, rewards = self._score(groups)
                 advantages = batch_advantages(rewards, cfg.learner.advantage)
@@ -317,7 +333,7 @@ class Trainer:
 
     def _checkpoint_due(self, step: int) -> bool:
         every = self.cfg.trainer.save_every
-        return step + 1 == self.cfg.trainer.steps or (every > 0 and (step + 1) % every == 0)
+        return step == self.cfg.trainer.steps or (every > 0 and step % every == 0)
 
     def checkpoint(self, step: int) -> None:
         times: dict[str, float] = {}
@@ -333,16 +349,23 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ outputs
 
     def _after_step(self, result: StepResult) -> None:
-        """Hand the step's metrics row, rollouts and images to the background writer, publish the gauges, heal the
-        reward fleet and print the console line."""
+        """Hand the step's metrics row, rollouts and images to the background writer, publish the gauges, log
+        replica changes, heal the reward fleet and print the console line."""
         import ray
 
         cfg = self.cfg
         row = metrics_row(result)
+        if self.evaluation is not None and self.evaluation.due(result.step):
+            row.update(self.evaluation.run(self.rollout, result.step, result.version))
         self.outputs.submit(result.step, result.groups, np.concatenate(result.rewards), result.batch.per_scorer(),
                             np.concatenate(result.advantages), row)
         if self.metrics is not None:
             self.metrics.publish(row, row["images"])
+        replicas = result.batch.replicas
+        if self._replicas and replicas != self._replicas:  # scaled while the run goes on (python -m rewards.pool)
+            log.info("reward replicas changed for step %d: %s", result.step, ", ".join(
+                f"{n} {self._replicas.get(n, 0)} -> {k}" for n, k in replicas.items() if k != self._replicas.get(n)))
+        self._replicas = dict(replicas)
         # heal the reward fleet: replicas that died this step are replaced before the next one
         healed = {name: dead for name, dead in ray.get(self.fleet.heal.remote()).items() if dead}
         if healed:

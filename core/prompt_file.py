@@ -1,6 +1,6 @@
 """Prompt files: T2I-R1's JSON-lines format (or the same columns in Parquet), row by row into PromptRecords.
 
-The training loop's per-step batches are cluster/data.py's; the rollout demo and the reward tools read prompt
+The training loop's per-step batches are cluster/data.py's; rollout.generate and the reward tools read prompt
 files too, hence this base module. ``data.*`` (:class:`DataConfig`) says which file and what to do with a bad row.
 """
 
@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from core.config import require
 from core.records import PromptRecord
@@ -27,8 +27,8 @@ class DataError(ValueError):
 
 
 class OnMalformed(StrEnum):
-    error = "error"  # raise DataError naming the line
-    skip = "skip"  # drop the row; skipped rows are counted and logged
+    error = "error"  # raise one DataError naming every unusable line
+    skip = "skip"  # drop such rows; a run lists them in its logs/skipped_rows.txt
 
 
 @dataclass
@@ -126,28 +126,50 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
     return out
 
 
-def load_prompts(path: Optional[str] = None, on_malformed: OnMalformed = OnMalformed.error) -> PromptSet:
+# How many unusable rows an error message lists (all of them are counted).
+LISTED_ROWS = 10
+
+RowCheck = Callable[[PromptRecord], list[str]]
+
+
+def load_prompts(path: Optional[str] = None, on_malformed: OnMalformed = OnMalformed.error,
+                 row_check: Optional[RowCheck] = None) -> PromptSet:
     """Read a prompt file (JSON lines or .parquet); None reads the built-in prompt set.
 
-    on_malformed: ``error`` raises DataError naming the line; ``skip`` drops the row and records it in ``skipped``.
+    ``row_check`` adds the caller's own needs (e.g. what the enabled reward scorers read): the problems it returns
+    for a well-formed row make that row unusable too. Every row is checked before anything is decided:
+    on_malformed ``error`` raises one DataError listing the unusable rows (the first LISTED_ROWS, with the count);
+    ``skip`` drops them and records (line number, reason) in ``skipped``.
     """
     p = BUILTIN_PROMPTS if path is None else Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"prompt file {str(p)!r} does not exist (JSON lines or Parquet in T2I-R1's format expected)")
-    records, skipped = [], []
+    records, bad = [], []
     for n, row in _rows(p):
         try:
             if isinstance(row, Exception):
                 raise ValueError(f"invalid JSON ({row.msg})")
-            records.append(parse_row(row, index=len(records)))
+            record = parse_row(row, index=len(records))
+            problems = row_check(record) if row_check is not None else []
+            if problems:
+                raise ValueError("; ".join(problems))
+            records.append(record)
         except ValueError as e:
-            if on_malformed == OnMalformed.error:
-                raise DataError(
-                    f"{p}: line {n}: {e}. Fix the row, or set data.on_malformed=skip to skip such rows"
-                ) from None
-            skipped.append((n, str(e)))
-    if skipped:
-        log.warning("%s: skipped %d malformed rows (first: line %d: %s)", p, len(skipped), *skipped[0])
+            bad.append((n, str(e)))
+    if bad and on_malformed == OnMalformed.error:
+        raise DataError(_bad_rows_message(p, bad))
+    if bad:
+        log.warning("%s: skipped %d unusable rows of %d (first: line %d: %s)", p, len(bad), len(bad) + len(records),
+                    *bad[0])
     if not records:
         raise DataError(f"{p}: no usable prompts")
-    return PromptSet(records=records, source=str(p), skipped=skipped)
+    return PromptSet(records=records, source=str(p), skipped=bad)
+
+
+def _bad_rows_message(path: Path, bad: list[tuple[int, str]]) -> str:
+    if len(bad) == 1:
+        return f"{path}: line {bad[0][0]}: {bad[0][1]}. Fix the row, or set data.on_malformed=skip to skip such rows"
+    listed = "".join(f"\n  line {n}: {reason}" for n, reason in bad[:LISTED_ROWS])
+    more = f"\n  ... and {len(bad) - LISTED_ROWS} more" if len(bad) > LISTED_ROWS else ""
+    return (f"{path}: {len(bad)} unusable rows{f' (the first {LISTED_ROWS} below)' if more else ''}; fix them, or "
+            f"set data.on_malformed=skip to skip such rows:{listed}{more}")

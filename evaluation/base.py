@@ -6,24 +6,26 @@ image, plus what it saw (questions and answers, detections) so that a user can c
 
 Each evaluator states how close it is to the benchmark's official number (:class:`Fidelity`): ``exact`` (same
 weights, same procedure), ``same_weights`` (same weights, a documented difference in procedure, e.g. a re-sampled
-position embedding) or ``substitute`` (another model stands in, e.g. GroundingDINO for UniDet); the report prints
-the tag and the reason beside every metric.
+position embedding), ``substitute`` (another model stands in, e.g. GroundingDINO for UniDet) or ``proxy`` (an
+embedded reward of rewards/ scores the images: it runs with nothing downloaded and tracks one aspect of the prompt,
+but it is not the benchmark's metric); the report prints the tag and the reason beside every metric.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Sequence
 
 import numpy as np
 
 
-class Fidelity(str, Enum):
+class Fidelity(StrEnum):
     exact = "exact"
     same_weights = "same-weights"
     substitute = "substitute"
+    proxy = "embedded-proxy"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ them, so that the user can fix it on a machine with network access.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -49,3 +50,20 @@ def hub_download_hint(hub_id: str, role: str) -> str:
     name = hub_id.split("/")[-1]
     return (f"Download the {role} ({hub_id}) on a machine with network access, e.g. `huggingface-cli download "
             f"{hub_id} --local-dir /models/{name}`, and copy that directory here.")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An evaluator model: its role in messages, the hub checkpoint a user downloads, the files it must hold."""
+
+    role: str  # e.g. "T2I-CompBench BLIP-VQA (colour/shape/texture)"
+    hub_id: str
+    expected: tuple[tuple[str, ...], ...]
+
+    def how_to_get(self) -> str:
+        return hub_download_hint(self.hub_id, self.role)
+
+    def require(self, path: str | os.PathLike | None) -> Path:
+        """The checked directory; raises MissingFilesError naming the path, the files expected and the download."""
+        return require_files(path, f"the {self.role} model directory", self.expected, self.how_to_get())
+

@@ -76,7 +76,7 @@ def semantic_logprobs(model: JanusForConditionalGeneration, level: LevelInputs) 
 
 def unconditional_context(level: LevelInputs, ids: SpecialIds) -> torch.Tensor:
     """The CFG unconditional image context: every token except BOS and ``<begin_of_image>`` replaced by the pad
-    token (REFERENCE.md section 1.3), by the same rule as rollout/image_sampler.py, so the guided log-probs are
+    token (docs/ALGORITHM.md §3), by the same rule as rollout/image_sampler.py, so the guided log-probs are
     those of the rows the sampler drew from."""
     ctx = level.context_ids
     keep = (ctx == ids.bos) | (ctx == ids.boi)

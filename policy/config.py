@@ -89,3 +89,21 @@ def check_model_dir(path: str) -> None:
         missing.append("tokenizer.json")
     if missing:
         raise ConfigError(f"model.path: {str(p)!r} is incomplete, missing {', '.join(missing)}. {MODEL_FILES_HELP}")
+
+
+# Where `python -m cluster.run` writes the trained policy in HF format, relative to its output_dir.
+RUN_EXPORT = Path("checkpoints") / "hf"
+
+
+def find_model_dir(path: str) -> Path:
+    """The HF-format Janus directory that ``path`` names: the directory itself, or the export of a training run
+    (``path`` a run's output_dir, or its ``checkpoints/``). Raises ConfigError naming what was looked for."""
+    p = Path(os.path.expanduser(path))
+    for candidate in (p, p / RUN_EXPORT, p / RUN_EXPORT.name):
+        if (candidate / "config.json").is_file():
+            check_model_dir(str(candidate))
+            return candidate
+    raise ConfigError(f"{str(p)!r} is neither an HF-format Janus directory (config.json, weights, tokenizer) nor a "
+                      f"training run's output_dir with the trained policy in {RUN_EXPORT}/ (written at the end of "
+                      f"`python -m cluster.run`). {MODEL_FILES_HELP}")
+

@@ -118,6 +118,7 @@ class RewardBatch:
     groups: list[GroupRewards]
     wall_s: float = 0.0
     scorers: list[str] = field(default_factory=list)
+    replicas: dict[str, int] = field(default_factory=dict)  # scorer -> replicas this batch could be sent to
 
     def scores(self, scorer: str) -> np.ndarray:
         """Scores of one scorer for every image of the batch, groups concatenated in order."""
@@ -186,7 +187,8 @@ class RewardClient:
         replies = asyncio.run_coroutine_threadsafe(self._score_all(ids, prompts, images, endpoints),
                                                    self._loop).result()
         groups = [GroupRewards(p, rid, rep) for p, rid, rep in zip(prompts, ids, replies)]
-        return RewardBatch(groups, time.perf_counter() - start, list(self.scorers))
+        return RewardBatch(groups, time.perf_counter() - start, list(self.scorers),
+                           {name: len(addresses) for name, addresses in endpoints.items()})
 
     def close(self) -> None:
         if self._thread.is_alive():

@@ -104,7 +104,7 @@ class RewardsConfig:
     objects: ObjectsScorerConfig = field(default_factory=ObjectsScorerConfig)
     ensemble: Ensemble = Ensemble.sum
     standardize: bool = False  # z-score each scorer over the batch before combining
-    t2i_r1_compat: bool = False  # reproduce the reference GroundingDINO bugs (REFERENCE.md section 3)
+    t2i_r1_compat: bool = False  # reproduce the reference GroundingDINO bugs (docs/ALGORITHM.md §4)
     deadline_s: float = 120.0
     retries: int = 2
     max_message_mb: int = 256

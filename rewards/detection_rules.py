@@ -1,4 +1,4 @@
-"""T2I-R1's GroundingDINO reward rules (REFERENCE.md section 3), as pure functions of detections.
+"""T2I-R1's GroundingDINO reward rules (docs/ALGORITHM.md §4), as pure functions of detections.
 
 Input: for each phrase the detector was asked about, the boxes it found above the box threshold, in the
 detector's native format (normalised centre x, centre y, width, height; y grows downwards) with their phrase

@@ -6,7 +6,8 @@
 * :class:`RewardFleet`: a pool per enabled scorer, started with ``rewards.<name>.replicas`` each; its
   :meth:`RewardFleet.endpoints` is what :class:`rewards.client.RewardClient` reads before every call.
 * :func:`launch_fleet` runs a RewardFleet as a named Ray actor, so that another process can change replica
-  counts of a running training job without restarting it:
+  counts of a running training job without restarting it (the command finds the job's fleet by itself; with
+  several jobs on one cluster it lists their fleets and asks for ``--name``):
 
       python -m rewards.pool --address auto scale gdino 4
       python -m rewards.pool --address auto status
@@ -195,6 +196,31 @@ def get_fleet(name: str = FLEET_ACTOR, namespace: str = FLEET_NAMESPACE):
     return ray.get_actor(name, namespace=namespace)
 
 
+def running_fleets(namespace: str = FLEET_NAMESPACE) -> list[str]:
+    """Names of the fleet actors alive on the connected cluster (every training job runs one)."""
+    from ray.util import list_named_actors
+
+    return sorted(a["name"] for a in list_named_actors(all_namespaces=True)
+                  if a["namespace"] == namespace and a["name"].startswith(FLEET_ACTOR))
+
+
+def find_fleet(name: Optional[str] = None, namespace: str = FLEET_NAMESPACE):
+    """The fleet named ``name``, or else the only one running. Raises LookupError saying what runs instead."""
+    running = running_fleets(namespace)
+    if name is None and len(running) == 1:
+        name = running[0]
+    if name is not None and name in running:
+        return get_fleet(name, namespace)
+    if name is not None:
+        raise LookupError(f"no reward fleet named {name!r} runs on this cluster; running: "
+                          f"{', '.join(running) or 'none'}")
+    if not running:
+        raise LookupError("no reward fleet runs on this cluster: a training job starts one (is it running, and is "
+                          "--address the cluster it runs on?)")
+    raise LookupError(f"{len(running)} reward fleets run on this cluster, one per job: {', '.join(running)}; "
+                      f"choose one with --name (each job logs its fleet's name when it starts)")
+
+
 def fleet_endpoints(handle) -> Callable[[], dict[str, list[str]]]:
     """An endpoint source for RewardClient that asks a fleet actor (one small Ray call per batch)."""
     import ray
@@ -206,7 +232,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m rewards.pool", description="Inspect or scale the reward "
                                 "servers of a running job.")
     p.add_argument("--address", default="auto", help="Ray cluster address (default: auto)")
-    p.add_argument("--name", default=FLEET_ACTOR, help="name of the fleet actor")
+    p.add_argument("--name", help="the fleet actor's name (needed only when several jobs run; the job logs it)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="print every scorer's replica addresses")
     s = sub.add_parser("scale", help="set a scorer's replica count")
@@ -217,7 +243,11 @@ def main(argv: list[str]) -> int:
     import ray
 
     ray.init(address=args.address, namespace=FLEET_NAMESPACE, log_to_driver=False)
-    fleet = get_fleet(args.name)
+    try:
+        fleet = find_fleet(args.name)
+    except LookupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.command == "scale":
         ray.get(fleet.scale.remote(args.scorer, args.replicas))
     for scorer, addresses in ray.get(fleet.endpoints.remote()).items():

@@ -1,4 +1,4 @@
-"""T2I-R1's GIT-VQA reward rules (REFERENCE.md section 3), independent of the model.
+"""T2I-R1's GIT-VQA reward rules (docs/ALGORITHM.md §4), independent of the model.
 
 * spatial and numeracy rows are skipped: score 0 (T2I-R1 leaves them to GroundingDINO).
 * otherwise one question ``"{phrase}?"`` per phrase of ``attr_nouns`` when the row has them, else of ``nouns``;

@@ -119,6 +119,15 @@ def record_from_proto(req: reward_pb2.ScoreRequest) -> PromptRecord:
         spatial_info=spatial, numeracy_info=numeracy, index=req.prompt_index)
 
 
+def record_problems(record: PromptRecord) -> list[str]:
+    """What :func:`record_from_proto` (the server) refuses in any request for ``record``; [] when nothing."""
+    try:
+        record_from_proto(request_to_proto("check", record, []))
+    except BadRequest as e:
+        return [str(e).removeprefix("request 'check': ")]
+    return []
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     """(width, height) from a PNG's IHDR chunk, without decoding. Raises BadRequest if there is none."""
     if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":

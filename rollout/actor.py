@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from core.records import ImageLogprobMode, PromptRecord, RolloutGroup
+from core.records import ImageLogprobMode, PromptRecord, RolloutGroup, RolloutSample
 from policy.config import ModelConfig
 from rollout.config import RolloutConfig
 
@@ -34,6 +34,9 @@ class RolloutActor:
 
     def rollout(self, prompts: list[PromptRecord], seed: int, greedy: bool = False) -> list[RolloutGroup]:
         return self.worker.rollout(prompts, seed, greedy=greedy)
+
+    def draw(self, prompts: list[PromptRecord], seeds: list[int]) -> list[RolloutSample]:
+        return self.worker.draw(prompts, seeds)
 
     def version(self) -> int:
         return int(self.worker.version)

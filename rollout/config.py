@@ -11,7 +11,7 @@ from typing import Optional
 
 from core.config import require
 
-# T2I-R1's semantic-CoT prompt (REFERENCE.md section 1). The template is the content of T2I-R1's
+# T2I-R1's semantic-CoT prompt (docs/ALGORITHM.md §1). The template is the content of T2I-R1's
 # data/prompt/reasoning_prompt.txt, verbatim (trailing space included); a test pins it against that file.
 T2I_R1_SYSTEM_PROMPT = (
     "You are a helpful assistant that receives an image prompt and generate a visualization of the prompt."
@@ -36,7 +36,7 @@ class TextEngineName(StrEnum):
 
 @dataclass
 class PromptConfig:
-    """How prompts are built (REFERENCE.md section 1); defaults are T2I-R1's."""
+    """How prompts are built (docs/ALGORITHM.md §1); defaults are T2I-R1's."""
 
     system_prompt: str = T2I_R1_SYSTEM_PROMPT
     reasoning_template: str = T2I_R1_REASONING_TEMPLATE  # `{}` is replaced by the raw prompt

@@ -1,4 +1,4 @@
-"""Prompt construction for both CoT levels, exactly as T2I-R1 builds them (REFERENCE.md section 1).
+"""Prompt construction for both CoT levels, exactly as T2I-R1 builds them (docs/ALGORITHM.md §1).
 
 Semantic level (the text CoT) is conditioned on a DeepSeek-format chat string::
 

@@ -9,7 +9,9 @@ and the transformers text engine run on it, the vLLM engine keeps its own copy o
 ``update_weights`` keeps all copies equal.
 
 Randomness: every CoT request and every image is seeded from (seed, prompt index, group index) alone, so a
-rollout is a pure function of (weights, prompts, seed, config). Give each call its own seed.
+rollout is a pure function of (weights, prompts, seed, config). Give each call its own seed. :meth:`draw` seeds
+each request on its own instead, so an image depends only on (weights, prompt, its seed, config), never on its batch:
+the generation command and the evaluation harness draw through it.
 """
 
 from __future__ import annotations
@@ -77,18 +79,27 @@ class RolloutWorker:
 
     # ------------------------------------------------------------------------------------------- rollout
 
-    def rollout(self, prompts: list[PromptRecord], seed: int, *, greedy: bool = False) -> list[RolloutGroup]:
-        """G samples for each prompt. ``greedy``: argmax at both levels (all G samples then agree)."""
+    def rollout(self, prompts: list[PromptRecord], seed: int | list[int], *, greedy: bool = False,
+                group_size: Optional[int] = None) -> list[RolloutGroup]:
+        """``group_size`` (default ``rollout.group_size``) samples for each prompt. ``seed``: one for the call
+        (prompt i's samples are drawn from (seed, i)), or one per prompt (prompt i's from (seed[i], 0): the same
+        samples as rolling it out alone with that seed). ``greedy``: argmax at both levels (the samples agree)."""
         if not prompts:
             return []
-        g = self.cfg.group_size
+        g = group_size or self.cfg.group_size
+        if isinstance(seed, int):
+            streams = [(seed, i) for i in range(len(prompts))]
+        elif len(seed) == len(prompts):
+            streams = [(s, 0) for s in seed]
+        else:
+            raise ValueError(f"{len(prompts)} prompts but {len(seed)} seeds: give one seed, or one per prompt")
         version = self._version
         timings: dict[str, float] = {}
         with timed(timings, "total"):
             with timed(timings, "cot"):
                 if self.text_engine is not None:
                     cot_prompts = [self.prompt_builder.cot_prompt_ids(p.prompt) for p in prompts]
-                    seeds = [derive_seed(seed, _COT_STREAM, i) for i in range(len(prompts))]
+                    seeds = [derive_seed(base, _COT_STREAM, i) for base, i in streams]
                     completions = self.text_engine.generate(cot_prompts, g, seeds, self.cfg.cot, greedy=greedy)
                 else:
                     cot_prompts = [[] for _ in prompts]
@@ -100,7 +111,7 @@ class RolloutWorker:
                     self.prompt_builder.image_prompt_ids(p.prompt, text if self.text_engine is not None else None)
                     for p, texts in zip(prompts, cot_texts) for text in texts
                 ]
-                image_seeds = [derive_seed(seed, _IMAGE_STREAM, i, j) for i in range(len(prompts)) for j in range(g)]
+                image_seeds = [derive_seed(base, _IMAGE_STREAM, i, j) for base, i in streams for j in range(g)]
                 sample = self.image_sampler.sample(image_prompts, self.cfg.image, image_seeds, greedy=greedy,
                                                    return_logprobs=True)
 
@@ -131,6 +142,11 @@ class RolloutWorker:
                 ))
             groups.append(RolloutGroup(prompt=p, samples=samples))
         return groups
+
+    def draw(self, prompts: list[PromptRecord], seeds: list[int]) -> list[RolloutSample]:
+        """One sample per (prompt, seed) pair, batched: sample i is ``rollout([prompts[i]], seeds[i],
+        group_size=1)``'s, whatever else is in the batch."""
+        return [g.samples[0] for g in self.rollout(prompts, list(seeds), group_size=1)]
 
     # ------------------------------------------------------------------------------------------- weights
 

@@ -1,11 +1,12 @@
 """cluster.run end to end, as a user runs it: a subprocess that starts (or joins) a local Ray cluster on 127.0.0.1.
 
-- the embedded default learns: the mean reward of the last quarter of steps is clearly above the first quarter,
-  and every output a user is promised exists;
+- the embedded default learns, trained by the README's `make run`: the mean reward of the last quarter of steps
+  is clearly above the first quarter, and every output a user is promised exists;
 - faults: a reward replica, a rollout worker and a learner rank killed mid-run, then the driver killed (its whole
   process group, Ray included); `resume=true` twice; the stitched run equals a straight run step by step;
-- `ray job submit --working-dir .` against a cluster started by the test, in off-policy mode, with the per-step
-  Ray metrics read from the node's metrics endpoint while the job runs.
+- the README's Ray cluster section as written (token authentication, `ray start`, `ray job submit --working-dir
+  .`, off-policy), with the README's `rewards.pool` commands run while the job runs and the per-step Ray metrics
+  read from the node's metrics endpoint.
 
 Every wait is bounded (a deadline kills the run's process group), every socket is on loopback.
 """
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -29,6 +29,8 @@ from typing import Callable
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
+from tests.readme import script
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -52,15 +54,15 @@ def _env() -> dict[str, str]:
 
 
 class Run:
-    """`python -m cluster.run ...` in its own session (so the driver and the Ray cluster it starts can be killed
-    together), its merged stdout/stderr read line by line; ``on`` registers an action for the first line that
-    contains a text."""
+    """`python -m cluster.run ...` (or a shell command) in its own session (so the driver and the Ray cluster it
+    starts can be killed together), its merged stdout/stderr read line by line; ``on`` registers an action for
+    the first line that contains a text."""
 
-    def __init__(self, out: Path, *overrides: str, timeout_s: float = 600):
+    def __init__(self, out: Path, *overrides: str, timeout_s: float = 600, shell: str = ""):
         self.lines: list[str] = []
         self._actions: list[tuple[str, Callable[["Run"], None]]] = []
-        args = [sys.executable, "-m", "cluster.run", f"output_dir={out}",
-                f"cluster.dashboard_port={_free_port()}", *overrides]
+        args = ["bash", "-c", shell] if shell else [sys.executable, "-m", "cluster.run", f"output_dir={out}",
+                                                     f"cluster.dashboard_port={_free_port()}", *overrides]
         self.proc = subprocess.Popen(args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         self._timer = threading.Timer(timeout_s, self.kill_all)
@@ -138,9 +140,9 @@ def _check_what_a_user_sees(console: list[str], out: Path, steps: int, image_ste
     events.Reload()
     rows = _metrics(out)
     reward = events.Scalars("reward/reward_mean")
-    assert [e.step for e in reward] == list(range(steps))
+    assert [e.step for e in reward] == list(range(1, steps + 1))
     np.testing.assert_allclose([e.value for e in reward], [r["reward_mean"] for r in rows], rtol=1e-6)
-    assert [e.step for e in events.Scalars("seconds/learner_s")] == list(range(steps))
+    assert [e.step for e in events.Scalars("seconds/learner_s")] == list(range(1, steps + 1))
     assert [e.step for e in events.Images("rollouts/grid")] == image_steps
 
 
@@ -149,10 +151,12 @@ def _check_what_a_user_sees(console: list[str], out: Path, steps: int, image_ste
 
 def test_embedded_default_learns_and_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    run = Run(out, "seed=1")  # the embedded default as `make run` trains it: 40 steps
+    # the README's `make run`: the embedded default, 40 steps, plus an evaluation every 20 steps
+    (make_run,) = script("two-commands", out=str(out))
+    run = Run(out, shell=make_run)
     assert run.wait() == 0, run.log[-5000:]
     rows = _metrics(out)
-    assert [r["step"] for r in rows] == list(range(40))
+    assert [r["step"] for r in rows] == list(range(1, 41))  # steps count from 1
     rewards = np.array([r["reward_mean"] for r in rows])
     first, last = rewards[:10].mean(), rewards[-10:].mean()
     # measured: 0.24 -> 0.30 (seed 1); step-to-step noise of a 10-step mean is ~0.02
@@ -164,23 +168,33 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     for part in ("encode", "wire", "queue", "decode", "score"):  # where the reward calls' time went
         assert all(r[f"reward_color_{part}_s"] >= 0 for r in rows), part
     assert [r["policy_version"] for r in rows] == list(range(1, 41))
-    assert sum(line.startswith("step ") for line in run.lines) == 40  # one progress line per step
+    assert [line.split()[1] for line in run.lines if line.startswith("step ")] == [f"{t}/40" for t in range(1, 41)]
     assert "Ray dashboard: http://127.0.0.1:" in run.log and f"images: {out / 'images'}" in run.log
-    assert "checkpoint of step 39" in (out / "logs" / "driver.log").read_text()
+    assert "checkpoint of step 40" in (out / "logs" / "driver.log").read_text()
+    assert (out / "checkpoints" / "learner" / "step_40").is_dir()  # the checkpoint of step 40, by the same number
 
-    roll = _rollout_rows(out, 39)
+    roll = _rollout_rows(out, 40)
     assert len(roll) == 16 and {"prompt", "cot", "image_file", "reward_color", "advantage", "policy_version"} <= set(roll[0])
     assert all((out / r["image_file"]).is_file() for r in roll)
     for g in range(0, 16, 4):  # group z-scores: each group's advantages sum to 0
         assert abs(sum(r["advantage"] for r in roll[g:g + 4])) < 1e-4
-    assert (out / "images" / "step_000000.png").is_file() and (out / "images" / "step_000039.png").is_file()
+    assert (out / "images" / "step_000001.png").is_file() and (out / "images" / "step_000040.png").is_file()
+
+    # trainer.eval_every: after steps 20 and 40, eval.during_training (4 CompBench colour prompts) on the weights of
+    # that step, drawn by the run's rollout worker; the column is the mean of the images' scores
+    logged = {r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+    assert [s for s, r in logged.items() if "eval_t2i_compbench_color" in r] == [20, 40]
+    for step in (20, 40):
+        scores = out / "eval" / f"step_{step:06d}" / "scores" / "color@embedded.jsonl"
+        values = [json.loads(line)["score"] for line in scores.read_text().splitlines()]
+        assert len(values) == 4 and logged[step]["eval_t2i_compbench_color"] == pytest.approx(np.mean(values))
 
     from transformers import JanusForConditionalGeneration
 
     assert (out / "checkpoints" / "trainer_state.json").is_file()
     model = JanusForConditionalGeneration.from_pretrained(out / "checkpoints" / "hf")
     assert sum(p.numel() for p in model.parameters()) > 0
-    _check_what_a_user_sees(run.lines, out, 40, [0, 5, 10, 15, 20, 25, 30, 35, 39])
+    _check_what_a_user_sees(run.lines, out, 40, [1, 5, 10, 15, 20, 25, 30, 35, 40])
 
 
 # ------------------------------------------------------------------------------------------------ faults
@@ -197,25 +211,29 @@ def test_faults_and_resume_give_the_straight_run(tmp_path):
     first = (Run(out, *common)
              .on("step 1/6", lambda r: r.kill_actor("RewardServerActor"))
              .on("step 2/6", lambda r: r.kill_actor("RolloutActor"))
-             .on("checkpoint of step 3", lambda r: r.kill_actor("LearnerRank")))
+             .on("checkpoint of step 4", lambda r: r.kill_actor("LearnerRank")))
     assert first.wait() != 0
     assert "resume=true" in first.log and "a learner rank died" in first.log
     # the killed reward replica was replaced and the killed rollout worker restarted and re-synced
     assert "reward replicas that died were replaced" in first.log
     assert "rollout worker 0" in first.log and "redoing its 4 prompts" in first.log
 
-    second = Run(out, *common, "resume=true").on("step 5/6", lambda r: r.kill_all())  # the driver dies
+    # resumed as the README shows it: the run's saved config.yaml is reloaded, nothing else need be repeated
+    second = Run(out, "resume=true").on("step 5/6", lambda r: r.kill_all())  # the driver dies
     second.wait()
-    assert "resumed from the checkpoint of step 3" in second.log
-    third = Run(out, *common, "resume=true")
+    assert "resumed from the checkpoint of step 4" in second.log
+    third = Run(out, "resume=true")
     assert third.wait() == 0, third.log[-5000:]
-    assert "resumed from the checkpoint of step 3" in third.log
+    assert "resumed from the checkpoint of step 4" in third.log
 
     # nothing lost, nothing counted twice, same data order, same results as the run without faults
     rows, ref = _metrics(out), _metrics(straight)
-    assert [r["step"] for r in rows] == list(range(6))
+    assert [r["step"] for r in rows] == list(range(1, 7))
     assert max(r["rollout_worker_restarts"] for r in rows) >= 1
-    for step in range(6):
+    # the replica killed after step 1 was still listed when step 2 was scored: its calls went to the other one
+    assert rows[1]["reward_color_retries"] > 0 and rows[0]["reward_color_retries"] == 0
+    assert all(r["reward_color_retries"] == 0 for r in ref)
+    for step in range(1, 7):
         got, want = _rollout_rows(out, step), _rollout_rows(straight, step)
         assert [(r["prompt_index"], r["group_index"]) for r in got] == [(r["prompt_index"], r["group_index"]) for r in want]
         np.testing.assert_allclose([r["reward"] for r in got], [r["reward"] for r in want], atol=1e-6,
@@ -246,65 +264,68 @@ def _kill_session(sid: int) -> None:
             continue
 
 
-def test_ray_job_submit_off_policy_with_metrics(tmp_path):
-    env = _env()
-    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    gcs, dash, metrics = _free_port(), _free_port(), _free_port()
+def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
+    """The README's cluster section as one shell script, in a session of its own (`ray start` leaves the head's
+    processes in it, so the test can stop exactly those; `ray stop` would stop every Ray on the machine)."""
+    home = tmp_path / "home"  # the token Ray makes and the job's default output_dir: never the real home's
+    home.mkdir()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
-    env["RAY_metrics_report_interval_ms"] = "500"  # gauges reach the endpoint within a step
-    # Ray's token authentication, as a user's cluster has it: `ray start` writes the token, `ray job submit` and
-    # the job's driver read it from the same file
-    token = Path(temp) / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-    # --block: the head's processes stay in this child's session, so the test can kill them all at the end
-    # (`ray stop` would stop every Ray on the machine, the test session's own too)
-    head = subprocess.Popen(
-        ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=2",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--metrics-export-port={metrics}", f"--dashboard-agent-listen-port={_free_port()}",
-         f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp}", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    out = tmp_path / "job-out"
+    ports = {k: str(_free_port()) for k in ("gcs", "dashboard", "metrics", "agent", "client")}
+    commands = script("ray-cluster", temp=temp, **ports)
+    env = _env()
+    for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):  # only what the README sets
+        env.pop(k, None)
+    env.update(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # loopback only
+               RAY_metrics_report_interval_ms="500")  # gauges reach the endpoint within a step
+    head = subprocess.Popen(["bash", "-c", "set -euo pipefail\n" + "\n".join(commands)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    timer = threading.Timer(600, _kill_session, (head.pid,))
+    timer.start()
+    lines, seen, fleet, actors = [], "", None, set()
     try:
-        env["RAY_ADDRESS"] = f"http://127.0.0.1:{dash}"
-        submit = ["ray", "job", "submit", "--no-wait", "--submission-id", "t2i-test", "--working-dir", str(REPO),
-                  "--", "python", "-m", "cluster.run", f"output_dir={out}", "trainer.mode=off_policy",
-                  "trainer.steps=4", *QUICK]
-        for _ in range(60):  # the head comes up in the background: dashboard first, its job agent a bit later
-            sub = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-            if sub.returncode == 0:
-                break
-            time.sleep(1)
-        assert sub.returncode == 0, sub.stdout + sub.stderr
-        follow = subprocess.Popen(["ray", "job", "logs", "--follow", "t2i-test"], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
-        timer = threading.Timer(600, follow.kill)
-        timer.start()
-        seen, lines, actors = "", [], set()
-        for line in follow.stdout:  # scrape the node's metrics while the job runs (gauges live with the driver)
+        for line in head.stdout:  # the job's log, as `ray job submit` streams it
             lines.append(line)
-            if line.startswith("step ") and "t2i_reward_mean" not in seen:
-                seen = _scrape(metrics)
-            if line.startswith("step 1/") and not actors:  # the dashboard's Actors view: the system by name
-                listed = subprocess.run(["ray", "list", "actors", "--format=json", "--filter", "state=ALIVE"],
-                                        env=env, capture_output=True, text=True, timeout=120)
-                actors = {a["name"] for a in json.loads(listed.stdout or "[]")}
-        follow.wait()
-        timer.cancel()
-        log = "".join(lines)
-        status = subprocess.run(["ray", "job", "status", "t2i-test"], env=env, capture_output=True, text=True,
-                                timeout=120)
-        assert "Job 't2i-test' succeeded" in status.stdout + status.stderr, log[-5000:] + status.stdout + status.stderr
+            if line.startswith("step 1/") and fleet is None:
+                # the README's reward-fleet commands, from another shell while the job runs: the README exports
+                # RAY_AUTH_MODE in every shell; RAY_ADDRESS is how `--address auto` finds this cluster and no other
+                exports = [c for c in commands if c.startswith("export ")]
+                fleet = subprocess.run(["bash", "-c", "set -euo pipefail\n" + "\n".join(exports + script(
+                    "reward-fleet"))], cwd=tmp_path, env={**env, "RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"},
+                    capture_output=True, text=True, timeout=300)
+            if line.startswith("step ") and "t2i_reward_mean" not in seen:  # gauges live with the job's driver
+                seen = _scrape(int(ports["metrics"]))
+            if line.startswith("step 2/") and not actors:  # the dashboard's Actors view: the system by name
+                exports = [c for c in commands if c.startswith("export ")]
+                listed = subprocess.run(
+                    ["bash", "-c", "\n".join(exports + ["ray list actors --format=json --filter state=ALIVE"])],
+                    env={**env, "RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"}, capture_output=True, text=True,
+                    timeout=120)
+                actors = {a["name"] for a in json.loads(listed.stdout or "[]")} or {listed.stderr[-500:]}
+        rc = head.wait()
     finally:
+        timer.cancel()
         _kill_session(head.pid)
+        shutil.rmtree(temp, ignore_errors=True)
+    log = "".join(lines)
+    assert rc == 0 and "succeeded" in log, log[-5000:]
+    assert fleet is not None and fleet.returncode == 0, (fleet.stdout + fleet.stderr) if fleet else log[-5000:]
+    status, scaled = fleet.stdout.splitlines()
+    assert status.startswith("color: 1 replica(s)") and scaled.startswith("color: 2 replica(s)"), fleet.stdout
+
+    # inside the job, the default relative output_dir went to a durable place, and the job said where
+    out = home / "t2i-r1-ray" / "outputs" / "run"
+    assert f"output dir: {out}" in log
     rows = _metrics(out)
-    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert [r["step"] for r in rows] == list(range(1, 13))
     # off-policy: the first rollout is on-policy, each later one was made by the weights one update behind
-    assert [r["version_lag_mean"] for r in rows] == [0, 1, 1, 1]
-    assert all(r["rollout_wait_s"] is not None for r in rows[:3])
+    assert [r["version_lag_mean"] for r in rows] == [0] + [1] * 11
+    assert all(r["rollout_wait_s"] is not None for r in rows[:11])
     assert "t2i_reward_mean" in seen, "per-step gauges not on the node's metrics endpoint"
-    _check_what_a_user_sees(lines, out, 4, [0, 2, 3])
+    # the scale-up reached the job between two steps: its log says so and the metrics count the replicas
+    replicas = [r["reward_color_replicas"] for r in rows]
+    first_two = replicas.index(2)
+    assert replicas == [1] * first_two + [2] * (12 - first_two) and first_two >= 1, replicas
+    assert f"reward replicas changed for step {first_two + 1}: color 1 -> 2" in log
     assert {"learner-rank-0", "rollout-worker-0"} <= actors, actors
-    assert any(a.startswith("reward_fleet_") and a.endswith("/reward-color-replica-0") for a in actors), actors
-    assert f"token authentication is on: paste the token from {token}" in log  # how to open the dashboard
+    assert any(a.endswith("/reward-color-replica-0") for a in actors), actors
+    assert "token authentication is on: paste the token from" in log  # how to open the dashboard

@@ -19,7 +19,7 @@ def test_reads_t2i_r1_training_file(shared_data):
     counts = {}
     for r in ps.records:
         counts[r.task_type] = counts.get(r.task_type, 0) + 1
-    # REFERENCE.md section 4
+    # docs/ALGORITHM.md §9
     assert counts == {"spatial": 2195, "numeracy": 1172, "color": 879, "complex": 700, "non": 700,
                       "texture": 695, "shape": 682, "object": 200}
     num = next(r for r in ps.records if r.numeracy_info)
@@ -71,13 +71,15 @@ def test_missing_file_and_empty_file(tmp_path):
 def test_schedule_covers_each_epoch_once_and_is_deterministic():
     recs = load_prompts(None).records[:10]
     s = PromptSchedule(recs, prompts_per_step=4, seed=1)
-    seq = [r.index for t in range(5) for r in s.batch(t)]  # 20 = two epochs
+    seq = [r.index for t in range(1, 6) for r in s.batch(t)]  # steps 1..5: 20 prompts = two epochs
     assert sorted(seq[:10]) == list(range(10)) and sorted(seq[10:]) == list(range(10))
     assert seq[:10] != seq[10:]  # a fresh permutation per epoch
     assert seq[:10] != list(range(10))  # shuffled
     # Resuming means asking for step t again in a new object: same prompts, in any order of calls.
     s2 = PromptSchedule(recs, prompts_per_step=4, seed=1)
-    assert [r.index for r in s2.batch(3)] == seq[12:16]
-    assert [r.index for r in PromptSchedule(recs, 4, seed=2).batch(0)] != seq[:4]
-    assert [r.index for r in PromptSchedule(recs, 4, seed=1, shuffle=False).batch(1)] == [4, 5, 6, 7]
-    assert s.epoch_of(2) == 0 and s.epoch_of(3) == 1
+    assert [r.index for r in s2.batch(4)] == seq[12:16]
+    assert [r.index for r in PromptSchedule(recs, 4, seed=2).batch(1)] != seq[:4]
+    assert [r.index for r in PromptSchedule(recs, 4, seed=1, shuffle=False).batch(2)] == [4, 5, 6, 7]
+    assert s.epoch_of(3) == 0 and s.epoch_of(4) == 1  # step 3 takes prompts 9-12 of the sequence: it starts in epoch 0
+    with pytest.raises(ValueError, match="count from 1"):
+        s.batch(0)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from evaluation.base import EvalItem, Fidelity
 from evaluation.compbench.blip_vqa import BlipVqaEvaluator
-from evaluation.compbench.files import ModelDirError
+from evaluation.local_files import MissingFilesError
 from tests.tiny_compbench_models import BLIP_NATIVE_SIZE, require_spacy, tiny_blip_vqa_dir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -108,13 +108,13 @@ def test_fidelity_tag(blip_dir, evaluator):
 
 
 def test_bad_model_dirs(tmp_path):
-    with pytest.raises(ModelDirError, match="does not exist.*config.json.*Salesforce/blip-vqa-capfilt-large"):
+    with pytest.raises(MissingFilesError, match="does not exist.*config.json.*Salesforce/blip-vqa-capfilt-large"):
         BlipVqaEvaluator.load(tmp_path / "nope")
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial/config.json").write_text("{}")
-    with pytest.raises(ModelDirError, match="incomplete, missing tokenizer.json or vocab.txt.*model.safetensors"):
+    with pytest.raises(MissingFilesError, match="incomplete: missing tokenizer.json or vocab.json or vocab.txt.*model.safetensors"):
         BlipVqaEvaluator.load(tmp_path / "partial")
-    with pytest.raises(ModelDirError, match="no model directory given"):
+    with pytest.raises(MissingFilesError, match="BLIP-VQA.* model directory is not set"):
         BlipVqaEvaluator.load(None)
 
 

@@ -12,8 +12,8 @@ from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 
 from evaluation.base import EvalItem, Fidelity
 from evaluation.compbench.clipscore import ClipScoreEvaluator
-from evaluation.compbench.files import ModelDirError
 from evaluation.compbench.preprocess import clip_pixels
+from evaluation.local_files import MissingFilesError
 from tests.tiny_compbench_models import require_spacy
 from tests.tiny_reward_models import tiny_clip_dir
 
@@ -82,5 +82,5 @@ def test_complex_mode_drops_adjectives(clip_dir):
 
 
 def test_missing_model_dir(tmp_path):
-    with pytest.raises(ModelDirError, match="does not exist.*openai/clip-vit-base-patch32"):
+    with pytest.raises(MissingFilesError, match="does not exist.*openai/clip-vit-base-patch32"):
         ClipScoreEvaluator.load(tmp_path / "clip")

@@ -14,8 +14,9 @@ from evaluation.base import EvalItem, Fidelity
 from evaluation.compbench.depth import DptDepth
 from evaluation.compbench.detection_rules import LabelGate, spatial_3d_score
 from evaluation.compbench.detector import GdinoDetector
-from evaluation.compbench.files import ModelDirError, load_unidet_labels
+from evaluation.compbench.files import load_unidet_labels
 from evaluation.compbench.spatial import Spatial3DEvaluator
+from evaluation.local_files import MissingFilesError
 from tests.tiny_compbench_models import require_spacy, threshold_between, tiny_dpt_dir
 from tests.tiny_reward_models import tiny_gdino_dir
 
@@ -60,7 +61,7 @@ def test_frame_depth_matches_the_original_steps(depth):
 
 
 def test_missing_model_dir(tmp_path):
-    with pytest.raises(ModelDirError, match="does not exist.*Intel/dpt-hybrid-midas"):
+    with pytest.raises(MissingFilesError, match="does not exist.*Intel/dpt-hybrid-midas"):
         DptDepth.load(tmp_path / "dpt")
 
 

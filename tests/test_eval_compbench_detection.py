@@ -12,9 +12,10 @@ from PIL import Image
 from evaluation.base import EvalItem, Fidelity
 from evaluation.compbench.detection_rules import LabelGate, numeracy_score, spatial_2d_score
 from evaluation.compbench.detector import GdinoDetector
-from evaluation.compbench.files import ModelDirError, load_new_objects, load_unidet_labels
+from evaluation.compbench.files import load_new_objects, load_unidet_labels
 from evaluation.compbench.numeracy import NumeracyEvaluator
 from evaluation.compbench.spatial import Spatial2DEvaluator
+from evaluation.local_files import MissingFilesError
 from tests.tiny_compbench_models import require_spacy, threshold_between
 from tests.tiny_reward_models import tiny_gdino_dir
 
@@ -146,7 +147,7 @@ def test_numeracy_evaluator(detector, labels, shared_data):
 
 
 def test_loaders_check_their_files(tmp_path, gdino_dir, shared_data):
-    with pytest.raises(ModelDirError, match="does not exist.*IDEA-Research/grounding-dino-base"):
+    with pytest.raises(MissingFilesError, match="does not exist.*IDEA-Research/grounding-dino-base"):
         GdinoDetector.load(tmp_path / "gdino")
     with pytest.raises(FileNotFoundError, match="UniDet label list.*not found"):
         Spatial2DEvaluator.load(gdino_dir, tmp_path / "labels.json")

@@ -97,7 +97,7 @@ def test_color_classifier_matches_transformers_clip(tiny_clip):
 
 
 def test_missing_clip_dir(tmp_path):
-    with pytest.raises(MissingFilesError, match=r"colour-classifier \(CLIP\) directory .*does not exist.*"
+    with pytest.raises(MissingFilesError, match=r"colour classifier \(CLIP ViT-L/14\) model directory .*does not exist.*"
                                                 r"openai/clip-vit-large-patch14"):
         ColorClassifier.load(tmp_path / "nowhere")
     clip_files(tmp_path / "partial")  # tokenizer and processor, no weights or config

@@ -174,7 +174,7 @@ def test_detector_matches_numpy_reference(tmp_path):
 
 
 def test_missing_or_incomplete_detector_dir(tmp_path):
-    with pytest.raises(MissingFilesError, match=r"GenEval detector directory .*does not exist.*config\.json.*"
+    with pytest.raises(MissingFilesError, match=r"GenEval detector \(Mask2Former.*\) model directory .*does not exist.*config\.json.*"
                                                 r"facebook/mask2former-swin-small-coco-instance"):
         Mask2FormerDetector.load(tmp_path / "nowhere")
     (tmp_path / "m2f").mkdir()

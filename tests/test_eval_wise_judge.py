@@ -132,7 +132,7 @@ def test_unparsable_answer_scores_nan(judge_dirs, checkout):
 
 
 def test_missing_judge_files(tmp_path, judge_dirs, checkout):
-    with pytest.raises(MissingFilesError, match=r"WISE judge directory .*does not exist.*Qwen/Qwen3\.5-35B-A3B"):
+    with pytest.raises(MissingFilesError, match=r"WISE_Verified judge .* model directory .*does not exist.*Qwen/Qwen3\.5-35B-A3B"):
         QwenJudge.load(tmp_path / "nowhere")
     partial = tmp_path / "partial"
     shutil.copytree(judge_dirs["verified"], partial)

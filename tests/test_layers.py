@@ -18,7 +18,8 @@ LAYERS: list[set[str]] = [
     {"policy"},  # the Janus model, its tokenizer, its sampling distribution
     {"weightsync"},  # moving weights between processes
     {"rollout", "rewards", "learner"},  # the stages
-    {"cluster", "evaluation"},  # applications: the training loop, the benchmark harness
+    {"evaluation"},  # the benchmark harness (an application of the stages; the training loop calls into it)
+    {"cluster"},  # the training loop: composes every section's config, the eval section included
     {"benchmarks"},
 ]
 LAYER_OF = {package: i for i, layer in enumerate(LAYERS) for package in layer}

@@ -76,8 +76,8 @@ def test_a_failed_write_is_raised_in_the_loop_and_later_writes_still_run():
     assert done == ["step 8"]
 
 
-# A training driver's outputs in a child process: steps 0-3, the checkpoint of step 3 (after a flush, as
-# Trainer.checkpoint does), steps 4 and 5; the child stops forever inside step 5's per-sample PNGs and is killed.
+# A training driver's outputs in a child process: steps 1-3, the checkpoint of step 3 (after a flush, as
+# Trainer.checkpoint does), steps 4 to 6; the child stops forever inside step 6's per-sample PNGs and is killed.
 CHILD = """
 import json, sys, threading
 from pathlib import Path
@@ -90,14 +90,14 @@ out_dir, marker = Path(sys.argv[1]), Path(sys.argv[2])
 encode, calls, per_step = cluster.outputs.encode_png, [0], {per_step}
 def encode_then_stop(image):
     calls[0] += 1
-    if calls[0] == 5 * per_step + 3:  # the third image of step 5
+    if calls[0] == 5 * per_step + 3:  # the third image of step 6
         marker.write_text("mid-step")
         threading.Event().wait()
     return encode(image)
 cluster.outputs.encode_png = encode_then_stop
 out = RunOutputs(out_dir)
 outputs = StepOutputs(_cfg(out_dir), out)
-for step in range(6):
+for step in range(1, 7):
     outputs.submit(step, *_step(step))
     if step == 3:
         outputs.flush()
@@ -121,26 +121,26 @@ def test_writer_killed_mid_step_then_resume_loses_nothing_and_doubles_nothing(tm
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert child.poll() is None, child.stderr.read()
-        assert time.monotonic() < deadline, "the writer never reached step 5"
+        assert time.monotonic() < deadline, "the writer never reached step 6"
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait()
     out = RunOutputs(out_dir)
-    assert [r["step"] for r in out.metric_rows()] == list(range(6))  # step 5's row came first, then its PNGs
-    assert len(list((out.rollouts / "images_step_000005").iterdir())) >= 2  # half of step 5's PNGs (and a tmp)
-    assert not (out.rollouts / "step_000005.parquet").exists()
+    assert [r["step"] for r in out.metric_rows()] == list(range(1, 7))  # step 6's row came first, then its PNGs
+    assert len(list((out.rollouts / "images_step_000006").iterdir())) >= 2  # half of step 6's PNGs (and a tmp)
+    assert not (out.rollouts / "step_000006.parquet").exists()
 
-    # resume=true: from the checkpoint of step 3 (Trainer._resume), then steps 4 and 5 again
+    # resume=true: from the checkpoint of step 3 (Trainer._resume), then steps 4 to 6 again
     state = json.loads((out.checkpoints / "trainer_state.json").read_text())
     out.truncate_after(state["step"])
     outputs = StepOutputs(_cfg(out_dir), out, first_step=state["step"] + 1)
-    for step in range(state["step"] + 1, 6):
+    for step in range(state["step"] + 1, 7):
         outputs.submit(step, *_step(step))
     outputs.close()
 
     rows = pq.read_table(out.metrics_path).to_pylist()
-    assert [r["step"] for r in rows] == list(range(6))
-    for step in range(6):
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    for step in range(1, 7):
         records = pq.read_table(out.rollouts / f"step_{step:06d}.parquet").to_pylist()
         want = _step(step)[1]
         assert [r["reward"] for r in records] == pytest.approx(list(want))
@@ -152,21 +152,21 @@ def test_writer_killed_mid_step_then_resume_loses_nothing_and_doubles_nothing(tm
     # TensorBoard: one value per step, the resumed run's (the killed run's steps 4.. are purged)
     acc = _read_tensorboard(out_dir / "tensorboard")
     events = acc.Scalars("reward/reward_mean")
-    assert [e.step for e in events] == list(range(6))
+    assert [e.step for e in events] == list(range(1, 7))
     assert [e.value for e in events] == pytest.approx([r["reward_mean"] for r in rows])
-    assert [e.step for e in acc.Images("rollouts/grid")] == list(range(6))
+    assert [e.step for e in acc.Images("rollouts/grid")] == list(range(1, 7))
 
 
 def test_per_sample_images_are_thinned_but_every_record_is_kept(tmp_path):
     out = RunOutputs(tmp_path / "run")
     outputs = StepOutputs(_cfg(out.root, "logging.sample_images_every=2", "logging.tensorboard=false",
-                               "logging.image_every=0"), out)
-    for step in range(6):
+                               "logging.image_every=0", "trainer.steps=7"), out)
+    for step in range(1, 8):
         outputs.submit(step, *_step(step))
     outputs.close()
     with_images = sorted(int(d.name.rsplit("_", 1)[1]) for d in out.rollouts.glob("images_step_*"))
-    assert with_images == [0, 2, 4, 5]  # every 2nd step and the last
-    for step in range(6):
+    assert with_images == [1, 2, 4, 6, 7]  # the first, every 2nd and the last
+    for step in range(1, 8):
         records = pq.read_table(out.rollouts / f"step_{step:06d}.parquet").to_pylist()
         assert len(records) == PROMPTS * GROUP
         assert all((r["image_file"] is not None) == (step in with_images) for r in records)
@@ -182,7 +182,7 @@ def test_wandb_offline_run_holds_the_scalars_and_grids(tmp_path, monkeypatch):
     out = RunOutputs(tmp_path / "run")
     outputs = StepOutputs(_cfg(out.root, "logging.wandb=true", "logging.tensorboard=false",
                                "logging.sample_images_every=0", "trainer.steps=3"), out)
-    for step in range(3):
+    for step in range(1, 4):
         outputs.submit(step, *_step(step))
     outputs.close()
     (run_dir,) = (out.root / "wandb").glob("offline-run-*")
@@ -191,6 +191,6 @@ def test_wandb_offline_run_holds_the_scalars_and_grids(tmp_path, monkeypatch):
     logged = sorted((run_dir / "files" / "media" / "images" / "rollouts").glob("grid_*.png"),
                     key=lambda f: int(f.name.split("_")[1]))
     assert len(logged) == 3
-    for step, f in enumerate(logged):
+    for step, f in enumerate(logged, start=1):
         with Image.open(f) as a, Image.open(out.images / f"step_{step:06d}.png") as b:
             np.testing.assert_array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))

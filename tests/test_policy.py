@@ -68,7 +68,7 @@ def test_trainable_is_the_llama_backbone(tiny_model_cfg):
     all_names = {n for n, _ in p.model.named_parameters()}
     llm = {n for n in all_names if n.startswith("model.language_model.")} | {"lm_head.weight"}
     assert names == llm
-    # REFERENCE.md section 1.9: everything on the image / understanding side is frozen.
+    # docs/ALGORITHM.md §8: everything on the image / understanding side is frozen.
     for frozen in ("model.vision_model.", "model.aligner.", "model.vqmodel.", "model.generation_embeddings.",
                    "model.generation_aligner.", "model.generation_head."):
         assert any(n.startswith(frozen) for n in all_names)

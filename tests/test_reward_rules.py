@@ -1,6 +1,6 @@
 """Reward rules on hand-made detections and probabilities (no model): GroundingDINO's object / spatial /
 numeracy rules in fixed and T2I-R1-compatible modes, and GIT-VQA's yes/no rule. Expected values are worked by
-hand from REFERENCE.md section 3."""
+hand from docs/ALGORITHM.md §4."""
 
 from __future__ import annotations
 

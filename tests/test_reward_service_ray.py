@@ -189,3 +189,35 @@ def test_replica_killed_mid_call_is_retried_on_another(ray_by_value, tmp_path):
         assert pool.heal() == []
     finally:
         pool.shutdown()
+
+
+def test_the_pool_command_finds_the_running_fleet_or_asks_which(ray_local):
+    """Each training job runs its fleet under a name of its own: the command uses the only one, lists several."""
+    from rewards.pool import FLEET_NAMESPACE, find_fleet
+
+    with pytest.raises(LookupError, match="no reward fleet runs on this cluster"):
+        find_fleet()
+    def fleet(name: str):  # a fleet actor as a job starts it, hosting no scorer (so no replica processes)
+        return ray_local.remote(RewardFleet).options(name=name, namespace=FLEET_NAMESPACE, num_cpus=0).remote(
+            RewardsConfig(), {})
+
+    handles = [fleet("reward_fleet_101")]
+    try:
+        ray_local.get(handles[0].endpoints.remote())
+        assert ray_local.get(find_fleet().endpoints.remote()) == {}  # the only one: no name needed
+        handles.append(fleet("reward_fleet_202"))
+        ray_local.get(handles[1].endpoints.remote())
+        with pytest.raises(LookupError, match="2 reward fleets .*reward_fleet_101, reward_fleet_202; choose one "
+                                              "with --name"):
+            find_fleet()
+        assert ray_local.get(find_fleet("reward_fleet_202").endpoints.remote()) == {}
+        with pytest.raises(LookupError, match="no reward fleet named 'reward_fleet_9'"):
+            find_fleet("reward_fleet_9")
+        cli = subprocess.run(
+            [sys.executable, "-m", "rewards.pool", "--address", ray_local.get_runtime_context().gcs_address,
+             "status"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+            timeout=300)
+        assert cli.returncode == 2 and "reward_fleet_101, reward_fleet_202" in cli.stderr, cli.stderr
+    finally:
+        for h in handles:
+            ray_local.kill(h)

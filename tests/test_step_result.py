@@ -38,6 +38,7 @@ def _result() -> StepResult:
             GroupRewards(prompts[1], "1", {"color": reply([0.5, 0.5], 0.5, 2)}),
         ],
         scorers=["color"],
+        replicas={"color": 3},
     )
     stats = {"loss": 0.25, "semantic/kl": 0.1, "semantic/tokens": 10.0, "token/kl": 0.4, "token/tokens": 30.0}
     times = {"rollout_s": 2.0, "reward_s": 1.0, "learner_s": 4.0, "sync_s": 1.0, "step_s": 8.0}
@@ -67,10 +68,12 @@ def test_metrics_row_is_worked_out_from_the_records():
     assert row["kl"] == pytest.approx((0.1 * 10 + 0.4 * 30) / 40)  # token-weighted over the two levels
     assert row["images_per_s"] == 0.5 and row["rollout_cot_s"] == pytest.approx(0.4)
     assert row["rollout_worker_restarts"] == 1 and row["loss"] == 0.25
+    assert row["reward_color_replicas"] == 3  # the replicas the step's rewards could go to
 
 
 def test_progress_line_names_step_stages_and_version():
     r = _result()
     line = progress_line(metrics_row(r), r.times, steps=10)
-    assert line.startswith("step 3/10  reward 0.5000 (std 0.3536)  loss 0.2500  kl 0.32500  cot 5 tok  0.5 img/s")
+    # one numbering: the metrics row of step 2 is "step 2" on the console too (steps count from 1)
+    assert line.startswith("step 2/10  reward 0.5000 (std 0.3536)  loss 0.2500  kl 0.32500  cot 5 tok  0.5 img/s")
     assert "step 8.00s (rollout 2.00, reward 1.00, learner 4.00, sync 1.00)  version 5" in line

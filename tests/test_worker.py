@@ -1,4 +1,4 @@
-"""RolloutWorker end to end on the tiny Janus (vLLM text engine where installed), and the rollout demo."""
+"""RolloutWorker end to end on the tiny Janus (vLLM text engine where installed), and `python -m rollout.generate`."""
 
 from __future__ import annotations
 
@@ -147,46 +147,81 @@ def test_no_cot_worker_draws_from_the_raw_prompt(tiny_model_cfg):
         assert tok.decode(s.image_prompt_ids) == "<｜begin▁of▁sentence｜>User: a red cat\n\nAssistant:<begin_of_image>"
 
 
-# --------------------------------------------------------------------------------------------------- the demo
+def test_draw_is_independent_of_the_batch(worker):
+    """Per-request seeds: a request's sample is the one it gets alone, whatever else shares the call."""
+    batch = worker.draw([PROMPTS[0], PROMPTS[1], PROMPTS[0]], [5, 6, 7])
+    alone = [worker.draw([p], [s])[0] for p, s in ((PROMPTS[0], 5), (PROMPTS[1], 6), (PROMPTS[0], 7))]
+    for b, a in zip(batch, alone):
+        assert (b.cot_ids, b.image_ids) == (a.cot_ids, a.image_ids) and np.array_equal(b.image, a.image)
+    assert batch[0].image_ids != batch[2].image_ids  # same prompt, other seed: another draw
+    # per-prompt seeds in rollout(): each group is the prompt's rollout alone with its seed
+    groups = worker.rollout(PROMPTS, [11, 12])
+    assert _ids(groups) == _ids(worker.rollout(PROMPTS[:1], 11)) + _ids(worker.rollout(PROMPTS[1:], 12))
+    with pytest.raises(ValueError, match="2 prompts but 3 seeds"):
+        worker.rollout(PROMPTS, [1, 2, 3])
 
 
-def _check_demo_outputs(out, label: str, n_prompts: int):
+# --------------------------------------------------------------------------------------------------- generate
+
+
+def _generate_args(tiny_model_cfg, out, *extra: str) -> list[str]:
+    return ["--config", "tiny", "--out", str(out), *extra, f"model.cache_dir={tiny_model_cfg.cache_dir}",
+            "rollout.cot.engine=transformers", "rollout.cot.max_new_tokens=4"]
+
+
+def test_generate_writes_images_cots_and_a_grid(tiny_model_cfg, tmp_path, capsys):
     from PIL import Image
 
-    with Image.open(out / f"grid_{label}.png") as im:
-        width, height = im.size
-    assert width == 2 * 192 and height % n_prompts == 0  # one column per sample (G=2), one row per prompt
-    rows = [json.loads(line) for line in (out / f"rollouts_{label}.jsonl").read_text().splitlines()]
-    assert [r["group_index"] for r in rows] == [0, 1] * n_prompts
-    assert all(r["policy_version"] == 0 and r["timings"]["total"] > 0 for r in rows)
+    from policy.model import tiny_janus_dir
+    from rollout.generate import main
+
+    out = tmp_path / "a"
+    assert main(_generate_args(tiny_model_cfg, out, "--prompt", "a red cat", "--prompt", "two dogs",
+                               "--images", "2", "--seed", "3")) == 0
+    assert f"wrote 4 images of 2 prompts to {out}" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert [(r["prompt"], r["file"], r["seed"]) for r in rows] == [
+        ("a red cat", "images/0000_00.png", 3), ("a red cat", "images/0000_01.png", 4),
+        ("two dogs", "images/0001_00.png", 3), ("two dogs", "images/0001_01.png", 4)]
+    assert all(r["cot"] and r["policy_version"] == 0 for r in rows)
+    with Image.open(out / "grid.png") as im:
+        assert im.size[0] == 2 * 192  # one column per image of a prompt
+    # A training run's output_dir as --checkpoint: its HF export (here the tiny model itself) is the policy, and
+    # image k of a prompt is redrawn alone with seed S + k.
+    export = tmp_path / "run" / "checkpoints" / "hf"
+    export.parent.mkdir(parents=True)
+    export.symlink_to(tiny_janus_dir(tiny_model_cfg))
+    again = tmp_path / "b"
+    assert main(_generate_args(tiny_model_cfg, again, "--checkpoint", str(tmp_path / "run"), "--prompt", "two dogs",
+                               "--images", "1", "--seed", "4")) == 0
+    (row,) = [json.loads(line) for line in (again / "generations.jsonl").read_text().splitlines()]
+    assert row["policy"] == str(export) and row["cot"] == rows[3]["cot"]
+    assert (again / "images/0000_00.png").read_bytes() == (out / "images/0001_01.png").read_bytes()
 
 
-def test_demo_writes_a_grid(tiny_model_cfg, tmp_path, capsys):
-    from rollout.demo import main
+def test_generate_reads_a_prompt_file_and_rejects_bad_input(tiny_model_cfg, tmp_path, capsys):
+    from rollout.generate import main, read_prompts
 
-    assert main(["--config", "tiny", "--engines", "transformers", "--prompts", "2", "--out", str(tmp_path),
-                 f"model.cache_dir={tiny_model_cfg.cache_dir}", "rollout.group_size=2", "rollout.cot.max_new_tokens=4"]) == 0
-    assert f"wrote {tmp_path / 'grid_transformers.png'}" in capsys.readouterr().out
-    _check_demo_outputs(tmp_path, "transformers", 2)
-
-
-def test_demo_rejects_bad_config(capsys):
-    from rollout.demo import main
-
-    assert main(["--config", "tiny", "rollout.group_size=1"]) == 2
-    assert "rollout.group_size" in capsys.readouterr().err
+    txt = tmp_path / "prompts.txt"
+    txt.write_text("a red cat\n\n two dogs \n")
+    assert [(p.prompt, p.index) for p in read_prompts(["first"], str(txt))] == [
+        ("first", 0), ("a red cat", 1), ("two dogs", 2)]
+    assert main(_generate_args(tiny_model_cfg, tmp_path, "--prompt", "x", "--checkpoint", str(tmp_path))) == 2
+    assert "is neither an HF-format Janus directory" in capsys.readouterr().err
+    assert main(_generate_args(tiny_model_cfg, tmp_path, "--prompt", "x", "rollout.cot.top_p=2")) == 2
+    assert "rollout.cot.top_p" in capsys.readouterr().err
+    assert main(_generate_args(tiny_model_cfg, tmp_path, "--prompts-file", str(tmp_path / "none.txt"))) == 2
+    assert "none.txt' does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_demo_end_to_end_through_both_engines(tiny_model_cfg, tmp_path):
-    """`make run` until the training loop lands: the demo as its own process, vLLM then transformers."""
+def test_generate_end_to_end_through_vllm(tiny_model_cfg, tmp_path):
+    """The command as a user runs it, with the vLLM text engine (or its announced fallback)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "rollout.demo", "--config", "tiny", "--prompts", "2", "--out", str(tmp_path),
-           f"model.cache_dir={tiny_model_cfg.cache_dir}", "rollout.group_size=2", "rollout.cot.max_new_tokens=4"]
+    cmd = [sys.executable, "-m", "rollout.generate", "--config", "tiny", "--prompt", "a red cat", "--images", "2",
+           "--out", str(tmp_path), f"model.cache_dir={tiny_model_cfg.cache_dir}", "rollout.cot.max_new_tokens=4"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    for label in ("vllm", "transformers"):
-        if label == "vllm" and importlib.util.find_spec("vllm") is None:
-            continue  # then the vLLM run fell back (the demo says so) and wrote the transformers grid
-        assert f"wrote {tmp_path / f'grid_{label}.png'}" in res.stdout and f"text engine {label};" in res.stdout
-        _check_demo_outputs(tmp_path, label, 2)
+    engine = "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
+    assert f"text engine {engine}" in res.stdout
+    assert len(list((tmp_path / "images").glob("*.png"))) == 2

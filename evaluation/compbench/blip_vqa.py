@@ -23,10 +23,10 @@ from transformers import AutoTokenizer, BlipForQuestionAnswering
 
 from evaluation.base import EvalItem, Evaluator, Fidelity, ImageResult
 from evaluation.compbench import spacy_parse
-from evaluation.compbench.files import BLIP_VQA, require_model_dir
 from evaluation.compbench.inputs import check_batch, chunks
 from evaluation.compbench.preprocess import BLIP_IMAGE_SIZE, blip_pixels
 from evaluation.compbench.prompt_rules import blip_questions
+from evaluation.models import BLIP_VQA
 
 DEC_ID, ENC_ID = 30522, 30523  # BLIP's [DEC] (bos) and [ENC] (models/blip.py init_tokenizer)
 YES_ID, NO_ID = 2748, 2053  # models/blip_vqa.py:145-146
@@ -67,7 +67,7 @@ class BlipVqaEvaluator(Evaluator):
     def load(cls, path: str | os.PathLike | None, device: str = "cpu", batch_size: int = 8,
              image_size: int = BLIP_IMAGE_SIZE) -> "BlipVqaEvaluator":
         """From a local copy of Salesforce/blip-vqa-capfilt-large (or a conversion of the original checkpoint)."""
-        p = require_model_dir(path, BLIP_VQA)
+        p = BLIP_VQA.require(path)
         spacy_parse.load_spacy()
         model = BlipForQuestionAnswering.from_pretrained(p, local_files_only=True).to(device)
         return cls(model, AutoTokenizer.from_pretrained(p, local_files_only=True), image_size, batch_size)

@@ -17,10 +17,10 @@ from transformers import AutoTokenizer, CLIPModel
 
 from evaluation.base import EvalItem, Evaluator, Fidelity, ImageResult
 from evaluation.compbench import spacy_parse
-from evaluation.compbench.files import CLIP_B32, require_model_dir
 from evaluation.compbench.inputs import check_batch, chunks
 from evaluation.compbench.preprocess import clip_pixels
 from evaluation.compbench.prompt_rules import without_adjectives
+from evaluation.models import CLIP_B32
 
 
 class ClipScoreEvaluator(Evaluator):
@@ -47,7 +47,7 @@ class ClipScoreEvaluator(Evaluator):
     def load(cls, path: str | os.PathLike | None, complex_text: bool = False, device: str = "cpu",
              batch_size: int = 32) -> "ClipScoreEvaluator":
         """From a local copy of openai/clip-vit-base-patch32."""
-        p = require_model_dir(path, CLIP_B32)
+        p = CLIP_B32.require(path)
         if complex_text:
             spacy_parse.load_spacy()
         model = CLIPModel.from_pretrained(p, local_files_only=True).to(device)

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from transformers import DPTForDepthEstimation
 
-from evaluation.compbench.files import DPT_HYBRID, require_model_dir
 from evaluation.compbench.inputs import chunks
 from evaluation.compbench.preprocess import DPT_IMAGE_SIZE, dpt_pixels, unidet_frame_size
+from evaluation.models import DPT_HYBRID
 
 
 class DptDepth:
@@ -37,7 +37,7 @@ class DptDepth:
     @classmethod
     def load(cls, path: str | os.PathLike | None, device: str = "cpu", **kw) -> "DptDepth":
         """From a local copy of Intel/dpt-hybrid-midas."""
-        p = require_model_dir(path, DPT_HYBRID)
+        p = DPT_HYBRID.require(path)
         return cls(DPTForDepthEstimation.from_pretrained(p, local_files_only=True).to(device), **kw)
 
     @torch.no_grad()

@@ -25,9 +25,9 @@ from transformers import AutoTokenizer, GroundingDinoForObjectDetection, Groundi
 
 from evaluation.base import Fidelity
 from evaluation.compbench.detection_rules import Detection
-from evaluation.compbench.files import GDINO, require_model_dir
 from evaluation.compbench.inputs import chunks
 from evaluation.compbench.preprocess import to_pil, unidet_frame_size
+from evaluation.models import GDINO
 from rewards.detection_rules import nms
 
 SCORE_THRESHOLD = 0.5  # experts/model_bank.py:75 (--confidence-threshold)
@@ -57,7 +57,7 @@ class GdinoDetector:
     @classmethod
     def load(cls, path: str | os.PathLike | None, device: str = "cpu", **kw) -> "GdinoDetector":
         """From a local copy of IDEA-Research/grounding-dino-base (its processor resizes to 800 px, max 1333)."""
-        p = require_model_dir(path, GDINO)
+        p = GDINO.require(path)
         model = GroundingDinoForObjectDetection.from_pretrained(p, local_files_only=True).to(device)
         return cls(model, AutoTokenizer.from_pretrained(p, local_files_only=True),
                    GroundingDinoImageProcessorPil.from_pretrained(p, local_files_only=True), **kw)

@@ -1,69 +1,18 @@
-"""The local files the T2I-CompBench evaluators read: model directories (HF format, never a hub id) and the
-benchmark's data files (prompt sub-lists, object names, UniDet's label list), each checked before use with an
-error that names the path, the files expected and where to obtain them."""
+"""The benchmark data files the T2I-CompBench evaluators read (prompt sub-lists, object names, UniDet's label
+list), each checked before use with an error that names the path, the files expected and where to obtain them.
+(Their model directories are listed in evaluation/models.py and checked by evaluation/local_files.py.)"""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-
-# One of each group must be present (glob alternatives).
-WEIGHT_FILES = ("model.safetensors", "model-*.safetensors", "pytorch_model*.bin")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 
 COMPBENCH_REPO = "https://github.com/Karine-Huang/T2I-CompBench"
 
 
-class ModelDirError(FileNotFoundError):
-    """An evaluator's model directory is missing or incomplete."""
-
-
 class BenchmarkFileError(FileNotFoundError):
     """A benchmark data file is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What an evaluator loads: the hub checkpoint to download and the files it must contain."""
-
-    role: str  # e.g. "T2I-CompBench BLIP-VQA"
-    hub_id: str
-    expected: tuple[tuple[str, ...], ...]
-
-    def how_to_get(self) -> str:
-        name = self.hub_id.split("/")[-1]
-        return (f"Download {self.hub_id} on a machine with network access (`huggingface-cli download {self.hub_id} "
-                f"--local-dir /models/{name}`), copy the directory here and pass its path.")
-
-
-BLIP_VQA = ModelSpec("T2I-CompBench BLIP-VQA (colour/shape/texture)", "Salesforce/blip-vqa-capfilt-large",
-                     (("config.json",), TOKENIZER_FILES, WEIGHT_FILES))
-CLIP_B32 = ModelSpec("T2I-CompBench CLIPScore (non-spatial)", "openai/clip-vit-base-patch32",
-                     (("config.json",), TOKENIZER_FILES, WEIGHT_FILES))
-GDINO = ModelSpec("UniDet substitute (spatial, numeracy, 3D)", "IDEA-Research/grounding-dino-base",
-                  (("config.json",), ("preprocessor_config.json", "processor_config.json"), TOKENIZER_FILES,
-                   WEIGHT_FILES))
-DPT_HYBRID = ModelSpec("T2I-CompBench 3D depth", "Intel/dpt-hybrid-midas", (("config.json",), WEIGHT_FILES))
-
-
-def require_model_dir(path: str | os.PathLike | None, spec: ModelSpec) -> Path:
-    """The checked directory of ``spec``; raises ModelDirError saying what is wrong and how to fix it."""
-    wanted = "; ".join(" or ".join(alts) for alts in spec.expected)
-    if not path:
-        raise ModelDirError(f"{spec.role}: no model directory given; it must hold {wanted}. {spec.how_to_get()}")
-    p = Path(os.path.expanduser(str(path)))
-    if not p.is_dir():
-        raise ModelDirError(f"{spec.role}: model directory {str(p)!r} does not exist; it must hold {wanted}. "
-                            f"{spec.how_to_get()}")
-    names = [f.name for f in p.iterdir()]
-    missing = [" or ".join(alts) for alts in spec.expected if not any(fnmatch.filter(names, a) for a in alts)]
-    if missing:
-        raise ModelDirError(f"{spec.role}: model directory {str(p)!r} is incomplete, missing {'; '.join(missing)}. "
-                            f"{spec.how_to_get()}")
-    return p
 
 
 def _read_text(path: str | os.PathLike, what: str, source: str) -> str:

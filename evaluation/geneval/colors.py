@@ -27,10 +27,8 @@ from PIL import Image
 from transformers import AutoTokenizer, CLIPModel
 
 from evaluation.geneval.prompts import COLORS
-from evaluation.local_files import CONFIG_FILES, TOKENIZER_FILES, WEIGHT_FILES, hub_download_hint, require_files
+from evaluation.models import CLIP_L14
 
-CLIP_HUB_ID = "openai/clip-vit-large-patch14"
-CLIP_FILES = (CONFIG_FILES, WEIGHT_FILES, TOKENIZER_FILES)
 TEMPLATES = ("a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "a photo of a {c} object")
 BACKGROUND = (153, 153, 153)  # "#999"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -38,8 +36,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def clip_dir(path) -> Path:
-    return require_files(path, "the GenEval colour-classifier (CLIP) directory", CLIP_FILES,
-                         hub_download_hint(CLIP_HUB_ID, "CLIP ViT-L/14"))
+    return CLIP_L14.require(path)
 
 
 def object_crop(image: np.ndarray, mask: np.ndarray, box: Sequence[float]) -> Image.Image:

@@ -17,15 +17,11 @@ from transformers import Mask2FormerForUniversalSegmentation
 
 from evaluation.geneval.detector_input import detector_input
 from evaluation.geneval.instances import Detection, instance_postprocess
-from evaluation.local_files import CONFIG_FILES, WEIGHT_FILES, hub_download_hint, require_files
-
-DETECTOR_HUB_ID = "facebook/mask2former-swin-small-coco-instance"
-DETECTOR_FILES = (CONFIG_FILES, WEIGHT_FILES)
+from evaluation.models import MASK2FORMER
 
 
 def detector_dir(path) -> Path:
-    return require_files(path, "the GenEval detector directory", DETECTOR_FILES,
-                         hub_download_hint(DETECTOR_HUB_ID, "Mask2Former Swin-S COCO instance checkpoint"))
+    return MASK2FORMER.require(path)
 
 
 class Mask2FormerDetector:

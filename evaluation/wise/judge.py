@@ -22,24 +22,16 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen3_5MoeForConditionalGeneration
 
-from evaluation.local_files import (
-    CONFIG_FILES,
-    TOKENIZER_FILES,
-    WEIGHT_FILES,
-    MissingFilesError,
-    hub_download_hint,
-    require_files,
-)
+from evaluation.local_files import MissingFilesError
+from evaluation.models import QWEN_JUDGE
 from evaluation.wise.scoring import strip_think
 
-JUDGE_HUB_ID = "Qwen/Qwen3.5-35B-A3B"
-JUDGE_HINT = hub_download_hint(JUDGE_HUB_ID, "WISE_Verified judge (about 70 GB in bf16)")
-JUDGE_FILES = (CONFIG_FILES, WEIGHT_FILES, TOKENIZER_FILES, ("preprocessor_config.json",))
+JUDGE_HINT = QWEN_JUDGE.how_to_get()
 MAX_NEW_TOKENS = 500
 
 
 def judge_dir(path) -> Path:
-    return require_files(path, "the WISE judge directory", JUDGE_FILES, JUDGE_HINT)
+    return QWEN_JUDGE.require(path)
 
 
 def chat_template(root: Path, tokenizer) -> str:
@@ -50,7 +42,7 @@ def chat_template(root: Path, tokenizer) -> str:
     processor_file = root / "chat_template.json"
     if processor_file.is_file():
         return json.loads(processor_file.read_text())["chat_template"]
-    raise MissingFilesError(f"the WISE judge directory {str(root)!r} has no chat template (chat_template.jinja, "
+    raise MissingFilesError(f"the WISE judge model directory {str(root)!r} has no chat template (chat_template.jinja, "
                             f"chat_template.json or tokenizer_config.json's chat_template). {JUDGE_HINT}")
 
 
