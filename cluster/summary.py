@@ -79,5 +79,7 @@ def end_of_run(cfg: Config, out: RunOutputs) -> str:
         paths["tensorboard"] = f"{root / 'tensorboard'}  (tensorboard --logdir {root / 'tensorboard'})"
     paths.update({"checkpoints": out.checkpoints, "policy (HF)": hf, "logs": out.logs, "config": root / "config.yaml"})
     return summary_text(summarize(out.metric_rows()), paths,
-                        resume=f"python -m cluster.run --config {root / 'config.yaml'} resume=true",
-                        evaluate=f"python -m evaluation.run model.path={hf}")
+                        resume=f"python -m cluster.run output_dir={root} resume=true",
+                        # the trained policy beside the initial one, the model's shape read from the run's config
+                        evaluate=f"python -m evaluation.run --config {root / 'config.yaml'} "
+                                 f"'eval.policies=[model,{root}]'")

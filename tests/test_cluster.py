@@ -129,7 +129,7 @@ def _check_what_a_user_sees(console: list[str], out: Path, steps: int, image_ste
     noisy = [line for line in console if any(c in line for c in CHATTER)]
     assert not noisy, f"library output on the console: {noisy[:5]}"
     assert any(line.startswith(f"summary: {steps} steps") for line in console)
-    assert any(line.startswith("resume:   python -m cluster.run --config") for line in console)
+    assert any(line.startswith(f"resume:   python -m cluster.run output_dir={out} resume=true") for line in console)
     actor_logs = "".join(f.read_text() for f in (out / "logs").glob("*.log"))
     assert "Initializing a V1 LLM engine" in actor_logs  # vLLM's output, kept in the run's logs/
     assert (out / "logs" / "rollout-worker-0.log").is_file() and (out / "logs" / "learner-rank-0.log").is_file()

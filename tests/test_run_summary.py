@@ -44,8 +44,8 @@ def test_summary_numbers_from_a_metrics_file(tmp_path):
     cfg = load_config(None, [f"output_dir={out.root}"])
     text = end_of_run(cfg, out)
     assert "0.1500 -> 0.4500" in text and "7.11 images/s" in text
-    assert f"python -m cluster.run --config {out.root / 'config.yaml'} resume=true" in text
-    assert f"python -m evaluation.run model.path={out.checkpoints / 'hf'}" in text
+    assert f"python -m cluster.run output_dir={out.root} resume=true" in text
+    assert f"python -m evaluation.run --config {out.root / 'config.yaml'} 'eval.policies=[model,{out.root}]'" in text
     assert f"tensorboard --logdir {out.root / 'tensorboard'}" in text and str(out.root / "metrics.png") in text
 
 
