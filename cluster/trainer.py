@@ -37,6 +37,7 @@ import numpy as np
 
 from cluster.config import Config, TrainMode, to_yaml
 from cluster.data import PromptSchedule
+from cluster.output_writer import StepOutputs
 from cluster.outputs import RunOutputs
 from core.prompt_file import PromptSet, load_prompts
 from core.records import PromptRecord, RolloutGroup, RolloutSample
@@ -148,6 +149,7 @@ class Trainer:
         self.fleet = None
         self.client = None
         self.metrics = None
+        self.outputs = None  # StepOutputs, from start() on
         self.version = 0
         self._restarts = 0
         self._replicas: dict[str, int] = {}  # reward replicas per scorer at the last step's scoring
@@ -183,6 +185,7 @@ class Trainer:
                 start_step = self._resume()
             self.sync.connect()
             self.version = self.sync.sync()
+            self.outputs = StepOutputs(cfg, self.out, start_step)
             if cfg.logging.ray_metrics:
                 self.metrics = RayMetrics(self.out.root.name)
         log.info("started in %.1f s: %d rollout worker(s), %d learner rank(s), rewards %s; first step %d",
@@ -326,6 +329,7 @@ class Trainer:
         export = self.out.checkpoints / "hf"
         self.learner.export_hf(str(export))
         log.info("exported the trained policy to %s", export)
+        self.outputs.close()  # every step's outputs written, the plot final (a failed write raises here)
         return self.out.root
 
     def _train(self, samples) -> dict[str, float]:
@@ -346,6 +350,7 @@ class Trainer:
         times: dict[str, float] = {}
         with timed(times, "save"):
             path = Path(self.learner.save_checkpoint(str(self.out.checkpoints / "learner")))
+            self.outputs.flush()  # the checkpoint covers step `step` only once that step's outputs are on disk
             state = {"step": step, "version": self.version, "tag": path.name}
             tmp = self.out.checkpoints / f".{STATE_FILE}.tmp"
             tmp.write_text(json.dumps(state))
@@ -355,21 +360,16 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ outputs
 
     def _after_step(self, result: StepResult) -> None:
-        """Write the step's metrics row, rollouts and image grid, publish the gauges, log replica changes, heal
-        the reward fleet and print the console line."""
+        """Hand the step's metrics row, rollouts and images to the background writer, publish the gauges, log
+        replica changes, heal the reward fleet and print the console line."""
         import ray
 
         cfg = self.cfg
         row = metrics_row(result)
         if self.evaluation is not None and self.evaluation.due(result.step):
             row.update(self.evaluation.run(self.rollout, result.step, result.version))
-        flat_rewards = np.concatenate(result.rewards)
-        self.out.write_metrics(row)
-        self.out.write_rollouts(result.step, result.groups, flat_rewards, result.batch.per_scorer(),
-                                np.concatenate(result.advantages))
-        every = cfg.logging.image_every
-        if every and (result.step == 1 or result.step % every == 0 or result.step == cfg.trainer.steps):
-            self.out.write_grid(result.step, result.groups, flat_rewards, cfg.logging.grid_images)
+        self.outputs.submit(result.step, result.groups, np.concatenate(result.rewards), result.batch.per_scorer(),
+                            np.concatenate(result.advantages), row)
         if self.metrics is not None:
             self.metrics.publish(row, row["images"])
         replicas = result.batch.replicas
@@ -386,8 +386,14 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ shutdown
 
     def shutdown(self) -> None:
+        """Stop every actor; the outputs still queued are written first (also after a failure)."""
         import ray
 
+        try:
+            if self.outputs is not None:
+                self.outputs.close()
+        except Exception as e:  # the actors must still be stopped; the step's error, if any, is already raised
+            log.error("%s", e)
         if self.client is not None:
             self.client.close()
         for a in self.rollout:

@@ -31,6 +31,9 @@ class LearnerRank:
         self._rendezvous = None
         self._sync = None  # (Rendezvous, layout, backend, timeout) then SyncGroup
 
+    def __repr__(self) -> str:  # Ray's log prefix and the dashboard's Repr column
+        return f"learner-rank-{self.rank}"
+
     # ----------------------------------------------------------------------------------------------- setup
 
     @staticmethod
@@ -146,9 +149,11 @@ class LearnerRank:
 class LearnerGroup:
     """Driver-side handle of the K learner actors."""
 
-    def __init__(self, setup: LearnerSetup, scheduling: Optional[Callable[[int], Any]] = None):
+    def __init__(self, setup: LearnerSetup, scheduling: Optional[Callable[[int], Any]] = None,
+                 name: Optional[Callable[[int], str]] = None):
         """``scheduling(rank)``: the Ray scheduling strategy of each rank (cluster/placement.py passes its
-        placement-group bundles); None lets Ray place them."""
+        placement-group bundles); None lets Ray place them. ``name(rank)``: the rank's Ray actor name (unique in the
+        job's namespace), shown in the dashboard's Actors view."""
         import ray
 
         self.setup = setup
@@ -156,7 +161,8 @@ class LearnerGroup:
         remote = ray.remote(LearnerRank)
         self.actors = [
             remote.options(num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank,
-                           scheduling_strategy=scheduling(r) if scheduling else None).remote(setup, r, lc.ranks)
+                           scheduling_strategy=scheduling(r) if scheduling else None, name=name(r) if name else None)
+            .remote(setup, r, lc.ranks)
             for r in range(lc.ranks)
         ]
         try:
