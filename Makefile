@@ -12,7 +12,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-fast lint run eval bench gpu-wheels protos clean
+.PHONY: install test test-fast lint run eval monitor prometheus bench gpu-wheels protos clean
 
 install: $(STAMP)
 
@@ -50,6 +50,17 @@ comma := ,
 eval: install
 	@$(if $(TRAINED),true,echo "no trained policy in outputs/run yet (make run trains one): evaluating the initial policy only")
 	$(PY) -m evaluation.run 'eval.policies=[model$(if $(TRAINED),$(comma)outputs/run)]' $(ARGS)
+
+# Prometheus (and Grafana, where installed) on the newest local Ray session: the Ray dashboard's Metrics view and
+# our Grafana dashboard. ARGS e.g. "--session-dir /tmp/myray/session_latest --scrape-interval 2s".
+monitor: install prometheus
+	$(PY) -m cluster.monitor $(ARGS)
+
+# Prometheus is a Debian package here (Ray's own launcher would download it): installed when missing, as root.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+		else echo "Prometheus is missing: sudo apt-get install prometheus (or put a prometheus binary on PATH)"; exit 1; fi; }
 
 bench: install
 	$(PY) -m benchmarks.run $(ARGS)

@@ -25,7 +25,7 @@ from policy.model import build_tiny_janus
 from policy.tokenizer import SpecialIds
 from rollout.config import ImageSamplingConfig
 from rollout.factories import build_image_sampler
-from rollout.image_sampler import DecoderWeights, ImageSampler
+from rollout.image_sampler import DecoderWeights, ImageSampler, kv_cache_bytes
 
 # Janus-Pro's LLaMA shapes (docs/ALGORITHM.md §9: hidden, layers, heads = KV heads, FFN), 576 image tokens and
 # 16,384 codes; "tiny" is the embedded tiny model, for the CPU dry run of benchmarks/gpu_check.sh.
@@ -93,7 +93,7 @@ def kv_bytes_per_graph_step(model, images: int, prompt_tokens: int) -> int:
     capacity = -(-(prompt_tokens + n) // ImageSampler.CACHE_ROUND) * ImageSampler.CACHE_ROUND
     head_dim = text.hidden_size // text.num_attention_heads
     element = next(model.parameters()).element_size()
-    return 2 * text.num_hidden_layers * 2 * images * text.num_key_value_heads * capacity * head_dim * element
+    return kv_cache_bytes(text.num_hidden_layers, 2 * images, text.num_key_value_heads, capacity, head_dim, element)
 
 
 def build(shape: TinyModelConfig, device: str, vocab_size: int | None = None):

@@ -4,13 +4,13 @@ The project's rollout, learner and weight sync run in one process here (no Ray: 
 random weights at Janus-Pro shapes (Janus-Pro's text vocabulary of 102,400 included). One step, for P prompts
 times T2I-R1's group of G = 8:
 
-- ours: semantic CoT with the transformers text engine (rollout.hf_engine: one ``generate`` per prompt, its G
-  completions as one batch, behaviour log-probs recorded); image tokens with our ImageSampler (CUDA graphs and the
-  fused sampling kernel on CUDA; behaviour log-probs recorded); VQ decode; the stand-in reward (below); group
-  advantages (learner.advantages); reference and policy log-probs (learner.logprobs.PolicyLogProbs: backbone once
-  per level, each head on its own targets); GRPO loss (learner.loss.grpo_loss, T2I-R1's beta 0.01); the optimiser
-  step; then the weight copy of the trainable tensors into the sampler's own model (the rollout worker's copy,
-  updated in place so the captured graphs stay valid).
+- ours: semantic CoT with the transformers text engine (rollout.hf_engine: left-padded ``generate`` calls of 32
+  rows, seeded per row, behaviour log-probs recorded step by step); image tokens with our ImageSampler (CUDA
+  graphs and the fused sampling kernel on CUDA; behaviour log-probs recorded); VQ decode; the stand-in reward
+  (below); group advantages (learner.advantages); reference and policy log-probs (learner.logprobs.PolicyLogProbs:
+  backbone once per level, each head on its own targets); GRPO loss (learner.loss.grpo_loss, T2I-R1's beta 0.01);
+  the optimiser step; then the weight copy of the trainable tensors into the sampler's own model (the rollout
+  worker's copy, updated in place so the captured graphs stay valid).
 - baseline, T2I-R1's way (docs/ALGORITHM.md §9): one HF ``generate`` over all P x G CoT rows, the eager
   576-step DynamicCache loop on the policy itself (bench_sampler.t2i_r1_loop), the same decode, reward and
   advantages, log-probs by full forwards with both heads over every position (bench_learner.T2IR1LogProbs, for
@@ -414,7 +414,7 @@ def measure(name: str, setup: Optional[StepSetup] = None, device: str = "cuda",
     }
     stages = {
         **common,
-        "ours": "HF text engine (one generate per prompt) -> ImageSampler (CUDA graphs, fused sampling kernel) -> "
+        "ours": "HF text engine (batched generate) -> ImageSampler (CUDA graphs, fused sampling kernel) -> "
                 "VQ decode -> reward -> advantages -> PolicyLogProbs (reference, policy) -> grpo_loss -> AdamW -> "
                 "in-place weight copy into the sampler's model",
         "baseline": f"T2I-R1: one HF generate over all CoT rows -> eager {n}-step DynamicCache loop on the policy "

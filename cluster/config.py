@@ -12,6 +12,7 @@ ConfigError naming the full key.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Optional
@@ -59,15 +60,33 @@ class ClusterConfig:
         require(self.object_store_mb >= 64, "object_store_mb", "must be >= 64")
 
 
+class WandbMode(StrEnum):
+    offline = "offline"  # a local run directory, no network (`wandb sync` uploads it later)
+    online = "online"
+
+
 @dataclass
 class LoggingConfig:
     image_every: int = 5  # image grid every k steps (0 = never)
     grid_images: int = 16
+    sample_images_every: int = 1  # each sample's PNG under rollouts/images_step_N/ every k steps (0 = never)
+    plot_every: int = 5  # refresh metrics.png every k steps (and at the end; 0 = only at the end)
+    writer_queue: int = 2  # steps whose outputs may wait for the background writer before the loop waits for it
+    tensorboard: bool = True  # event files under tensorboard/ (`tensorboard --logdir OUTPUT_DIR/tensorboard`)
+    wandb: bool = False  # Weights & Biases (pip install '.[wandb]'), offline by default
+    wandb_mode: WandbMode = WandbMode.offline
+    wandb_project: str = "t2i-r1-ray"
+    verbose: bool = False  # show the libraries' output (vLLM, DeepSpeed, progress bars) on the console too
     ray_metrics: bool = True
 
     def validate(self) -> None:
         require(self.image_every >= 0, "image_every", "must be >= 0")
         require(self.grid_images >= 1, "grid_images", "must be >= 1")
+        require(self.sample_images_every >= 0, "sample_images_every", "must be >= 0")
+        require(self.plot_every >= 0, "plot_every", "must be >= 0")
+        require(self.writer_queue >= 1, "writer_queue", "must be >= 1")
+        require(not self.wandb or importlib.util.find_spec("wandb") is not None, "wandb",
+                "needs the wandb package (an optional extra): pip install -e '.[wandb]'")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -33,9 +33,14 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in columns})
 
 
-def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_parquet(path: Path, rows: list[dict[str, Any]], types: Optional[dict[str, pa.DataType]] = None) -> None:
+    """``types``: columns whose type must not depend on the values (a column of nulls is still a string column)."""
+    table = _table(rows)
+    for name, type_ in (types or {}).items():
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, table[name].cast(type_))
     buf = pa.BufferOutputStream()
-    pq.write_table(_table(rows), buf)
+    pq.write_table(table, buf)
     _atomic_write(path, buf.getvalue().to_pybytes())
 
 
@@ -79,18 +84,24 @@ class RunOutputs:
                 for f in d.iterdir():
                     f.unlink()
                 d.rmdir()
+        for f in self.root.rglob(".*.tmp*"):  # half-written files of a writer that was killed mid-write
+            if f.is_file():
+                f.unlink()
 
     # ------------------------------------------------------------------ rollouts
     def write_rollouts(self, step: int, groups: list[RolloutGroup], rewards: np.ndarray,
-                       per_scorer: dict[str, np.ndarray], advantages: np.ndarray) -> Path:
-        """One Parquet file per step: prompt, CoT, image file, each scorer's reward, advantage, version."""
+                       per_scorer: dict[str, np.ndarray], advantages: np.ndarray, sample_images: bool = True) -> Path:
+        """One Parquet file per step: prompt, CoT, image file, each scorer's reward, advantage, version.
+        Without ``sample_images`` no PNG is written and ``image_file`` is null."""
         img_dir = self.rollouts / f"images_step_{step:06d}"
-        img_dir.mkdir(exist_ok=True)
+        if sample_images:
+            img_dir.mkdir(exist_ok=True)
         rows, k = [], 0
         for g in groups:
             for s in g.samples:
                 name = f"p{g.prompt.index:06d}_g{s.group_index:02d}.png"
-                _atomic_write(img_dir / name, encode_png(s.image))
+                if sample_images:
+                    _atomic_write(img_dir / name, encode_png(s.image))
                 row = {
                     "step": step,
                     "prompt_index": g.prompt.index,
@@ -99,7 +110,7 @@ class RunOutputs:
                     "task_type": g.prompt.task_type,
                     "cot": s.cot_text,
                     "cot_tokens": len(s.cot_ids),
-                    "image_file": str((img_dir / name).relative_to(self.root)),
+                    "image_file": str((img_dir / name).relative_to(self.root)) if sample_images else None,
                     "reward": float(rewards[k]),
                     "advantage": float(advantages[k]),
                     "policy_version": s.policy_version,
@@ -108,7 +119,7 @@ class RunOutputs:
                 rows.append(row)
                 k += 1
         path = self.rollouts / f"step_{step:06d}.parquet"
-        _write_parquet(path, rows)
+        _write_parquet(path, rows, {"image_file": pa.string()})
         return path
 
     def write_grid(self, step: int, groups: list[RolloutGroup], rewards: np.ndarray, limit: int) -> Path:

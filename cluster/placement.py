@@ -44,7 +44,7 @@ class Placement:
     def learner_group(self):
         from learner.actor import LearnerGroup
 
-        return LearnerGroup(learner_setup(self.cfg), scheduling=self.strategy)
+        return LearnerGroup(learner_setup(self.cfg), scheduling=self.strategy, name=lambda r: f"learner-rank-{r}")
 
     def rollout_actors(self) -> list:
         from rollout.actor import create_rollout_actors
@@ -53,7 +53,8 @@ class Placement:
         k = cfg.learner.ranks
         # restartable: a worker that dies is brought back by Ray and re-synced by the trainer
         return create_rollout_actors(cfg.model, cfg.rollout, cfg.learner.loss.image_logprob,
-                                     scheduling=lambda i: self.strategy(k + i), max_restarts=-1)
+                                     scheduling=lambda i: self.strategy(k + i), max_restarts=-1,
+                                     name=lambda i: f"rollout-worker-{i}")
 
     def remove(self) -> None:
         from ray.util.placement_group import remove_placement_group

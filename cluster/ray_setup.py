@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from cluster.config import Config
+from cluster.console import SETUP_HOOK
 from core.ray_env import WORKER_ENV  # passed through the job's runtime_env so workers get it too
 
 
@@ -24,8 +25,10 @@ def connect(cfg: Config) -> tuple[str, str]:
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
+    # every worker process formats our loggers' records so that the driver can tell them from library output
+    hook = {"worker_process_setup_hook": SETUP_HOOK}
     if address:
-        ctx = ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+        ctx = ray.init(address=address, runtime_env={"env_vars": env, **hook}, log_to_driver=True)
     else:
         env["PYTHONPATH"] = repo + os.pathsep + os.environ.get("PYTHONPATH", "")
         ctx = ray.init(
@@ -36,7 +39,7 @@ def connect(cfg: Config) -> tuple[str, str]:
             dashboard_port=cfg.cluster.dashboard_port,
             object_store_memory=cfg.cluster.object_store_mb * 2**20,
             _node_ip_address=cfg.cluster.host,
-            runtime_env={"env_vars": env},
+            runtime_env={"env_vars": env, **hook},
             log_to_driver=True,
         )
     url = ctx.dashboard_url or ""

@@ -29,9 +29,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     cfg = load_cli_config(args.config, args.overrides)
+    from cluster.console import WorkerOutput, dashboard_line, quiet_ray_driver_logs, token_auth_enabled
     from cluster.preflight import StartupError, check_cluster, prepare
     from cluster.ray_setup import connect
     from cluster.run_dir import RunDirError
+    from cluster.summary import end_of_run
     from cluster.trainer import Trainer
 
     # Everything that can be checked before an actor starts is, so that a run that cannot work says why at once.
@@ -45,7 +47,9 @@ def main(argv: list[str]) -> int:
         return 2
     cfg, driver_log = run.cfg, run.driver_log
     trainer = Trainer(cfg, run.data)
+    quiet_ray_driver_logs(driver_log, cfg.logging.verbose)
     dashboard, ray_logs = connect(cfg)
+    WorkerOutput(trainer.out.logs, cfg.logging.verbose).install()
     try:
         check_cluster(cfg)
     except StartupError as e:
@@ -54,15 +58,14 @@ def main(argv: list[str]) -> int:
     out = trainer.out.root
     print(f"output dir: {out}\n  metrics: {trainer.out.metrics_path}\n  rollouts: {trainer.out.rollouts}\n"
           f"  images: {trainer.out.images}\n  checkpoints: {trainer.out.checkpoints}", flush=True)
-    print(f"  logs: {driver_log} (driver), {ray_logs} (Ray: every actor's output)", flush=True)
+    print(f"  logs: {trainer.out.logs} (driver and each actor), {ray_logs} (Ray's own)", flush=True)
     if dashboard:
-        print(f"Ray dashboard: {dashboard}  (metrics: t2i_* gauges; job logs under its Jobs/Actors views)", flush=True)
+        print(dashboard_line(dashboard, token_auth_enabled()), flush=True)
     try:
         trainer.run()
     finally:
         trainer.shutdown()
-    print(f"done: {cfg.trainer.steps} steps; metrics in {trainer.out.metrics_path}, images in {trainer.out.images}, "
-          f"checkpoints in {trainer.out.checkpoints}", flush=True)
+    print(end_of_run(cfg, trainer.out), flush=True)
     return 0
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from cluster.config import Config, TrainMode, to_yaml
 from cluster.data import PromptSchedule
+from cluster.output_writer import StepOutputs
 from cluster.outputs import RunOutputs
 from cluster.pending import load_pending, pending_name, save_pending
 from core.prompt_file import PromptSet, load_prompts
@@ -115,7 +116,18 @@ def metrics_row(r: StepResult) -> dict[str, Any]:
     row["images_per_s"] = len(samples) / r.times["step_s"]
     for key in ("cot", "image", "decode"):
         row[f"rollout_{key}_s"] = float(np.mean([s.timings.get(key, 0.0) for s in samples]))
+    row.update(rollout_peak_memory(samples))
     return row
+
+
+def rollout_peak_memory(samples: list[RolloutSample]) -> dict[str, float]:
+    """``rollout_{stage}_peak_mib`` (and ``..._cuda``): the largest peak of any rollout worker, per stage."""
+    peaks: dict[str, float] = {}
+    for s in samples:
+        for key, mib in s.memory_mib.items():
+            name = f"rollout_{key.replace('_cuda', '')}_peak_mib" + ("_cuda" if key.endswith("_cuda") else "")
+            peaks[name] = max(peaks.get(name, 0.0), float(mib))
+    return peaks
 
 
 def progress_line(row: dict[str, Any], times: dict[str, float], steps: int) -> str:
@@ -140,6 +152,7 @@ class Trainer:
         self.fleet = None
         self.client = None
         self.metrics = None
+        self.outputs = None  # StepOutputs, from start() on
         self.version = 0
         self._restarts = 0
         self._pending: Optional[list[RolloutGroup]] = None  # off-policy resume: the checkpoint's rollout in flight
@@ -176,6 +189,7 @@ class Trainer:
                 start_step = self._resume()
             self.sync.connect()
             self.version = self.sync.sync()
+            self.outputs = StepOutputs(cfg, self.out, start_step)
             if cfg.logging.ray_metrics:
                 self.metrics = RayMetrics(self.out.root.name)
         log.info("started in %.1f s: %d rollout worker(s), %d learner rank(s), rewards %s; first step %d",
@@ -323,6 +337,7 @@ class Trainer:
         export = self.out.checkpoints / "hf"
         self.learner.export_hf(str(export))
         log.info("exported the trained policy to %s", export)
+        self.outputs.close()  # every step's outputs written, the plot final (a failed write raises here)
         return self.out.root
 
     def _train(self, samples) -> dict[str, float]:
@@ -344,6 +359,7 @@ class Trainer:
         times: dict[str, float] = {}
         with timed(times, "save"):
             path = Path(self.learner.save_checkpoint(str(self.out.checkpoints / "learner")))
+            self.outputs.flush()  # the checkpoint covers step `step` only once that step's outputs are on disk
             state = {"step": step, "version": self.version, "tag": path.name}
             if pending is not None:
                 state["pending"] = pending_name(step + 1)
@@ -356,21 +372,16 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ outputs
 
     def _after_step(self, result: StepResult) -> None:
-        """Write the step's metrics row, rollouts and image grid, publish the gauges, log replica changes, heal
-        the reward fleet and print the console line."""
+        """Hand the step's metrics row, rollouts and images to the background writer, publish the gauges, log
+        replica changes, heal the reward fleet and print the console line."""
         import ray
 
         cfg = self.cfg
         row = metrics_row(result)
         if self.evaluation is not None and self.evaluation.due(result.step):
             row.update(self.evaluation.run(self.rollout, result.step, result.version))
-        flat_rewards = np.concatenate(result.rewards)
-        self.out.write_metrics(row)
-        self.out.write_rollouts(result.step, result.groups, flat_rewards, result.batch.per_scorer(),
-                                np.concatenate(result.advantages))
-        every = cfg.logging.image_every
-        if every and (result.step == 1 or result.step % every == 0 or result.step == cfg.trainer.steps):
-            self.out.write_grid(result.step, result.groups, flat_rewards, cfg.logging.grid_images)
+        self.outputs.submit(result.step, result.groups, np.concatenate(result.rewards), result.batch.per_scorer(),
+                            np.concatenate(result.advantages), row)
         if self.metrics is not None:
             self.metrics.publish(row, row["images"])
         replicas = result.batch.replicas
@@ -387,8 +398,14 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ shutdown
 
     def shutdown(self) -> None:
+        """Stop every actor; the outputs still queued are written first (also after a failure)."""
         import ray
 
+        try:
+            if self.outputs is not None:
+                self.outputs.close()
+        except Exception as e:  # the actors must still be stopped; the step's error, if any, is already raised
+            log.error("%s", e)
         if self.client is not None:
             self.client.close()
         for a in self.rollout:

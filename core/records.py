@@ -61,6 +61,7 @@ class RolloutSample:
     image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional
     policy_version: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, shared by the batch
+    memory_mib: dict[str, float] = field(default_factory=dict)  # peak memory per stage (core.memory), likewise
 
 
 @dataclass

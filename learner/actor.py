@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from core.memory import peak_memory
 from learner.batch import TrainSample
 from learner.config import LearnerSetup
 from learner.loss import combine_stats
@@ -25,10 +26,14 @@ class LearnerRank:
     """One learner rank (the body of a Ray actor; also usable in-process for a single rank)."""
 
     def __init__(self, setup: LearnerSetup, rank: int, world_size: int):
-        self.setup, self.rank, self.world_size = setup, rank, world_size
+        # not ``self.setup``: an attribute of that name would hide the setup method in-process
+        self.learner_setup, self.rank, self.world_size = setup, rank, world_size
         self.trainer = None
         self._rendezvous = None
         self._sync = None  # (Rendezvous, layout, backend, timeout) then SyncGroup
+
+    def __repr__(self) -> str:  # Ray's log prefix and the dashboard's Repr column
+        return f"learner-rank-{self.rank}"
 
     # ----------------------------------------------------------------------------------------------- setup
 
@@ -57,7 +62,7 @@ class LearnerRank:
 
         store = self._rendezvous.store if self.rank == 0 else connect_store(host, port, self.world_size)
         init_default_group(store, self.rank, self.world_size)
-        self.trainer = PolicyTrainer(self.setup)
+        self.trainer = PolicyTrainer(self.learner_setup)
 
     def shutdown(self) -> None:
         from weightsync.distributed import shutdown_default_group
@@ -68,7 +73,12 @@ class LearnerRank:
     # ----------------------------------------------------------------------------------------------- training
 
     def train_batch(self, samples: Sequence[TrainSample]) -> dict[str, float]:
-        return self.trainer.train_batch(samples)
+        """The update's statistics, plus this rank's peak memory during it (MiB: ``learner_peak_mib``, and
+        ``learner_peak_mib_cuda`` on CUDA; core.memory)."""
+        memory: dict[str, float] = {}
+        with peak_memory(memory, "learner_peak_mib"):
+            stats = self.trainer.train_batch(samples)
+        return {**stats, **memory}
 
     def version(self) -> int:
         return self.trainer.version
@@ -105,8 +115,8 @@ class LearnerRank:
 
         if self.rank != 0:
             raise RuntimeError("only learner rank 0 sends weights")
-        layout = SyncLayout.build(self.trainer.full_parameter_shapes(), self.setup.model.dtype,
-                                  self.setup.learner.sync_bucket_mb)
+        layout = SyncLayout.build(self.trainer.full_parameter_shapes(), self.learner_setup.model.dtype,
+                                  self.learner_setup.learner.sync_bucket_mb)
         rendezvous = Rendezvous(self._node_address(), world_size, timeout_s)
         backend = backend or default_backend()
         self._sync = (rendezvous, layout, backend, timeout_s, world_size)
@@ -140,9 +150,11 @@ class LearnerRank:
 class LearnerGroup:
     """Driver-side handle of the K learner actors."""
 
-    def __init__(self, setup: LearnerSetup, scheduling: Optional[Callable[[int], Any]] = None):
+    def __init__(self, setup: LearnerSetup, scheduling: Optional[Callable[[int], Any]] = None,
+                 name: Optional[Callable[[int], str]] = None):
         """``scheduling(rank)``: the Ray scheduling strategy of each rank (cluster/placement.py passes its
-        placement-group bundles); None lets Ray place them."""
+        placement-group bundles); None lets Ray place them. ``name(rank)``: the rank's Ray actor name (unique in the
+        job's namespace), shown in the dashboard's Actors view."""
         import ray
 
         self.setup = setup
@@ -150,7 +162,8 @@ class LearnerGroup:
         remote = ray.remote(LearnerRank)
         self.actors = [
             remote.options(num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank,
-                           scheduling_strategy=scheduling(r) if scheduling else None).remote(setup, r, lc.ranks)
+                           scheduling_strategy=scheduling(r) if scheduling else None, name=name(r) if name else None)
+            .remote(setup, r, lc.ranks)
             for r in range(lc.ranks)
         ]
         try:

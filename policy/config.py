@@ -34,6 +34,9 @@ class TinyModelConfig:
     vq_embed_dim: int = 8
     vq_base_channels: int = 64  # 2 channels per GroupNorm(32) group: see policy.model.make_decoder_colour_transparent
     vq_upsamples: int = 2  # decoded image side = image_grid * 2 ** vq_upsamples (Janus-Pro: 4 -> 16x)
+    # text vocabulary: 0 = the tiny byte-level tokenizer's, rounded up to 64; Janus-Pro's 102,400 pads the embedding
+    # and lm_head with rows no token maps to (as Janus-Pro's own vocabulary is padded beyond its tokenizer)
+    vocab_size: int = 0
 
     def validate(self) -> None:
         require(self.hidden_size > 0 and self.num_heads > 0, "hidden_size", "must be positive")
@@ -47,6 +50,7 @@ class TinyModelConfig:
             "must be 64 (two channels per GroupNorm(32) group; see policy.model.make_decoder_colour_transparent)",
         )
         require(self.vq_upsamples >= 0, "vq_upsamples", "must be >= 0")
+        require(self.vocab_size >= 0, "vocab_size", "must be >= 0 (0 = the tiny tokenizer's)")
 
 
 @dataclass

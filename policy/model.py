@@ -186,11 +186,12 @@ def build_tiny_janus(
     t: TinyModelConfig, vocab_size: int | None = None
 ) -> tuple[JanusForConditionalGeneration, PreTrainedTokenizerBase]:
     """A tiny random Janus, deterministic from ``t.seed`` (same classes as Janus-Pro). ``vocab_size``: the text
-    vocabulary (e.g. Janus-Pro's 102,400 for benchmarks at its shapes); default: the tiny tokenizer's, rounded up."""
+    vocabulary (e.g. Janus-Pro's 102,400 for benchmarks at its shapes); default ``t.vocab_size``, and where that is
+    0 the tiny tokenizer's, rounded up."""
     tok = build_tiny_tokenizer()
     ids = SpecialIds.from_tokenizer(tok)
     # room for the image placeholder id, rounded like real vocabularies
-    vocab = vocab_size or 64 * ((len(tok) + 1 + 63) // 64)
+    vocab = vocab_size or t.vocab_size or 64 * ((len(tok) + 1 + 63) // 64)
     if vocab <= len(tok):
         raise ValueError(f"vocab_size {vocab} must exceed the tokenizer's {len(tok)} ids (the image placeholder "
                          "takes the last id)")

@@ -87,6 +87,19 @@ class ObjectsScorerConfig(ScorerConfig):
         require(0 < self.min_similarity <= 1, "min_similarity", "must be in (0, 1]")
 
 
+@dataclass
+class OrmScorerConfig(ScorerConfig):
+    """The ORM (rewards/scorers/orm.py)."""
+
+    # the first answer token's distribution is read at this temperature: p(yes) / (p(yes) + p(no)) at T is
+    # sigmoid((l_yes - l_no) / T) (T2I-R1 samples its answer at 0.3)
+    temperature: float = 0.3
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.temperature > 0, "temperature", "must be > 0")
+
+
 def _enabled_color() -> ColorScorerConfig:
     return ColorScorerConfig(enabled=True)
 
@@ -97,7 +110,7 @@ class RewardsConfig:
     hps: ScorerConfig = field(default_factory=ScorerConfig)
     gdino: GdinoScorerConfig = field(default_factory=GdinoScorerConfig)
     git: ScorerConfig = field(default_factory=ScorerConfig)
-    orm: ScorerConfig = field(default_factory=ScorerConfig)
+    orm: OrmScorerConfig = field(default_factory=OrmScorerConfig)
     clip: ScorerConfig = field(default_factory=ScorerConfig)
     # Embedded, no downloaded weights: a pixel rule for colour words, and an ImageNet object-presence reward.
     color: ColorScorerConfig = field(default_factory=_enabled_color)

@@ -35,7 +35,9 @@ class ScorerPool:
     """The replicas of one scorer. Thread-safe: ``addresses`` never waits for a scale to finish."""
 
     def __init__(self, name: str, cfg: RewardsConfig, scorer: Optional[ScorerSpec] = None,
-                 start_timeout_s: float = 600.0, grace_s: float = 5.0):
+                 start_timeout_s: float = 600.0, grace_s: float = 5.0, actor_prefix: Optional[str] = None):
+        """``actor_prefix``: replicas become Ray named actors ``<prefix><scorer>-replica-<k>`` (k counts every
+        replica this pool started), unique as long as the prefix is."""
         if name not in SCORER_NAMES:
             raise ValueError(f"unknown scorer {name!r}; expected one of {', '.join(SCORER_NAMES)}")
         self.name = name
@@ -46,6 +48,8 @@ class ScorerPool:
         self._replicas: list[tuple[Any, str, Any]] = []  # (actor handle, host:port, placement group), oldest first
         self._lock = threading.Lock()  # guards _replicas
         self._scaling = threading.Lock()  # one scale at a time
+        self.actor_prefix = actor_prefix
+        self._started = 0  # replicas started so far: the next replica's number
 
     @property
     def addresses(self) -> list[str]:
@@ -109,9 +113,12 @@ class ScorerPool:
         bundle = {k: v for k, v in (("CPU", share.num_cpus), ("GPU", share.num_gpus)) if v}
         groups = [placement_group([bundle]) if bundle else None for _ in range(count)]
         actor_cls = ray.remote(RewardServerActor)
+        labels = [f"reward-{self.name}-replica-{self._started + i}" for i in range(count)]
+        self._started += count
         handles = [actor_cls.options(num_cpus=share.num_cpus, num_gpus=share.num_gpus,
-                                     scheduling_strategy=PlacementGroupSchedulingStrategy(pg) if pg else None)
-                   .remote(self.spec, self.cfg) for pg in groups]
+                                     scheduling_strategy=PlacementGroupSchedulingStrategy(pg) if pg else None,
+                                     name=f"{self.actor_prefix}{label}" if self.actor_prefix else None)
+                   .remote(self.spec, self.cfg, label=label) for pg, label in zip(groups, labels)]
         try:
             addresses = ray.get([h.address.remote() for h in handles], timeout=self.start_timeout_s)
         except Exception as e:
@@ -143,10 +150,11 @@ class RewardFleet:
     """One :class:`ScorerPool` per enabled scorer; ``scorers`` (scorer name -> a factory) hosts custom scorer
     objects under those names instead of the registry's."""
 
-    def __init__(self, cfg: RewardsConfig, scorers: Optional[Mapping[str, ScorerSpec]] = None):
+    def __init__(self, cfg: RewardsConfig, scorers: Optional[Mapping[str, ScorerSpec]] = None,
+                 actor_prefix: Optional[str] = None):
         if scorers is None:
             scorers = {n: n for n in SCORER_NAMES if getattr(cfg, n).enabled}
-        self.pools = {name: ScorerPool(name, cfg, spec) for name, spec in scorers.items()}
+        self.pools = {name: ScorerPool(name, cfg, spec, actor_prefix=actor_prefix) for name, spec in scorers.items()}
         try:
             for name, pool in self.pools.items():
                 pool.scale(getattr(cfg, name).replicas)
@@ -177,7 +185,7 @@ def launch_fleet(cfg: RewardsConfig, name: str = FLEET_ACTOR, namespace: str = F
     import ray
 
     actor = ray.remote(RewardFleet).options(name=name, namespace=namespace, num_cpus=0, max_concurrency=8)
-    handle = actor.remote(cfg)
+    handle = actor.remote(cfg, actor_prefix=f"{name}/")  # its replicas' names: <fleet>/<scorer>-replica-<k>
     ray.get(handle.endpoints.remote())  # surfaces start-up errors here
     return handle
 

@@ -273,12 +273,17 @@ class RewardServerActor:
     does, with the scorer's CPU/GPU share). Construction loads the model and binds; a failure surfaces on the
     first method call."""
 
-    def __init__(self, scorer: ScorerSpec, cfg: RewardsConfig, host: Optional[str] = None, port: int = 0):
+    def __init__(self, scorer: ScorerSpec, cfg: RewardsConfig, host: Optional[str] = None, port: int = 0,
+                 label: str = "reward-server"):
         import ray
 
+        self._label = label
         self._thread = ServerThread(RewardServer(make_scorer(scorer, cfg), cfg,
                                                  host or ray.util.get_node_ip_address(), port))
         self._address = self._thread.start()
+
+    def __repr__(self) -> str:  # Ray's log prefix and the dashboard's Repr column
+        return self._label
 
     def address(self) -> str:
         return self._address

@@ -29,6 +29,9 @@ class RolloutActor:
         self.worker_index = worker_index
         self._receiver = None
 
+    def __repr__(self) -> str:  # Ray's log prefix and the dashboard's Repr column
+        return f"rollout-worker-{self.worker_index}"
+
     def rollout(self, prompts: list[PromptRecord], seed: int, greedy: bool = False) -> list[RolloutGroup]:
         return self.worker.rollout(prompts, seed, greedy=greedy)
 
@@ -74,15 +77,16 @@ class RolloutActor:
 def create_rollout_actors(model_cfg: ModelConfig, rollout_cfg: RolloutConfig,
                           image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional,
                           count: Optional[int] = None, scheduling: Optional[Callable[[int], Any]] = None,
-                          max_restarts: int = 0) -> list:
+                          max_restarts: int = 0, name: Optional[Callable[[int], str]] = None) -> list:
     """``count`` (default ``rollout_cfg.workers``) Ray actors, with the configured CPU/GPU share each.
     ``scheduling(i)``: worker i's Ray scheduling strategy (placement-group bundle); ``max_restarts``: how often
-    Ray restarts a worker that died (it comes back with the initial weights and must be re-synced)."""
+    Ray restarts a worker that died (it comes back with the initial weights and must be re-synced); ``name(i)``:
+    worker i's Ray actor name (unique in the job's namespace), shown in the dashboard's Actors view."""
     import ray
 
     remote = ray.remote(RolloutActor)
     r = rollout_cfg
     return [remote.options(num_cpus=r.num_cpus_per_worker, num_gpus=r.num_gpus_per_worker, max_restarts=max_restarts,
-                           scheduling_strategy=scheduling(i) if scheduling else None)
+                           scheduling_strategy=scheduling(i) if scheduling else None, name=name(i) if name else None)
             .remote(model_cfg, rollout_cfg, image_logprob_mode, i)
             for i in range(r.workers if count is None else count)]

@@ -67,6 +67,9 @@ class TextSamplingConfig:
     top_p: float = 1.0
     vllm_kv_cache_gib: float = 1.0  # CPU vLLM: KV-cache size
     vllm_gpu_memory_utilization: float = 0.3  # GPU vLLM: fraction of GPU memory for its weights + KV cache
+    # the transformers engine: completions per generate call (whole prompts, at least one); its KV cache grows with
+    # it (at Janus-Pro-7B, 32 rows of a 512-token prompt + 1024-token CoT take 22.5 GiB in bf16)
+    transformers_max_batch: int = 32
 
     def validate(self) -> None:
         require(self.max_new_tokens > 0, "max_new_tokens", "must be > 0")
@@ -75,6 +78,7 @@ class TextSamplingConfig:
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         require(self.vllm_kv_cache_gib > 0, "vllm_kv_cache_gib", "must be > 0")
         require(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization", "must be in (0, 1]")
+        require(self.transformers_max_batch >= 1, "transformers_max_batch", "must be >= 1")
 
 
 @dataclass

@@ -12,7 +12,8 @@ tokens 1..N-1, the step costs one launch. What a graph needs, and how this step 
 
 The captured step reads the model's weights at the addresses they had at capture: in-place weight updates
 (the rollout worker's weight sync) are seen by later replays; if any parameter (or the KV cache) was re-allocated, the
-graph is captured again. Graphs are kept per batch size, sampling parameters and mode.
+graph is captured again. Graphs are kept per batch size, sampling parameters and mode, and all are dropped when the
+sampler re-allocates its KV cache (:meth:`GraphDecoders.clear`), so no graph keeps an old cache alive.
 
 Capture runs the step for real a few times first (warm-up), and those steps write to the live KV cache and the
 buffers. So a decode writes its inputs first and captures after: the warm-up steps are then steps 0, 1, 2 of this
@@ -65,6 +66,7 @@ class GraphDecoder:
         rows, capacity = 2 * b, cache.capacity
         self.calls = _CudaCalls() if device.type == "cuda" else _EagerCalls()
         self.weight_ptrs = _weight_ptrs(model)
+        self.cache_ptrs = _cache_ptrs(cache)
         self.hidden = torch.zeros((rows, model.config.text_config.hidden_size), dtype=dtype, device=device)
         self.step = torch.zeros(1, dtype=torch.long, device=device)
         self.first_slot = torch.zeros(1, dtype=torch.long, device=device)  # cache slot of image token 0's input
@@ -79,8 +81,9 @@ class GraphDecoder:
         self.graph = None  # a torch.cuda.CUDAGraph, or _EagerGraph without CUDA; made by the first decode
 
     def still_valid(self, model, cache: StaticKVCache) -> bool:
-        """Whether the cache and every weight are still at the addresses this decoder's graph was captured with."""
-        return cache is self.cache and _weight_ptrs(model) == self.weight_ptrs
+        """Whether the cache (a view of the sampler's one cache, made anew for every call) and every weight are
+        still at the addresses and shapes this decoder's graph was captured with."""
+        return _cache_ptrs(cache) == self.cache_ptrs and _weight_ptrs(model) == self.weight_ptrs
 
     # ------------------------------------------------------------------------------------------- the step
 
@@ -158,6 +161,10 @@ class GraphDecoders:
             d = self._decoders[key] = GraphDecoder(model, w, cache, b, n, params, greedy, with_logprobs)
         return d
 
+    def clear(self) -> None:
+        """Drop every decoder: their graphs and buffers, and their references to the KV cache."""
+        self._decoders.clear()
+
 
 class _CudaCalls:
     """Warm-up on a side stream and capture into a CUDA graph (what torch.cuda.graphs asks for)."""
@@ -199,3 +206,7 @@ class _EagerCalls:
 
 def _weight_ptrs(model) -> tuple[int, ...]:
     return tuple(p.data_ptr() for p in model.parameters())
+
+
+def _cache_ptrs(cache: StaticKVCache) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    return tuple((t.data_ptr(), tuple(t.shape)) for t in (*cache.k, *cache.v))

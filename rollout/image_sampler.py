@@ -4,7 +4,9 @@ Why not ``model.generate(generation_mode="image")`` or T2I-R1's loop of eager HF
 - cond and uncond rows run as one batch through a hand-written decoder step (RMSNorm, RoPE, GQA attention
   over a static KV cache, SwiGLU MLP) on the model's own tensors: no cache concatenation (the reference loop
   copies the whole KV cache every token), no mask building, few module calls;
-- the static cache is allocated once per batch shape and reused across calls;
+- one static KV cache serves every call (chunks of fewer rows use views of it); it is re-allocated only when a
+  call needs more rows or positions than it has, so its size stays bounded by ``max_batch`` and the model's
+  positions;
 - prompts of different lengths are left-padded with attention masks AND per-row position ids, so a padded
   prompt draws exactly what it draws alone (transformers' image mode numbers positions from the pad);
 - CFG is applied to the generation head's last hidden layer: the head ends in a linear map, so
@@ -16,7 +18,7 @@ Why not ``model.generate(generation_mode="image")`` or T2I-R1's loop of eager HF
 Weights are read from the model at every :meth:`ImageSampler.sample` call (references, never copies), so
 in-place weight updates by the rollout worker take effect on the next call. A step is two functions of
 static-shaped tensors, :func:`decoder_forward` and :func:`next_tokens`: the unit a CUDA graph can capture.
-An ImageSampler holds its caches as state: one sampler per thread.
+An ImageSampler holds its cache as state: one sampler per thread.
 """
 
 from __future__ import annotations
@@ -120,11 +122,41 @@ class DecoderWeights:
 class StaticKVCache:
     """Per-layer key/value buffers ``[rows, kv_heads, capacity, head_dim]``, written in place."""
 
-    def __init__(self, layers: int, rows: int, kv_heads: int, capacity: int, head_dim: int, dtype, device):
+    def __init__(self, k: list[torch.Tensor], v: list[torch.Tensor]):
+        self.k, self.v = k, v
+
+    @classmethod
+    def allocate(cls, layers: int, rows: int, kv_heads: int, capacity: int, head_dim: int, dtype,
+                 device) -> StaticKVCache:
+        # zeros, not empty: masked slots still enter attention as 0-weighted values, and 0 * NaN would be NaN
         shape = (rows, kv_heads, capacity, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.capacity = capacity
+        return cls([torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)],
+                   [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)])
+
+    @property
+    def rows(self) -> int:
+        return self.k[0].shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.k[0].shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.k, *self.v))
+
+    def first_rows(self, rows: int) -> StaticKVCache:
+        """Views of the first ``rows`` rows (rows are the outer dimension: each view is contiguous, at the
+        buffer's own address)."""
+        return StaticKVCache([k[:rows] for k in self.k], [v[:rows] for v in self.v])
+
+
+def kv_cache_bytes(layers: int, rows: int, kv_heads: int, capacity: int, head_dim: int, element_size: int) -> int:
+    """Bytes of a static KV cache: keys and values of every layer. At Janus-Pro-7B's shapes (30 layers, 32 KV
+    heads of 128, bf16) 16 images (32 CFG rows) with a 1024-token CoT (capacity 1792: prompt + CoT + 576 image
+    tokens, rounded) take 2 * 30 * 32 * 32 * 1792 * 128 * 2 bytes = 26.25 GiB; at Janus-Pro-1B's (24 layers,
+    16 heads) 10.5 GiB."""
+    return 2 * layers * rows * kv_heads * capacity * head_dim * element_size
 
 
 # --------------------------------------------------------------------------------------------------- the step
@@ -250,6 +282,9 @@ class ReplayDecoders(Protocol):
     def get(self, model, w: DecoderWeights, cache: StaticKVCache, b: int, n: int, params: SamplingParams,
             greedy: bool, with_logprobs: bool) -> ReplayDecoder: ...
 
+    def clear(self) -> None:
+        """Drop every decoder (and its captured graph), e.g. before the cache they read is freed."""
+
 
 class ImageSampler:
     """Draws Janus image tokens for a batch of image prompts (each ending in ``<begin_of_image>``)."""
@@ -263,7 +298,10 @@ class ImageSampler:
         self.ids = ids
         self.num_tokens = int(model.config.vision_config.num_image_tokens)
         self.max_positions = int(model.config.text_config.max_position_embeddings)
-        self._caches: dict[tuple, StaticKVCache] = {}
+        # One static KV cache for every call: chunks use views of its first rows. It only grows (to the most rows
+        # and positions a chunk has needed: at most 2 * max_batch rows and the model's positions), so its size is
+        # bounded by kv_cache_bytes at those, and a re-allocation frees the old buffer first.
+        self._kv: Optional[StaticKVCache] = None
         self._graphs = graphs
 
     # ------------------------------------------------------------------------------------------- public
@@ -312,14 +350,26 @@ class ImageSampler:
 
     # ------------------------------------------------------------------------------------------- internals
 
+    @property
+    def kv_cache(self) -> Optional[StaticKVCache]:
+        """The static KV cache (None before the first call)."""
+        return self._kv
+
     def _cache(self, w: DecoderWeights, rows: int, needed: int, dtype, device) -> StaticKVCache:
-        key = (rows, dtype, str(device))
-        cache = self._caches.get(key)
-        if cache is None or cache.capacity < needed:
-            capacity = -(-needed // self.CACHE_ROUND) * self.CACHE_ROUND
-            cache = StaticKVCache(len(w.layers), rows, w.kv_heads, capacity, w.head_dim, dtype, device)
-            self._caches[key] = cache
-        return cache
+        """The first ``rows`` rows of the one KV cache, with room for ``needed`` positions; a cache that is too small
+        (or of another dtype or device) is replaced by one that also covers what the old one did."""
+        kv = self._kv
+        same_kind = kv is not None and kv.k[0].dtype == dtype and kv.k[0].device == torch.device(device)
+        if not (same_kind and kv.rows >= rows and kv.capacity >= needed):
+            new_rows, capacity = (max(rows, kv.rows), max(needed, kv.capacity)) if same_kind else (rows, needed)
+            capacity = -(-capacity // self.CACHE_ROUND) * self.CACHE_ROUND
+            # Free the old buffers before allocating: first the decoders whose graphs read them, then the cache.
+            if self._graphs is not None:
+                self._graphs.clear()
+            self._kv = kv = None
+            self._kv = kv = StaticKVCache.allocate(len(w.layers), new_rows, w.kv_heads, capacity, w.head_dim, dtype,
+                                                   device)
+        return kv.first_rows(rows)
 
     def _prompt_batch(self, prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ``[2B, P]`` ids (cond rows, then uncond rows) and the pad count of each of the B prompts.

@@ -8,10 +8,12 @@ Plain Python; the Ray actor in rollout/actor.py wraps it. The worker holds one J
 and the transformers text engine run on it, the vLLM engine keeps its own copy of the language half), and
 ``update_weights`` keeps all copies equal.
 
-Randomness: every CoT request and every image is seeded from (seed, prompt index, group index) alone, so a
-rollout is a pure function of (weights, prompts, seed, config). Give each call its own seed. :meth:`draw` seeds
-each request on its own instead, so an image depends only on (weights, prompt, its seed, config), never on its batch:
-the generation command and the evaluation harness draw through it.
+Randomness: every CoT request and every image is seeded from (seed, the prompt's global index
+``PromptRecord.index``, group index) alone, so a rollout is a pure function of (weights, prompts, seed, config),
+and a prompt draws the same samples whichever worker it lands on and whatever else that worker was given: all
+workers of a step take the step's seed. Give each step its own seed. :meth:`draw` seeds each request on its own
+instead, so an image depends only on (weights, prompt, its seed, config), never on its batch: the generation
+command and the evaluation harness draw through it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Iterable, Iterator, Optional
 
 import torch
 
+from core.memory import peak_memory
 from core.records import ImageLogprobMode, PromptRecord, RolloutGroup, RolloutSample
 from core.timing import timed
 from policy.config import ModelConfig
@@ -82,21 +85,30 @@ class RolloutWorker:
     def rollout(self, prompts: list[PromptRecord], seed: int | list[int], *, greedy: bool = False,
                 group_size: Optional[int] = None) -> list[RolloutGroup]:
         """``group_size`` (default ``rollout.group_size``) samples for each prompt. ``seed``: one for the call
-        (prompt i's samples are drawn from (seed, i)), or one per prompt (prompt i's from (seed[i], 0): the same
-        samples as rolling it out alone with that seed). ``greedy``: argmax at both levels (the samples agree)."""
+        (prompt p's samples are drawn from (seed, p.index)), or one per prompt (prompt i's from (seed[i], 0): the same
+        samples as rolling it out alone with that one-element seed list). ``greedy``: argmax at both levels (the samples agree)."""
         if not prompts:
             return []
         g = group_size or self.cfg.group_size
         if isinstance(seed, int):
-            streams = [(seed, i) for i in range(len(prompts))]
+            unnumbered = [p.prompt for p in prompts if p.index < 0]
+            if unnumbered:
+                raise ValueError(
+                    f"rollout: prompt {unnumbered[0]!r} has no global index (PromptRecord.index = -1); seeds are "
+                    "derived from it, so that a prompt draws the same samples on any worker. Number the prompts of "
+                    "the data set (core.prompt_file.load_prompts does) before splitting them across workers, or "
+                    "give one seed per prompt."
+                )
+            streams = [(seed, p.index) for p in prompts]
         elif len(seed) == len(prompts):
             streams = [(s, 0) for s in seed]
         else:
             raise ValueError(f"{len(prompts)} prompts but {len(seed)} seeds: give one seed, or one per prompt")
         version = self._version
         timings: dict[str, float] = {}
+        memory: dict[str, float] = {}
         with timed(timings, "total"):
-            with timed(timings, "cot"):
+            with timed(timings, "cot"), peak_memory(memory, "cot"):
                 if self.text_engine is not None:
                     cot_prompts = [self.prompt_builder.cot_prompt_ids(p.prompt) for p in prompts]
                     seeds = [derive_seed(base, _COT_STREAM, i) for base, i in streams]
@@ -105,7 +117,7 @@ class RolloutWorker:
                     cot_prompts = [[] for _ in prompts]
                     completions = [[Completion([], [], "stop") for _ in range(g)] for _ in prompts]
 
-            with timed(timings, "image"):
+            with timed(timings, "image"), peak_memory(memory, "image"):
                 cot_texts = [[self.prompt_builder.cot_text(c.token_ids) for c in group] for group in completions]
                 image_prompts = [
                     self.prompt_builder.image_prompt_ids(p.prompt, text if self.text_engine is not None else None)
@@ -115,7 +127,7 @@ class RolloutWorker:
                 sample = self.image_sampler.sample(image_prompts, self.cfg.image, image_seeds, greedy=greedy,
                                                    return_logprobs=True)
 
-            with timed(timings, "decode"):
+            with timed(timings, "decode"), peak_memory(memory, "decode"):
                 images = decode_image_tokens(self.policy.model, sample.tokens, batch_size=self.cfg.image.max_batch)
 
         mode = self.image_logprob_mode
@@ -139,6 +151,7 @@ class RolloutWorker:
                     image_logprob_mode=mode,
                     policy_version=version,
                     timings=dict(timings),
+                    memory_mib=dict(memory),
                 ))
             groups.append(RolloutGroup(prompt=p, samples=samples))
         return groups

@@ -12,6 +12,11 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# What Ray actors of the session get, as set now: the vLLM engine removes VLLM_CPU_KVCACHE_SPACE from the process
+# environment when it starts, so a Ray fixture set up after a vLLM test must not read it from there.
+ACTOR_ENV = {k: os.environ[k] for k in (
+    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "VLLM_ENABLE_V1_MULTIPROCESSING",
+    "VLLM_CPU_KVCACHE_SPACE", "DS_ACCELERATOR", "TOKENIZERS_PARALLELISM")}
 
 from pathlib import Path
 
@@ -70,9 +75,7 @@ def ray_local(tmp_path_factory):
         _node_ip_address="127.0.0.1",
         runtime_env={"env_vars": {
             "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            **{k: os.environ[k] for k in (
-                "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
-                "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE", "DS_ACCELERATOR", "TOKENIZERS_PARALLELISM")},
+            **ACTOR_ENV,
         }},
     )
     yield ray

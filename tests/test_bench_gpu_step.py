@@ -31,8 +31,12 @@ def test_our_step_learns_and_the_sampler_samples_with_the_new_weights(models):
     prompts = Prompts.random(SETUP, models.ids, seed=0)
     probe = [[models.ids.bos] + p + [models.ids.boi] for p in prompts.raw]
     seeds = list(range(len(probe)))
+    # the step's batch first, so that the sampler's one KV cache has its rows already (a larger call re-allocates
+    # it and drops every decoder captured on the old one)
+    ours.sampler.sample(probe * SETUP.group, ours.image_params, list(range(SETUP.samples)), greedy=True)
     before_tokens = ours.sampler.sample(probe, ours.image_params, seeds, greedy=True).tokens
-    (probe_decoder,) = ours.sampler._graphs._decoders.values()  # warmed up and captured with the old weights
+    # warmed up and captured with the old weights
+    (probe_decoder,) = [d for d in ours.sampler._graphs._decoders.values() if d.b == len(probe)]
     named = dict(models.policy.named_parameters())
     before = {n: p.detach().clone() for n, p in named.items()}
 

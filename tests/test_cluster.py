@@ -121,6 +121,34 @@ def _rollout_rows(out: Path, step: int) -> list[dict]:
     return pq.read_table(out / "rollouts" / f"step_{step:06d}.parquet").to_pylist()
 
 
+# library chatter that must stay off the console: vLLM's log prefix, progress bars, Ray's actor prefixes,
+# DeepSpeed's log format, Ray's start-up notice
+CHATTER = ("(MainProcess pid=", "it/s]", "(RolloutActor pid=", "(LearnerRank pid=", "(RewardServerActor pid=",
+           "[logging.py:", "Started a local Ray instance")
+
+
+def _check_what_a_user_sees(console: list[str], out: Path, steps: int, image_steps: list[int]) -> None:
+    """A quiet console ending in the summary; the libraries' output in logs/; metrics.png; TensorBoard's events."""
+    noisy = [line for line in console if any(c in line for c in CHATTER)]
+    assert not noisy, f"library output on the console: {noisy[:5]}"
+    assert any(line.startswith(f"summary: {steps} steps") for line in console)
+    assert any(line.startswith(f"resume:   python -m cluster.run output_dir={out} resume=true") for line in console)
+    actor_logs = "".join(f.read_text() for f in (out / "logs").glob("*.log"))
+    assert "Initializing a V1 LLM engine" in actor_logs  # vLLM's output, kept in the run's logs/
+    assert (out / "logs" / "rollout-worker-0.log").is_file() and (out / "logs" / "learner-rank-0.log").is_file()
+    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    rows = _metrics(out)
+    reward = events.Scalars("reward/reward_mean")
+    assert [e.step for e in reward] == list(range(1, steps + 1))
+    np.testing.assert_allclose([e.value for e in reward], [r["reward_mean"] for r in rows], rtol=1e-6)
+    assert [e.step for e in events.Scalars("seconds/learner_s")] == list(range(1, steps + 1))
+    assert [e.step for e in events.Images("rollouts/grid")] == image_steps
+
+
 # ------------------------------------------------------------------------------------------------ it learns
 
 
@@ -175,6 +203,7 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     assert (out / "checkpoints" / "trainer_state.json").is_file()
     model = JanusForConditionalGeneration.from_pretrained(out / "checkpoints" / "hf")
     assert sum(p.numel() for p in model.parameters()) > 0
+    _check_what_a_user_sees(run.lines, out, 40, [1, 5, 10, 15, 20, 25, 30, 35, 40])
 
 
 # ------------------------------------------------------------------------------------------------ faults
@@ -262,7 +291,7 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     timer = threading.Timer(600, _kill_session, (head.pid,))
     timer.start()
-    lines, seen, fleet = [], "", None
+    lines, seen, fleet, actors = [], "", None, set()
     try:
         for line in head.stdout:  # the job's log, as `ray job submit` streams it
             lines.append(line)
@@ -277,6 +306,13 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
                 seen = _scrape(int(ports["metrics"]))
             if "checkpoint of step 10 " in line:
                 _copy_checkpoint(home / "t2i-r1-ray" / "outputs" / "run", fork)
+            if line.startswith("step 2/") and not actors:  # the dashboard's Actors view: the system by name
+                exports = [c for c in commands if c.startswith("export ")]
+                listed = subprocess.run(
+                    ["bash", "-c", "\n".join(exports + ["ray list actors --format=json --filter state=ALIVE"])],
+                    env={**env, "RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"}, capture_output=True, text=True,
+                    timeout=120)
+                actors = {a["name"] for a in json.loads(listed.stdout or "[]")} or {listed.stderr[-500:]}
         rc = head.wait()
     finally:
         timer.cancel()
@@ -302,6 +338,9 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
     first_two = replicas.index(2)
     assert replicas == [1] * first_two + [2] * (12 - first_two) and first_two >= 1, replicas
     assert f"reward replicas changed for step {first_two + 1}: color 1 -> 2" in log
+    assert {"learner-rank-0", "rollout-worker-0"} <= actors, actors
+    assert any(a.endswith("/reward-color-replica-0") for a in actors), actors
+    assert "token authentication is on: paste the token from" in log  # how to open the dashboard
 
     # one update per batch: the ratio is exactly 1; the importance weights correct the lag of steps 2-12, where the
     # rollout's log-probs are a version behind: far larger gaps than the engines' mismatch alone at step 1

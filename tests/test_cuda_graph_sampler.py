@@ -8,6 +8,9 @@ captured and replayed, and the draw done by the fused Triton kernel.
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 
@@ -31,6 +34,13 @@ def _compare(model, ids, prompts, seeds, p, **kw):
         assert torch.allclose(out.logprobs, ref.logprobs, atol=1e-5)
         assert torch.allclose(out.cond_logprobs, ref.cond_logprobs, atol=1e-5)
     return graph_sampler, ref
+
+
+def _compare_with(sampler, model, ids, prompts, seeds, p):
+    ref = ImageSampler(model, ids).sample(prompts, p, seeds, return_logprobs=True)
+    out = sampler.sample(prompts, p, seeds, return_logprobs=True)
+    assert torch.equal(out.tokens, ref.tokens)
+    assert torch.allclose(out.logprobs, ref.logprobs, atol=1e-5)
 
 
 def test_static_step_draws_what_the_loop_draws_on_cpu(janus):
@@ -72,6 +82,23 @@ def test_warm_up_and_capture_keep_the_prompt_cache_of_unpadded_prompts_on_cpu(ja
         assert torch.allclose(out.cond_logprobs, ref.cond_logprobs, atol=1e-5)
     second = next(iter(sampler._graphs._decoders.values()))
     assert second is not first and second.cache.capacity > first.cache.capacity
+
+
+def test_growing_the_cache_drops_the_decoders_captured_on_the_old_one_on_cpu(janus):
+    """A call with more images than the cache has rows re-allocates the cache: every decoder whose graph reads the
+    old buffer goes with it (so the buffer is freed), and the next calls capture on the new one."""
+    model, ids = janus
+    p = ImageSamplingConfig(cfg_weight=3.0, temperature=0.9, top_k=20, top_p=0.9)
+    sampler, _ = _compare(model, ids, _prompts(ids, [5, 9]), [1, 2], p, return_logprobs=True)
+    old_buffer = weakref.ref(sampler.kv_cache.k[0])
+    _compare_with(sampler, model, ids, _prompts(ids, [4, 7, 3], seed=1), [3, 4, 5], p)  # 6 rows > 4
+    gc.collect()  # the CPU stand-in's replay is a bound method of its decoder: a cycle (a CUDA graph holds none)
+    assert old_buffer() is None
+    assert [d.b for d in sampler._graphs._decoders.values()] == [3]
+    # two images again: a new decoder on the first rows of the 6-row cache, drawing what the loop draws
+    _compare_with(sampler, model, ids, _prompts(ids, [8, 2], seed=2), [6, 7], p)
+    assert sorted(d.b for d in sampler._graphs._decoders.values()) == [2, 3]
+    assert sampler.kv_cache.rows == 6
 
 
 @pytest.mark.gpu

@@ -4,6 +4,7 @@ warpers and `generate(generation_mode="image")`, and a teacher-forced forward th
 from __future__ import annotations
 
 import math
+import weakref
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ from policy.sampling import (
 )
 from policy.tokenizer import SpecialIds
 from rollout.config import ImageSamplingConfig
-from rollout.image_sampler import ImageSampler
+from rollout.image_sampler import ImageSampler, kv_cache_bytes
 
 INF = float("inf")
 
@@ -312,14 +313,47 @@ def test_reads_weights_at_call_time(janus):
             layer.copy_(saved)
 
 
-def test_kv_cache_is_allocated_once_per_batch_shape(janus):
+def test_one_kv_cache_grows_to_the_largest_call_and_frees_the_old_one(janus):
+    """Calls of growing batch sizes and prompt lengths share one cache: a chunk uses its first rows, a call that
+    needs more rows or positions replaces it by one covering both (the old buffer is freed), and it never holds
+    more than keys and values of 2 x max_batch rows at the model's longest context, however many calls."""
     model, ids = janus
+    text = model.config.text_config
+    layers, kv_heads = text.num_hidden_layers, text.num_key_value_heads
+    head_dim = text.hidden_size // text.num_attention_heads
+    p = params(max_batch=3)
     sampler = ImageSampler(model, ids)
-    sampler.sample(_prompts(ids, [4, 6]), params(), [0, 1])
-    first = sampler._caches[(4, torch.float32, "cpu")]
-    sampler.sample(_prompts(ids, [9, 2], seed=1), params(), [2, 3])
-    assert sampler._caches[(4, torch.float32, "cpu")] is first
-    assert len(sampler._caches) == 1
+    # (prompt lengths, CFG rows and capacity the cache must have after the call): 1 and 2 prompts; 5 prompts run
+    # as chunks of 3 and 2; 2 prompts of which one needs 302 + 16 positions (> 256)
+    calls = [([4], 2, 256), ([5, 6], 4, 256), ([3, 9, 2, 7, 5], 6, 256), ([300, 8], 6, 512)]
+    old = None
+    for i, (lengths, rows, capacity) in enumerate(calls):
+        prompts, seeds = _prompts(ids, lengths, seed=i), list(range(10 * i, 10 * i + len(lengths)))
+        out = sampler.sample(prompts, p, seeds)
+        fresh = ImageSampler(model, ids).sample(prompts, p, seeds)
+        assert torch.equal(out.tokens, fresh.tokens)  # stale rows and slots of earlier calls change nothing
+        kv = sampler.kv_cache
+        assert (kv.rows, kv.capacity) == (rows, capacity)
+        # keys and values, every layer, float32
+        assert kv.nbytes == 2 * layers * rows * kv_heads * capacity * head_dim * 4
+        assert old is None or old() is None  # every call above grew the cache: the previous buffer is gone
+        old = weakref.ref(kv.k[0])
+    same = sampler.kv_cache.k[0]
+    sampler.sample(_prompts(ids, [6, 2]), p, [0, 1])  # fits: no new buffer
+    assert sampler.kv_cache.k[0] is same
+    longest = -(-text.max_position_embeddings // ImageSampler.CACHE_ROUND) * ImageSampler.CACHE_ROUND
+    bound = 2 * layers * (2 * p.max_batch) * kv_heads * longest * head_dim * 4
+    assert sampler.kv_cache.nbytes <= bound
+
+
+def test_kv_cache_at_janus_pro_7b_shapes():
+    """The cache the sampler keeps for T2I-R1's chunk of 16 images with a 1024-token CoT at Janus-Pro-7B's shapes
+    (30 layers, 32 KV heads of 128, bf16): keys and values of 32 CFG rows for prompt + CoT + 576 image tokens."""
+    prompt = 1 + 40 + 1024 + 5 + 1  # BOS, "User: {prompt}. ", the CoT, "\n\nAssistant:", <begin_of_image>
+    capacity = -(-(prompt + 576) // ImageSampler.CACHE_ROUND) * ImageSampler.CACHE_ROUND
+    assert capacity == 1792
+    assert kv_cache_bytes(30, 32, 32, capacity, 128, 2) == 2 * 30 * 32 * 32 * 1792 * 128 * 2
+    assert kv_cache_bytes(30, 32, 32, capacity, 128, 2) / 2**30 == 26.25
 
 
 def test_rejects_bad_requests(janus):

@@ -9,9 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from cluster.config import load_config
+from core.config import ConfigError
 from core.records import PromptRecord
 from rewards.base import ScorerInputError
-from rewards.config import RewardsConfig, ScorerConfig
+from rewards.config import RewardsConfig
 from rewards.registry import build_scorer
 from rewards.scorers.common import ModelDirError
 from rewards.scorers.orm import orm_prompt
@@ -25,7 +27,7 @@ def images(n, size=40, seed=0):
 
 def cfg(name, path, **kw) -> RewardsConfig:
     out = RewardsConfig()
-    setattr(out, name, ScorerConfig(enabled=True, path=str(path), **kw))
+    setattr(out, name, type(getattr(out, name))(enabled=True, path=str(path), **kw))
     return out
 
 
@@ -84,27 +86,42 @@ def test_orm_prompt_is_the_reference_question():
         "Please answer yes or no without explanation.<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_orm_matches_model_forward(orm_dir):
-    scorer = build_scorer("orm", cfg("orm", orm_dir, batch_size=2))
-    imgs = images(3, size=40) + images(2, size=24, seed=1)  # two sizes: two token counts
+@pytest.mark.parametrize("temperature", [None, 0.7], ids=["t2i_r1_default", "configured"])
+def test_orm_scores_one_padded_tile_at_the_temperature(orm_dir, temperature):
+    """T2I-R1's ORM assembled by hand: every image padded to a square on the processor's mean colour and resized to
+    one tile (transformers' processor for a multi-image input, which is LLaVA's "pad" mode), its features from the
+    model's own get_image_features for that input (the tile's patches, then the newline embedding), scattered
+    into the qwen_1_5 prompt at the image token, and p(yes) / (p(yes) + p(no)) of softmax(logits / T) over the
+    whole vocabulary, T = 0.3 unless configured."""
+    kw = {} if temperature is None else {"temperature": temperature}
+    scorer = build_scorer("orm", cfg("orm", orm_dir, batch_size=2, **kw))
+    t = temperature or 0.3
+    rng = np.random.default_rng(3)
+    imgs = images(3, size=40) + [rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)]  # a wide one: padded
     got = [s.score for s in scorer.score(PromptRecord(prompt="a red apple"), imgs)]
     tok, model = scorer.tokenizer, scorer.model
-    image_id = model.config.image_token_id
-    for im, g in zip(imgs, got):
-        px = scorer.image_processor(images=[Image.fromarray(im)], return_tensors="pt")
-        ids = tok(orm_prompt("a red apple"), add_special_tokens=False).input_ids
-        assert ids.count(image_id) == 1
-        with torch.no_grad():  # the number of image tokens the model expects for this image
-            n = len(model.model.get_image_features(
-                pixel_values=px.pixel_values, image_sizes=px.image_sizes, vision_feature_layer=-1,
-                vision_feature_select_strategy="full", vision_aspect_ratio=model.config.vision_aspect_ratio
-            ).pooler_output[0])
-            at = ids.index(image_id)
-            full = torch.tensor([ids[:at] + [image_id] * n + ids[at + 1:]])
-            # The model's own path: it computes the image features and scatters them at the image tokens.
-            last = model(input_ids=full, pixel_values=px.pixel_values, image_sizes=px.image_sizes).logits[0, -1]
-        assert g == pytest.approx(softmax_ratio(last, scorer.yes_id, scorer.no_id), abs=1e-5)
+    image_id, vision = model.config.image_token_id, model.config.vision_config
+    px = scorer.image_processor(images=[[Image.fromarray(im) for im in imgs]], return_tensors="pt")
+    with torch.no_grad():
+        feats = model.model.get_image_features(
+            pixel_values=px.pixel_values, image_sizes=px.image_sizes, batch_num_images=px.batch_num_images,
+            vision_feature_layer=-1, vision_feature_select_strategy="full").pooler_output
+    ids = tok(orm_prompt("a red apple"), add_special_tokens=False).input_ids
+    at = ids.index(image_id)
+    for feat, g in zip(feats, got):
+        assert len(feat) == (vision.image_size // vision.patch_size) ** 2 + 1  # one tile and the newline
+        full = torch.tensor(ids[:at] + [image_id] * len(feat) + ids[at + 1:])
+        with torch.no_grad():
+            emb = model.get_input_embeddings()(full)
+            emb[at:at + len(feat)] = feat
+            last = model(inputs_embeds=emb[None]).logits[0, -1]
+        assert g == pytest.approx(softmax_ratio(last / t, scorer.yes_id, scorer.no_id), abs=1e-5)
     assert len({round(g, 6) for g in got}) == len(got)
+
+
+def test_orm_temperature_must_be_positive():
+    with pytest.raises(ConfigError, match="rewards.orm.temperature: must be > 0"):
+        load_config(None, ["rewards.orm.temperature=0"])
 
 
 @pytest.mark.parametrize("name", ["git", "orm"])

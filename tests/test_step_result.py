@@ -77,3 +77,12 @@ def test_progress_line_names_step_stages_and_version():
     # one numbering: the metrics row of step 2 is "step 2" on the console too (steps count from 1)
     assert line.startswith("step 2/10  reward 0.5000 (std 0.3536)  loss 0.2500  kl 0.32500  cot 5 tok  0.5 img/s")
     assert "step 8.00s (rollout 2.00, reward 1.00, learner 4.00, sync 1.00)  version 5" in line
+
+
+def test_metrics_row_takes_each_stages_largest_rollout_peak():
+    r = _result()
+    for i, s in enumerate(r.samples):  # the groups came from two workers with different peaks
+        s.memory_mib = {"cot": 100.0 + i // 2, "image": 300.0 - i // 2, "image_cuda": 50.0}
+    row = metrics_row(r)
+    assert (row["rollout_cot_peak_mib"], row["rollout_image_peak_mib"]) == (101.0, 300.0)
+    assert row["rollout_image_peak_mib_cuda"] == 50.0 and "rollout_decode_peak_mib" not in row

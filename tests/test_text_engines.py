@@ -7,10 +7,14 @@ them (in the Janus model and in the vLLM engine) when they finish.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
 import torch
+from torch.profiler import ProfilerActivity, profile
+from transformers import GenerationConfig, TemperatureLogitsWarper, TopKLogitsWarper
+from transformers.generation.utils import GenerationMixin
 
 from policy.model import load_policy
 from rollout.config import RolloutConfig, TextSamplingConfig
@@ -204,6 +208,83 @@ def test_engines_report_the_same_greedy_logprobs(engines, prompts, rollout_cfg):
     v, h = (engines[n].generate(prompts, 1, [0, 0, 0], rollout_cfg.cot, greedy=True) for n in ENGINES)
     for gv, gh in zip(v, h):
         assert gv[0].logprobs == pytest.approx(gh[0].logprobs, abs=LOGPROB_ATOL)
+
+
+# --------------------------------------------------------------------------------------------------- transformers
+
+
+def test_transformers_batch_equals_the_per_prompt_full_score_computation(policy, prompts, rollout_cfg):
+    """One left-padded generate for all prompts gives, per prompt, the greedy tokens and log-probs of what the
+    engine did before: one unpadded generate per prompt with ``output_logits`` (every step's raw logits kept)."""
+    out = HFTextEngine(policy.model, policy.ids).generate(prompts, 2, [0, 1, 2], rollout_cfg.cot, greedy=True)
+    config = GenerationConfig(do_sample=False, max_new_tokens=rollout_cfg.cot.max_new_tokens, guidance_scale=1.0,
+                              eos_token_id=policy.ids.eos, pad_token_id=policy.ids.pad, return_dict_in_generate=True,
+                              output_logits=True)
+    for prompt, group in zip(prompts, out):
+        x = torch.tensor([prompt])
+        with torch.no_grad():
+            res = GenerationMixin.generate(policy.model, x, attention_mask=torch.ones_like(x), generation_config=config)
+        new = res.sequences[0, len(prompt):]
+        full = torch.log_softmax(torch.stack(res.logits, dim=1)[0].float(), dim=-1)  # [T, V]
+        logp = full.gather(-1, new[:, None])[:, 0]
+        end = new.tolist().index(policy.ids.eos) + 1 if policy.ids.eos in new.tolist() else len(new)
+        for c in group:
+            assert c.token_ids == new[:end].tolist()
+            assert c.logprobs == pytest.approx(logp[:end].tolist(), abs=1e-5)
+
+
+def test_transformers_rows_draw_from_the_filtered_distribution_with_their_own_seeds(policy, prompts):
+    """First tokens of 1500 completions of one prompt: only top-k codes, at the frequencies of softmax(top-k of
+    logits / T) (transformers' warpers as the reference); the same seed gives the same rows, in any chunking."""
+    params = TextSamplingConfig(max_new_tokens=1, temperature=0.7, top_k=20, transformers_max_batch=4096)
+    engine = HFTextEngine(policy.model, policy.ids)
+    first = torch.tensor([c.token_ids[0] for c in engine.generate(prompts[:1], 1500, [9], params)[0]])
+    with torch.no_grad():
+        logits = policy.model(input_ids=torch.tensor([prompts[0]])).logits[:, -1].float()
+    warped = TopKLogitsWarper(20)(None, TemperatureLogitsWarper(0.7)(None, logits))[0]
+    probs = torch.softmax(warped.double(), -1)
+    assert torch.isfinite(warped[first]).all()
+    freq = torch.bincount(first, minlength=probs.numel()).double() / first.numel()
+    assert ((freq - probs).abs() <= 5 * (probs * (1 - probs) / first.numel()).sqrt() + 3 / first.numel()).all()
+    # chunked one prompt per generate call (4 rows), or all in one: the same completions per prompt
+    sampled = TextSamplingConfig(max_new_tokens=6, top_k=50)
+    together = engine.generate(prompts, 4, [3, 4, 5], sampled)
+    apart = engine.generate(prompts, 4, [3, 4, 5], dataclasses.replace(sampled, transformers_max_batch=4))
+    assert [[c.token_ids for c in g] for g in together] == [[c.token_ids for c in g] for g in apart]
+
+
+def test_transformers_engine_memory_does_not_grow_with_the_completion_length():
+    """Janus-Pro's 102,400-way vocabulary: the log-probs are read one step at a time, so the engine's peak
+    allocation during generate stays within a few [rows, V] float32 buffers (logits, their copy, one step's
+    log-softmax, the sampling filters and noise) plus the KV cache, while keeping every step's logits (the
+    output_logits way) would hold rows x T x V x 4 bytes = 37.5 MiB here."""
+    from policy.config import TinyModelConfig
+    from policy.model import build_tiny_janus
+    from policy.tokenizer import SpecialIds
+
+    model, tok = build_tiny_janus(TinyModelConfig(), vocab_size=102400)
+    ids = SpecialIds.from_tokenizer(tok)
+    prompt = [ids.bos] + tok("a red cat on a bench", add_special_tokens=False)["input_ids"]
+    rows, t, vocab = 4, 24, 102400
+    params = TextSamplingConfig(max_new_tokens=t, top_k=50)
+    peak, out = _peak_allocated_bytes(lambda: HFTextEngine(model, ids).generate([prompt], rows, [0], params))
+    assert all(len(c.token_ids) == len(c.logprobs) for c in out[0])
+    text = model.config.text_config
+    kv_cache = 2 * text.num_hidden_layers * rows * (len(prompt) + t) * text.hidden_size * 4
+    assert peak <= 10 * rows * vocab * 4 + kv_cache + 2 * 2**20  # + 2 MiB of small tensors
+    assert rows * t * vocab * 4 > 2 * (10 * rows * vocab * 4 + kv_cache)  # the bound has power
+
+
+def _peak_allocated_bytes(fn):
+    """(peak bytes of live CPU tensors allocated while ``fn`` runs, its result), from the profiler's allocation
+    and free events in time order."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+    live = peak = 0
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage  # frees, allocations
+        peak = max(peak, live)
+    return peak, result
 
 
 def test_bad_arguments_are_rejected(engines, prompts, rollout_cfg):

@@ -156,9 +156,28 @@ def test_draw_is_independent_of_the_batch(worker):
     assert batch[0].image_ids != batch[2].image_ids  # same prompt, other seed: another draw
     # per-prompt seeds in rollout(): each group is the prompt's rollout alone with its seed
     groups = worker.rollout(PROMPTS, [11, 12])
-    assert _ids(groups) == _ids(worker.rollout(PROMPTS[:1], 11)) + _ids(worker.rollout(PROMPTS[1:], 12))
+    assert _ids(groups) == _ids(worker.rollout(PROMPTS[:1], [11])) + _ids(worker.rollout(PROMPTS[1:], [12]))
     with pytest.raises(ValueError, match="2 prompts but 3 seeds"):
         worker.rollout(PROMPTS, [1, 2, 3])
+
+
+def test_a_prompt_draws_the_same_samples_on_any_worker(tiny_model_cfg):
+    """The trainer splits a step's prompts across the workers (prompts[i::W]) and gives each the step's seed: with
+    one worker or two, every prompt must get the same samples, since its seeds follow its global index (the same
+    text under three indices: three different draws, whatever the share)."""
+    cfg = load_config("tiny", _overrides(tiny_model_cfg, "rollout.cot.engine=transformers"))
+    prompts = [PromptRecord(prompt="a red cat", task_type="color", nouns=["cat"], index=i) for i in (7, 2, 30)]
+    workers = [RolloutWorker(cfg.model, cfg.rollout, cfg.learner.loss.image_logprob) for _ in range(2)]
+    one = workers[0].rollout(prompts, seed=5)
+    shares = [prompts[0::2], prompts[1::2]]
+    two = {g.prompt.index: g for w, share in zip(workers, shares) for g in w.rollout(share, seed=5)}
+    assert _ids(one) == _ids([two[p.index] for p in prompts])
+    assert all(np.array_equal(a.image, b.image) for g in one for a, b in zip(g.samples, two[g.prompt.index].samples))
+    assert len({tuple(g.samples[0].image_ids) for g in one}) == 3  # a prompt's draw is its own
+    with pytest.raises(ValueError, match=r"no global index"):
+        workers[0].rollout([PromptRecord(prompt="a red cat")], seed=5)
+
+
 
 
 # --------------------------------------------------------------------------------------------------- generate

@@ -1,19 +1,20 @@
 """ORM reward (T2I-R1): a LLaVA-OneVision fine-tune asked whether the image represents the prompt; the score is
-p(yes) / (p(yes) + p(no)) of the first answer token, read from ONE forward pass (the reference samples 100 tokens
-at temperature 0.3 to read that same first-token distribution, and scores 0 when the sampled token is neither).
+p(yes) / (p(yes) + p(no)) of the first answer token at temperature T (T2I-R1: 0.3), read from ONE forward pass
+as ``sigmoid((l_yes - l_no) / T)`` (the reference samples 100 tokens at temperature 0.3 to read that same
+first-token distribution, and scores 0 in the rare case that the sampled token is neither).
 
 Runs transformers' ``LlavaOnevisionForConditionalGeneration`` from a local HF-format directory (CaraJ/ORM-T2I-R1
 is published in the original LLaVA-NeXT format and must be converted to HF format first). The prompt is LLaVA's
 ``qwen_1_5`` chat template around T2I-R1's question, split at ``<image>`` and tokenised piecewise as LLaVA's
-``tokenizer_image_token`` does; the image placeholder is expanded to as many tokens as the model's image
-features for that image (anyres tiling of transformers' image processor; the reference used "pad" mode, one tile).
-Images of equal size share a forward, ``batch_size`` at a time; each image's features are computed once and
-scattered into the prompt embeddings.
+``tokenizer_image_token`` does. The image is fed as the reference loads the model (``image_aspect_ratio="pad"``):
+padded to a square with the processor's mean colour, resized to ONE tile (384 px), no anyres tiling; its features
+are LLaVA's single-image ones (vision tower at the configured layer, projector, then the ``image_newline``
+embedding), which transformers computes for the images of a multi-image input. Images share a forward,
+``batch_size`` at a time.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionI
 
 from core.records import PromptRecord
 from rewards.base import ImageScore
-from rewards.scorers.common import batches, check_images, to_pil
+from rewards.config import OrmScorerConfig
+from rewards.scorers.common import batches, check_images, scorer_device
 from rewards.scorers.pretrained import PretrainedScorer
 from rewards.vqa_rules import yes_ratio_from_logits
 
@@ -52,11 +54,17 @@ class ORMScorer(PretrainedScorer):
     how_to_get = ORM_HOW_TO_GET
 
     def __init__(self, model: LlavaOnevisionForConditionalGeneration, tokenizer, image_processor,
-                 batch_size: int = 8):
+                 batch_size: int = 8, temperature: float = 0.3):
         super().__init__(model, tokenizer, image_processor, batch_size)
+        self.temperature = temperature
         self.yes_id, self.no_id = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
         if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in (self.yes_id, self.no_id):
             raise ValueError("the ORM tokenizer has no 'yes' / 'no' token")
+
+    @classmethod
+    def from_config(cls, cfg: OrmScorerConfig):
+        path = cls.model_path(cfg)
+        return cls(*cls.load_parts(path, scorer_device(cfg)), cfg.batch_size, cfg.temperature)
 
     @classmethod
     def load_model(cls, path: Path, device: str):
@@ -68,37 +76,48 @@ class ORMScorer(PretrainedScorer):
         return (self.tokenizer(before, add_special_tokens=False).input_ids,
                 self.tokenizer(after, add_special_tokens=False).input_ids)
 
+    def pad_tile(self, image: np.ndarray) -> np.ndarray:
+        """LLaVA's ``image_aspect_ratio="pad"``: the image padded to a square (centred, on the processor's mean
+        colour), resized to the processor's one tile, rescaled and normalised: float32 ``[3, H, W]``."""
+        p = self.image_processor
+        chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+        tile = p.pad_to_square(chw, background_color=tuple(int(x * 255) for x in p.image_mean))
+        if p.do_resize:
+            tile = p.resize(image=tile, size=p.size, resample=p.resample)
+        if p.do_rescale:
+            tile = p.rescale(tile, p.rescale_factor)
+        if p.do_normalize:
+            tile = p.normalize(tile, p.image_mean, p.image_std)
+        return tile.astype(np.float32)
+
     @torch.no_grad()
-    def image_features(self, images: list[np.ndarray]) -> list[torch.Tensor]:
-        """Per image: its [n_tokens, hidden] features, as the model would scatter them into the prompt."""
-        cfg = self.model.config
-        px = self.image_processor(images=[to_pil(im) for im in images], return_tensors="pt")
-        out = self.model.model.get_image_features(
-            pixel_values=px.pixel_values.to(self.device, self.model.dtype), image_sizes=px.image_sizes,
-            vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-            vision_aspect_ratio=cfg.vision_aspect_ratio)
-        return list(out.pooler_output)
+    def image_features(self, images: list[np.ndarray]) -> torch.Tensor:
+        """``[B, n + 1, hidden]``: each image's one-tile features and the newline embedding after them."""
+        cfg, llava = self.model.config, self.model.model
+        pixels = torch.from_numpy(np.stack([self.pad_tile(im) for im in images])).to(self.device, self.model.dtype)
+        layer = cfg.vision_feature_layer
+        hidden = llava.vision_tower(pixels, output_hidden_states=True).hidden_states
+        selected = hidden[layer] if isinstance(layer, int) else torch.cat([hidden[i] for i in layer], dim=-1)
+        if cfg.vision_feature_select_strategy == "default":
+            selected = selected[:, 1:]  # the CLS position
+        feats = llava.multi_modal_projector(selected)
+        newline = llava.image_newline.to(feats.dtype).expand(feats.shape[0], 1, -1)
+        return torch.cat([feats, newline], dim=1)
 
     @torch.no_grad()
     def yes_ratios(self, prompt: str, images: list[np.ndarray]) -> list[float]:
         before, after = self.prompt_pieces(prompt)
-        by_size = defaultdict(list)  # equal sizes give equal token counts, so they batch without padding
-        for i, im in enumerate(images):
-            by_size[im.shape[:2]].append(i)
-        ratios = [0.0] * len(images)
+        ratios: list[float] = []
         embed = self.model.get_input_embeddings()
-        for indices in by_size.values():
-            for chunk in batches(indices, self.batch_size):
-                feats = torch.stack(self.image_features([images[i] for i in chunk]))  # [b, n, D]
-                b, n = feats.shape[:2]
-                ids = torch.tensor(before + [self.model.config.image_token_id] * n + after, device=self.device)
-                emb = embed(ids).unsqueeze(0).repeat(b, 1, 1)
-                emb[:, len(before): len(before) + n] = feats.to(emb.dtype)
-                logits = self.model(inputs_embeds=emb, attention_mask=torch.ones(emb.shape[:2], dtype=torch.long,
-                                    device=self.device), logits_to_keep=1).logits[:, -1]
-                for i, r in zip(chunk, yes_ratio_from_logits(logits, self.yes_id, self.no_id).cpu().tolist()):
-                    ratios[i] = r
+        for chunk in batches(images, self.batch_size):
+            feats = self.image_features(chunk)  # [b, n, D]: every image gives the same n (one tile)
+            b, n = feats.shape[:2]
+            ids = torch.tensor(before + [self.model.config.image_token_id] * n + after, device=self.device)
+            emb = embed(ids).unsqueeze(0).repeat(b, 1, 1)
+            emb[:, len(before): len(before) + n] = feats.to(emb.dtype)
+            logits = self.model(inputs_embeds=emb, attention_mask=torch.ones(emb.shape[:2], dtype=torch.long,
+                                device=self.device), logits_to_keep=1).logits[:, -1]
+            ratios += yes_ratio_from_logits(logits / self.temperature, self.yes_id, self.no_id).cpu().tolist()
         return ratios
 
     def score(self, prompt: PromptRecord, images: list[np.ndarray]) -> list[ImageScore]:
