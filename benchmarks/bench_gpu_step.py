@@ -268,11 +268,12 @@ class Step:
                 "semantic": pack_level([r.cot_prompts[k] for k in idx], [r.cots[k] for k in idx], pad),
                 "token": pack_level([r.image_prompts[k] for k in idx], images, pad, target_pad=0),
             }
-            old = {}
+            behaviour = {}
             if r.cot_logprobs is not None:
-                old["semantic"] = pack_values([r.cot_logprobs[k] for k in idx], levels["semantic"].targets.shape[1])
-                old["token"] = r.image_logprobs[list(idx)].float()
-            out.append(({k: v.to(dev) for k, v in levels.items()}, {k: v.to(dev) for k, v in old.items()},
+                behaviour["semantic"] = pack_values([r.cot_logprobs[k] for k in idx],
+                                                    levels["semantic"].targets.shape[1])
+                behaviour["token"] = r.image_logprobs[list(idx)].float()
+            out.append(({k: v.to(dev) for k, v in levels.items()}, {k: v.to(dev) for k, v in behaviour.items()},
                         adv[list(idx)].to(dev)))
         return out
 
@@ -286,11 +287,11 @@ class Step:
         losses = []
         with clock("train"):
             policy_module = self.logprobs_cls(m.policy)
-            for (levels, old, a), ref in zip(batches, refs):
+            for (levels, behaviour, a), ref in zip(batches, refs):
                 logps = policy_module(levels)
-                terms = {name: LevelTerms(logp=logps[name],
-                                          old_logp=old[name] if old else logps[name].detach(),
-                                          mask=levels[name].target_mask, ref_logp=ref[name]) for name in LEVELS}
+                terms = {name: LevelTerms(logp=logps[name], old_logp=logps[name].detach(),
+                                          mask=levels[name].target_mask, ref_logp=ref[name],
+                                          behaviour_logp=behaviour.get(name)) for name in LEVELS}
                 loss, _ = grpo_loss(terms, a, self.loss_cfg)
                 (loss / len(batches)).backward()
                 losses.append(float(loss.detach()))

@@ -38,8 +38,8 @@ SYNC_ROUNDS = 12  # per sync group: 2 warm-up + 10 timed
 class T2IR1LogProbs(PolicyLogProbs):
     """T2I-R1's per-token log-probs (see the module docstring), on the same inputs and outputs as ours."""
 
-    def forward(self, levels: dict[str, LevelInputs]) -> dict[str, torch.Tensor]:
-        out = {}
+    def forward(self, levels: dict[str, LevelInputs], semantic_chunks: int | None = None) -> dict[str, torch.Tensor]:
+        out = {}  # T2I-R1 computes lm_head over every position at once: no chunks
         for name, level in levels.items():
             p = level.context_ids.shape[1]
             mask = torch.cat([level.context_mask, level.target_mask[:, :-1].long()], dim=1)

@@ -58,6 +58,7 @@ RESUMABLE: dict[str, str] = {
     "learner.num_cpus_per_rank": "the share of a node a learner rank holds",
     "learner.num_gpus_per_rank": "the share of a node a learner rank holds",
     "learner.sync_bucket_mb": "how the weights are cut up for the broadcast",
+    "learner.logprob_chunk_tokens": "how many CoT tokens lm_head scores at once: memory, not the log-probs",
     "learner.sync_timeout_s": "how long a weight sync may take",
 }
 # Not compared at all: the flags that ask for a resume or an overwrite, and the directory (the same one, however

@@ -8,9 +8,11 @@ every rollout worker (cluster/weight_sync.py, weightsync/broadcast.py).
 Modes (trainer.mode):
 - ``sync``: T2I-R1's on-policy order; every stage waits for the previous one.
 - ``off_policy``: the rollout of step t+1 is launched before step t is scored and trained, so it runs while the
-  learner updates; it is made by the weights of step t-1 (one version behind) and the loss uses its behaviour
-  log-probs for the ratio. A rollout actor runs one call at a time, so the weight sync after step t queues
-  behind that rollout and the rollout of step t+2 behind the sync.
+  learner updates; it is made by the weights of step t-1 (one version behind), and the loss weights its tokens by
+  the truncated importance ratio of the learner's to the rollout's log-probs (learner/loss.py). A rollout actor
+  runs one call at a time, so the weight sync after step t queues behind that rollout and the rollout of step t+2
+  behind the sync. A checkpoint keeps the rollout in flight (cluster/pending.py), so a resumed run trains on it
+  as the straight run did.
 
 Steps count from 1 everywhere a user sees them: the progress line ("step 3/40"), the log ("checkpoint of step
 10"), the metrics' ``step`` column, the output files (``rollouts/step_000003.parquet``) and trainer_state.json;
@@ -39,6 +41,7 @@ from cluster.config import Config, TrainMode, to_yaml
 from cluster.data import PromptSchedule
 from cluster.output_writer import StepOutputs
 from cluster.outputs import RunOutputs
+from cluster.pending import load_pending, pending_name, save_pending
 from core.prompt_file import PromptSet, load_prompts
 from core.records import PromptRecord, RolloutGroup, RolloutSample
 from core.timing import timed
@@ -152,6 +155,7 @@ class Trainer:
         self.outputs = None  # StepOutputs, from start() on
         self.version = 0
         self._restarts = 0
+        self._pending: Optional[list[RolloutGroup]] = None  # off-policy resume: the checkpoint's rollout in flight
         self._replicas: dict[str, int] = {}  # reward replicas per scorer at the last step's scoring
         # trainer.eval_every: planned and its evaluators checked now, before any actor starts
         self.evaluation = (TrainingEvaluation(cfg.eval, cfg.rollout, self.out.root, cfg.trainer.eval_every)
@@ -208,6 +212,10 @@ class Trainer:
             raise RuntimeError(f"checkpoint {state['tag']} holds version {version}, {STATE_FILE} says {state['version']}")
         self.out.truncate_after(state["step"])
         log.info("resumed from the checkpoint of step %d (policy version %d)", state["step"], version)
+        if self.cfg.trainer.mode == TrainMode.off_policy and state.get("pending"):
+            self._pending = load_pending(self.out.checkpoints / state["pending"])
+            log.info("the first step trains on the checkpoint's rollout in flight (made by version %d)",
+                     self._pending[0].samples[0].policy_version)
         return state["step"] + 1
 
     # ------------------------------------------------------------------------------------------------ stages
@@ -300,7 +308,7 @@ class Trainer:
         cfg = self.cfg
         start = self.start()
         off_policy = cfg.trainer.mode == TrainMode.off_policy
-        groups = None
+        groups = self._pending  # None but on an off-policy resume
         for step in range(start, cfg.trainer.steps + 1):
             times: dict[str, float] = {}
             with timed(times, "step_s"):
@@ -324,7 +332,7 @@ class Trainer:
             self._after_step(StepResult(step, groups, batch, rewards, advantages, stats, times, learner_version,
                                         self.version, self._restarts))
             if self._checkpoint_due(step):
-                self.checkpoint(step)
+                self.checkpoint(step, next_groups)
             groups = next_groups
         export = self.out.checkpoints / "hf"
         self.learner.export_hf(str(export))
@@ -346,12 +354,16 @@ class Trainer:
         every = self.cfg.trainer.save_every
         return step == self.cfg.trainer.steps or (every > 0 and step % every == 0)
 
-    def checkpoint(self, step: int) -> None:
+    def checkpoint(self, step: int, pending: Optional[list[RolloutGroup]] = None) -> None:
+        """``pending``: off-policy, the rollout of the next step, already made by the previous version."""
         times: dict[str, float] = {}
         with timed(times, "save"):
             path = Path(self.learner.save_checkpoint(str(self.out.checkpoints / "learner")))
             self.outputs.flush()  # the checkpoint covers step `step` only once that step's outputs are on disk
             state = {"step": step, "version": self.version, "tag": path.name}
+            if pending is not None:
+                state["pending"] = pending_name(step + 1)
+                save_pending(self.out.checkpoints / state["pending"], pending)
             tmp = self.out.checkpoints / f".{STATE_FILE}.tmp"
             tmp.write_text(json.dumps(state))
             os.replace(tmp, self.out.checkpoints / STATE_FILE)  # the checkpoint counts only once this lands

@@ -19,6 +19,7 @@ import torch
 from core.memory import peak_memory
 from learner.batch import TrainSample
 from learner.config import LearnerSetup
+from learner.loss import combine_stats
 
 
 class LearnerRank:
@@ -178,12 +179,12 @@ class LearnerGroup:
         return ray.get([getattr(a, method).remote(*args) for a in self.actors])
 
     def train_batch(self, samples: Sequence[TrainSample]) -> dict[str, float]:
-        """One global batch on all ranks; statistics are means over micro-batches (and ranks)."""
+        """One global batch on all ranks; statistics are means over micro-batches and ranks (maxima for
+        ``*_max``)."""
         import ray
 
         ref = ray.put(list(samples))
-        per_rank = self._all("train_batch", ref)
-        return {k: sum(r[k] for r in per_rank) / len(per_rank) for k in per_rank[0]}
+        return combine_stats(self._all("train_batch", ref))
 
     def version(self) -> int:
         import ray

@@ -67,9 +67,14 @@ class LossConfig:
     semantic_weight: float = 1.0
     token_weight: float = 1.0
     image_logprob: ImageLogprobMode = ImageLogprobMode.conditional
+    # Truncated importance sampling (learner/loss.py): each token's clipped surrogate is weighted by
+    # min(exp(learner - rollout log-prob), is_cap), correcting the rollout engines' mismatch and the off-policy lag
+    is_correction: bool = True
+    is_cap: float = 2.0
 
     def validate(self) -> None:
         require(self.beta >= 0, "beta", "must be >= 0")
+        require(self.is_cap >= 1, "is_cap", "must be >= 1 (a cap below 1 would down-weight on-policy tokens too)")
         require(self.clip_low >= 0 and self.clip_high >= 0, "clip_low", "clip ranges must be >= 0")
         require(self.semantic_weight >= 0 and self.token_weight >= 0, "semantic_weight", "level weights must be >= 0")
 
@@ -89,6 +94,9 @@ class LearnerConfig:
     num_cpus_per_rank: float = 0.5
     num_gpus_per_rank: float = 0.0
     zero_stage: int = 2
+    # ZeRO-3 keeps parameters of up to this many elements whole on every rank (DeepSpeed's default); 0 partitions
+    # every parameter, as ZeRO-3 does with the large ones of a 7B model (the tests use it on the tiny model)
+    zero3_persistence_threshold: int = 100_000
     dtype: LearnerDtype = LearnerDtype.float32
     gradient_checkpointing: bool = False
     micro_batch_size: int = 4  # samples per forward/backward
@@ -96,6 +104,9 @@ class LearnerConfig:
     ref_on_cpu: bool = True  # keep the frozen reference model on CPU (small models) instead of sharding it
     sync_bucket_mb: int = 64  # weight broadcast bucket size
     sync_timeout_s: float = 120.0  # a weight-sync member waiting longer than this fails the sync
+    # CoT tokens per lm_head chunk: log-probs over the 102,400-word vocabulary are computed this many tokens at a
+    # time (with recomputation in the backward), so [CoT tokens, vocabulary] logits never exist at once
+    logprob_chunk_tokens: int = 1024
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
@@ -103,10 +114,12 @@ class LearnerConfig:
     def validate(self) -> None:
         require(self.ranks >= 1, "ranks", "must be >= 1")
         require(self.zero_stage in (0, 1, 2, 3), "zero_stage", "must be 0, 1, 2 or 3")
+        require(self.zero3_persistence_threshold >= 0, "zero3_persistence_threshold", "must be >= 0")
         require(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
         require(self.updates_per_batch >= 1, "updates_per_batch", "must be >= 1")
         require(self.sync_bucket_mb >= 1, "sync_bucket_mb", "must be >= 1")
         require(self.sync_timeout_s > 0, "sync_timeout_s", "must be > 0")
+        require(self.logprob_chunk_tokens >= 1, "logprob_chunk_tokens", "must be >= 1")
 
 
 @dataclass

@@ -22,8 +22,8 @@ import torch
 
 from learner.batch import LevelInputs, TrainSample, pack_level, pack_values
 from learner.config import LearnerDtype, LearnerSetup
-from learner.logprobs import PolicyLogProbs
-from learner.loss import LevelTerms, active_levels, grpo_loss
+from learner.logprobs import PolicyLogProbs, chunks_for
+from learner.loss import LevelTerms, active_levels, combine_stats, grpo_loss
 from policy.model import Policy, load_policy, set_trainable
 
 
@@ -55,6 +55,7 @@ def deepspeed_config(setup: LearnerSetup, world_size: int) -> dict[str, Any]:
     if lc.zero_stage == 3:
         # let save_16bit_model / consolidated state dicts gather full weights on rank 0
         zero["stage3_gather_16bit_weights_on_model_save"] = True
+        zero["stage3_param_persistence_threshold"] = lc.zero3_persistence_threshold
     return {
         "train_batch_size": setup.global_batch,
         "train_micro_batch_size_per_gpu": lc.micro_batch_size,
@@ -72,12 +73,16 @@ def deepspeed_config(setup: LearnerSetup, world_size: int) -> dict[str, Any]:
 class MicroBatch:
     levels: dict[str, LevelInputs]
     advantages: torch.Tensor  # [B]
-    old: dict[str, torch.Tensor]  # behaviour log-probs per level, [B, T] (NaN rows: to recompute)
+    behaviour: dict[str, torch.Tensor]  # the rollout engines' log-probs per level, [B, T] (NaN rows: none recorded)
+    old: dict[str, torch.Tensor]  # proximal log-probs per level (filled before the updates when there are several)
     ref: dict[str, torch.Tensor]  # reference log-probs per level (filled before the updates)
 
     def to(self, device) -> "MicroBatch":
-        return MicroBatch({k: v.to(device) for k, v in self.levels.items()}, self.advantages.to(device),
-                          {k: v.to(device) for k, v in self.old.items()}, {k: v.to(device) for k, v in self.ref.items()})
+        def move(tensors: dict[str, Any]) -> dict[str, Any]:
+            return {k: v.to(device) for k, v in tensors.items()}
+
+        return MicroBatch(move(self.levels), self.advantages.to(device), move(self.behaviour), move(self.old),
+                          move(self.ref))
 
 
 class PolicyTrainer:
@@ -113,7 +118,7 @@ class PolicyTrainer:
 
         scheduler = get_linear_schedule_with_warmup(optimizer, o.warmup_steps, setup.optimizer_steps)
         self._logprobs_cls = logprobs
-        module = logprobs(model, lc.loss.image_logprob, setup.image_sampling, self.policy.ids)
+        module = logprobs(model, lc.loss.image_logprob, setup.image_sampling, self.policy.ids, lc.logprob_chunk_tokens)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=module, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(setup, self.world_size)
         )
@@ -128,7 +133,8 @@ class PolicyTrainer:
         ref_policy = load_policy(self.setup.model, dtype=lc.dtype, device="cpu")
         for p in ref_policy.model.parameters():
             p.requires_grad_(False)
-        module = self._logprobs_cls(ref_policy.model, lc.loss.image_logprob, self.setup.image_sampling, ref_policy.ids)
+        module = self._logprobs_cls(ref_policy.model, lc.loss.image_logprob, self.setup.image_sampling, ref_policy.ids,
+                                    lc.logprob_chunk_tokens)
         self.ref_device = torch.device("cpu")
         if lc.ref_on_cpu:
             return module.eval()
@@ -138,7 +144,9 @@ class PolicyTrainer:
             config = {"train_batch_size": self.setup.global_batch,
                       "train_micro_batch_size_per_gpu": lc.micro_batch_size,
                       "gradient_accumulation_steps": grad_accumulation_steps(self.setup, self.world_size),
-                      "zero_optimization": {"stage": 3}, "bf16": {"enabled": lc.dtype == LearnerDtype.bfloat16},
+                      "zero_optimization": {"stage": 3,
+                                            "stage3_param_persistence_threshold": lc.zero3_persistence_threshold},
+                      "bf16": {"enabled": lc.dtype == LearnerDtype.bfloat16},
                       "steps_per_print": 2**31 - 1}
             engine, *_ = deepspeed.initialize(model=module, config=config)
             engine.eval()
@@ -198,7 +206,7 @@ class PolicyTrainer:
 
     def _micro_batch(self, samples: Sequence[TrainSample]) -> MicroBatch:
         pad = self.policy.ids.pad
-        levels, old = {}, {}
+        levels, behaviour = {}, {}
         for name in self.active:
             level = pack_level([s.context(name) for s in samples], [s.targets(name) for s in samples], pad,
                                target_pad=0 if name == "token" else None)
@@ -207,82 +215,77 @@ class PolicyTrainer:
             for s in samples:
                 lp = s.behaviour_logprobs(name)
                 if name == "token" and s.image_logprob_mode != self.setup.learner.loss.image_logprob:
-                    lp = None  # recorded under another distribution than the loss uses
+                    lp = None  # recorded under another distribution than the loss uses: no correction (weight 1)
                 rows.append(lp)
             values = pack_values([r or [] for r in rows], level.targets.shape[1])
             values[[i for i, r in enumerate(rows) if r is None]] = float("nan")
-            old[name] = values
+            behaviour[name] = values
         adv = torch.tensor([s.advantage for s in samples], dtype=torch.float32)
-        return MicroBatch(levels, adv, old, {})
+        return MicroBatch(levels, adv, behaviour, {}, {})
 
     def _validate(self, samples: Sequence[TrainSample]) -> None:
         """Checks of the whole global batch (every rank runs them on the same data, so all raise together)."""
         for i, s in enumerate(samples):
-            if not s.image_ids or not s.image_prompt_ids or not s.cot_prompt_ids:
-                raise ValueError(f"sample {i} has an empty image, image prompt or CoT prompt")
+            if not s.image_ids or not s.image_prompt_ids:
+                raise ValueError(f"sample {i} has an empty image or image prompt")
+            if "semantic" in self.active and not s.cot_prompt_ids:
+                raise ValueError(f"sample {i} has no CoT prompt, so its semantic level cannot be trained (a rollout "
+                                 f"without a semantic CoT, rollout.prompt.use_cot=false, trains the image tokens "
+                                 f"alone: set learner.loss.levels=token)")
             for name in self.active:
                 lp = s.behaviour_logprobs(name)
                 if lp is not None and len(lp) != len(s.targets(name)):
                     raise ValueError(f"sample {i} has {len(lp)} {name} behaviour log-probs for "
                                      f"{len(s.targets(name))} tokens")
 
-    def _lacks_behaviour(self, s: TrainSample) -> bool:
-        if "semantic" in self.active and s.cot_logprobs is None:
-            return True
-        return "token" in self.active and (s.image_logprobs is None
-                                           or s.image_logprob_mode != self.setup.learner.loss.image_logprob)
+    def _semantic_chunks(self, samples: Sequence[TrainSample]) -> int:
+        """The number of lm_head chunks of every micro-batch of the batch: what its largest CoT level needs (the
+        same on every rank, as ZeRO-3 gathers lm_head collectively at each call)."""
+        m, chunk = self.setup.learner.micro_batch_size, self.setup.learner.logprob_chunk_tokens
+        return max(chunks_for(sum(len(s.cot_ids) for s in samples[i:i + m]), chunk) for i in range(0, len(samples), m))
 
     @torch.no_grad()
-    def _prepare(self, micro_batches: list[MicroBatch], samples: Sequence[TrainSample]) -> None:
-        """Reference log-probs (once per batch) and behaviour log-probs the rollout did not record.
-        ``samples``: the whole global batch."""
-        # decided from the whole global batch, which every rank holds, so all ranks decide alike without talking
-        # (under ZeRO-3 a forward on one rank needs every rank in it)
-        lacking = [s for s in samples if self._lacks_behaviour(s)]
-        stale = sorted({s.policy_version for s in lacking if s.policy_version != self.version})
-        if stale:
-            raise ValueError(
-                f"some samples lack behaviour log-probs (or have them in another image_logprob mode) and were made "
-                f"by policy version(s) {stale}, older than the learner's {self.version}: their probabilities cannot "
-                f"be recomputed. Record log-probs in the rollout (image mode {self.setup.learner.loss.image_logprob!r}) "
-                f"for off-policy training."
-            )
-        need_old = bool(lacking)
+    def _prepare(self, micro_batches: list[MicroBatch], chunks: int) -> None:
+        """Before the first update: reference log-probs and, with several updates per batch, the proximal (old)
+        log-probs, one no-grad forward of the current policy. (With one update the loss's own forward provides
+        them.) Every rank runs the same forwards, as ZeRO-3 gathers parameters collectively."""
+        several = self.setup.learner.updates_per_batch > 1
         for mb in micro_batches:
-            if need_old:  # every rank runs the same forwards (ZeRO-3 gathers collectively)
-                current = self.engine(mb.levels)
-                for name, v in mb.old.items():
-                    missing = torch.isnan(v)
-                    v[missing] = current[name].float().cpu()[missing]
+            if several:
+                mb.old = {k: v.float().cpu() for k, v in self.engine(mb.levels, semantic_chunks=chunks).items()}
             if self.ref is not None:
-                out = self.ref({k: v.to(self.ref_device) for k, v in mb.levels.items()})
+                out = self.ref({k: v.to(self.ref_device) for k, v in mb.levels.items()}, semantic_chunks=chunks)
                 mb.ref = {k: v.float().cpu() for k, v in out.items()}
 
     def train_batch(self, samples: Sequence[TrainSample]) -> dict[str, float]:
         """All ``updates_per_batch`` optimizer steps on one global batch (every rank gets the whole batch and
-        trains on its share). Returns this rank's statistics (means over its micro-batches)."""
+        trains on its share). The loss's proximal log-probs are the learner's own before the first update; the
+        samples' recorded (behaviour) log-probs enter as truncated importance weights (learner/loss.py), and a
+        sample without them, or with image log-probs of another mode, gets weight 1. Returns this rank's
+        statistics (means over its micro-batches, maxima for ``*_max``)."""
         lc = self.setup.learner
         mine = self._share(samples)
         self._validate(samples)
         m = lc.micro_batch_size
         micro_batches = [self._micro_batch(mine[i:i + m]) for i in range(0, len(mine), m)]
-        self._prepare(micro_batches, samples)
+        chunks = self._semantic_chunks(samples)
+        self._prepare(micro_batches, chunks)
         self.engine.train()
-        totals: dict[str, float] = {}
-        n = 0
+        per_micro_batch: list[dict[str, float]] = []
         for _ in range(lc.updates_per_batch):
             for mb in micro_batches:
                 mb = mb.to(self.device)
-                logps = self.engine(mb.levels)
-                terms = {name: LevelTerms(logp=logps[name], old_logp=mb.old[name], mask=mb.levels[name].target_mask,
-                                          ref_logp=mb.ref.get(name)) for name in self.active}
+                logps = self.engine(mb.levels, semantic_chunks=chunks)
+                # one update per batch: the proximal log-probs are this forward's own, detached (ratio exactly 1)
+                old = mb.old or {name: v.detach() for name, v in logps.items()}
+                terms = {name: LevelTerms(logp=logps[name], old_logp=old[name], mask=mb.levels[name].target_mask,
+                                          ref_logp=mb.ref.get(name), behaviour_logp=mb.behaviour[name])
+                         for name in self.active}
                 loss, stats = grpo_loss(terms, mb.advantages, lc.loss)
                 self.engine.backward(loss)
                 self.engine.step()
-                for k, v in stats.items():
-                    totals[k] = totals.get(k, 0.0) + v
-                n += 1
-        out = {k: v / n for k, v in totals.items()}
+                per_micro_batch.append(stats)
+        out = combine_stats(per_micro_batch)
         out["lr"] = float(self.scheduler.get_last_lr()[0])
         norm = self.engine.get_global_grad_norm()
         if norm is not None:

@@ -6,9 +6,10 @@
 
 Each level is one forward of the LLaMA backbone over ``[context | targets[:-1]]``. The hidden states are sliced
 to the target positions (and to real, non-padding targets) *before* a head runs, so the 102,400-way ``lm_head``
-never sees image positions or prompts and the generation head never sees text positions. Left padding is
-handled by the attention mask and by position ids that count only real tokens, so a row's log-probs do not
-depend on what it is batched with.
+never sees image positions or prompts and the generation head never sees text positions; ``lm_head`` runs over
+the CoT tokens in chunks (:func:`chunked_head_logprobs`), so ``[CoT tokens, 102400]`` logits never exist at once.
+Left padding is handled by the attention mask and by position ids that count only real tokens, so a row's
+log-probs do not depend on what it is batched with.
 
 Image log-prob modes (learner.config.LossConfig.image_logprob):
 - ``conditional`` (T2I-R1): the conditional row alone, temperature 1, no filtering.
@@ -23,6 +24,7 @@ from typing import Mapping, Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import JanusForConditionalGeneration
 
 from core.records import ImageLogprobMode
@@ -62,15 +64,44 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return _gather_logprobs(logits, targets) - torch.logsumexp(logits, dim=-1)
 
 
-def semantic_logprobs(model: JanusForConditionalGeneration, level: LevelInputs) -> torch.Tensor:
-    """log p(cot_t | cot context, cot_<t) under ``lm_head``: float32 ``[B, T]``, 0 on padding."""
+def chunks_for(tokens: int, chunk_tokens: int) -> int:
+    """How many chunks of at most ``chunk_tokens`` rows ``tokens`` rows take (at least one)."""
+    return max(1, -(-tokens // chunk_tokens))
+
+
+def _head_chunk(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return _token_logprobs(head(hidden), targets)
+
+
+def chunked_head_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunks: int) -> torch.Tensor:
+    """``log_softmax(head(hidden))[targets]``, float32 ``[N]``, computed in ``chunks`` equal slices of rows.
+
+    With gradients each slice is checkpointed: its forward keeps only its inputs, and the backward recomputes
+    its logits, so at most one slice's ``[N / chunks, V]`` logits, their float32 copy and their gradient exist at
+    any time, never the whole ``[N, V]``. The head runs exactly ``chunks`` times (some slices may be empty):
+    under ZeRO-3 each call gathers its weight collectively, so every rank must make the same number of calls.
+    """
+    size = -(-hidden.shape[0] // chunks)
+    parts = []
+    for i in range(chunks):
+        h, t = hidden[i * size:(i + 1) * size], targets[i * size:(i + 1) * size]
+        if torch.is_grad_enabled():
+            parts.append(checkpoint(_head_chunk, head, h, t, use_reentrant=False, preserve_rng_state=False))
+        else:
+            parts.append(_head_chunk(head, h, t))
+    return torch.cat(parts)
+
+
+def semantic_logprobs(model: JanusForConditionalGeneration, level: LevelInputs, chunks: int = 1) -> torch.Tensor:
+    """log p(cot_t | cot context, cot_<t) under ``lm_head``: float32 ``[B, T]``, 0 on padding. ``chunks``: the
+    number of slices the ``lm_head`` log-probs are computed in (:func:`chunked_head_logprobs`)."""
     ids = torch.cat([level.context_ids, level.targets[:, :-1]], dim=1)
     mask, positions = _sequence_mask_and_positions(level)
     hidden = model.model.language_model(
         input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
     ).last_hidden_state
     h = _target_hidden(hidden, level)
-    values = _token_logprobs(model.lm_head(h), level.targets[level.target_mask])
+    values = chunked_head_logprobs(model.lm_head, h, level.targets[level.target_mask], chunks)
     return _scatter(values, level.target_mask)
 
 
@@ -125,7 +156,8 @@ def image_logprobs(
 
 class PolicyLogProbs(nn.Module):
     """The learner's forward: Janus plus how to score each level. DeepSpeed wraps this module, so its forward
-    is the engine's forward (ZeRO-3 gathers parameters in it); ``self.policy`` keeps the Janus parameter names."""
+    is the engine's forward (ZeRO-3 gathers parameters in it); ``self.policy`` keeps the Janus parameter names.
+    ``chunk_tokens``: CoT tokens per ``lm_head`` chunk (learner.logprob_chunk_tokens)."""
 
     def __init__(
         self,
@@ -133,18 +165,26 @@ class PolicyLogProbs(nn.Module):
         image_mode: ImageLogprobMode = ImageLogprobMode.conditional,
         sampling: Optional[SamplingParams] = None,
         ids: Optional[SpecialIds] = None,
+        chunk_tokens: int = 1024,
     ):
         super().__init__()
         self.policy = policy
         self.image_mode = image_mode
         self.sampling = sampling
         self.ids = ids
+        self.chunk_tokens = chunk_tokens
 
-    def forward(self, levels: Mapping[str, LevelInputs]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, levels: Mapping[str, LevelInputs], semantic_chunks: Optional[int] = None
+    ) -> dict[str, torch.Tensor]:
+        """``semantic_chunks``: how many ``lm_head`` chunks the CoT level takes (default: as many as its tokens
+        need); under ZeRO-3 every rank must pass the same number (learner/engine.py takes the largest need of the
+        global batch's micro-batches)."""
         out = {}
         for name, level in levels.items():
             if name == "semantic":
-                out[name] = semantic_logprobs(self.policy, level)
+                chunks = semantic_chunks or chunks_for(level.num_tokens, self.chunk_tokens)
+                out[name] = semantic_logprobs(self.policy, level, chunks)
             elif name == "token":
                 out[name] = image_logprobs(self.policy, level, self.image_mode, self.sampling, self.ids)
             else:

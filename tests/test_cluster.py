@@ -6,7 +6,10 @@
   process group, Ray included); `resume=true` twice; the stitched run equals a straight run step by step;
 - the README's Ray cluster section as written (token authentication, `ray start`, `ray job submit --working-dir
   .`, off-policy), with the README's `rewards.pool` commands run while the job runs and the per-step Ray metrics
-  read from the node's metrics endpoint.
+  read from the node's metrics endpoint; then `resume=true` from a copy of the job's checkpoint of step 10
+  reproduces its steps 11 and 12 (step 11 trained on the checkpoint's rollout in flight, one version behind);
+- in both modes the PPO ratio is exactly 1 (one update per batch), and the importance weights are ~1 where the
+  rollout was made by the learner's version and differ from 1 where it lags one version behind.
 
 Every wait is bounded (a deadline kills the run's process group), every socket is on loopback.
 """
@@ -168,6 +171,12 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     for part in ("encode", "wire", "queue", "decode", "score"):  # where the reward calls' time went
         assert all(r[f"reward_color_{part}_s"] >= 0 for r in rows), part
     assert [r["policy_version"] for r in rows] == list(range(1, 41))
+    # sync, one update per batch: the ratio is exactly 1, and the rollout engines (vLLM for the CoT, our sampler for
+    # the image) agree with the learner up to float32 rounding (measured: gaps <= 2e-6), so the weights are ~1
+    for r in rows:
+        for lv in ("semantic", "token"):
+            assert r[f"{lv}/ratio_mean"] == 1.0 and r[f"{lv}/no_behaviour_frac"] == 0.0, r
+            assert r[f"{lv}/logp_gap_max"] < 1e-4 and abs(r[f"{lv}/is_weight_mean"] - 1) < 1e-4, r
     assert [line.split()[1] for line in run.lines if line.startswith("step ")] == [f"{t}/40" for t in range(1, 41)]
     assert "Ray dashboard: http://127.0.0.1:" in run.log and f"images: {out / 'images'}" in run.log
     assert "checkpoint of step 40" in (out / "logs" / "driver.log").read_text()
@@ -269,6 +278,7 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
     processes in it, so the test can stop exactly those; `ray stop` would stop every Ray on the machine)."""
     home = tmp_path / "home"  # the token Ray makes and the job's default output_dir: never the real home's
     home.mkdir()
+    fork = tmp_path / "resumed"  # the job's run as a run stopped right after its checkpoint of step 10 leaves it
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
     ports = {k: str(_free_port()) for k in ("gcs", "dashboard", "metrics", "agent", "client")}
     commands = script("ray-cluster", temp=temp, **ports)
@@ -294,6 +304,8 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
                     capture_output=True, text=True, timeout=300)
             if line.startswith("step ") and "t2i_reward_mean" not in seen:  # gauges live with the job's driver
                 seen = _scrape(int(ports["metrics"]))
+            if "checkpoint of step 10 " in line:
+                _copy_checkpoint(home / "t2i-r1-ray" / "outputs" / "run", fork)
             if line.startswith("step 2/") and not actors:  # the dashboard's Actors view: the system by name
                 exports = [c for c in commands if c.startswith("export ")]
                 listed = subprocess.run(
@@ -329,3 +341,36 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
     assert {"learner-rank-0", "rollout-worker-0"} <= actors, actors
     assert any(a.endswith("/reward-color-replica-0") for a in actors), actors
     assert "token authentication is on: paste the token from" in log  # how to open the dashboard
+
+    # one update per batch: the ratio is exactly 1; the importance weights correct the lag of steps 2-12, where the
+    # rollout's log-probs are a version behind: far larger gaps than the engines' mismatch alone at step 1
+    assert all(r[f"{lv}/ratio_mean"] == 1.0 for r in rows for lv in ("semantic", "token"))
+    for r in rows[1:]:
+        assert r["token/logp_gap_mean"] > 10 * rows[0]["token/logp_gap_mean"], (r, rows[0])
+        assert abs(r["token/is_weight_mean"] - 1) > 1e-4 and r["token/no_behaviour_frac"] == 0.0, r
+
+    # resumed from the checkpoint of step 10, the run trains step 11 on the rollout the job made by version 9 while
+    # step 10 trained (on main the resumed step was on-policy), and reproduces steps 11 and 12
+    resumed = Run(fork, "resume=true")
+    assert resumed.wait() == 0, resumed.log[-5000:]
+    assert "the first step trains on the checkpoint's rollout in flight (made by version 9)" in resumed.log
+    again = _metrics(fork)
+    assert [r["step"] for r in again] == list(range(1, 13)) and [r["version_lag_mean"] for r in again[10:]] == [1, 1]
+    for step in (11, 12):
+        got, want = _rollout_rows(fork, step), _rollout_rows(out, step)
+        assert [(r["prompt_index"], r["cot"], r["policy_version"]) for r in got] == \
+               [(r["prompt_index"], r["cot"], r["policy_version"]) for r in want]
+        np.testing.assert_allclose([r["reward"] for r in got], [r["reward"] for r in want], atol=1e-6)
+    for key in ("loss", "token/is_weight_mean", "token/logp_gap_mean", "semantic/is_weight_mean"):
+        np.testing.assert_allclose([r[key] for r in again[10:]], [r[key] for r in rows[10:]], rtol=1e-4, atol=1e-7,
+                                   err_msg=key)
+
+
+def _copy_checkpoint(out: Path, fork: Path) -> None:
+    """What a run stopped right after its checkpoint leaves for resume=true: its config, checkpoints and metric
+    rows."""
+    shutil.copytree(out / "checkpoints", fork / "checkpoints")
+    for name in ("config.yaml", "metrics.jsonl"):
+        shutil.copy(out / name, fork / name)
+    state = json.loads((fork / "checkpoints" / "trainer_state.json").read_text())
+    assert state["step"] == 10, f"copied too late: {state}"

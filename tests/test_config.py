@@ -69,6 +69,9 @@ def test_wrong_type_names_the_key():
     ("rewards.color.replicas=0", "rewards.color.replicas"),
     ("model.tiny.vq_base_channels=32", "model.tiny.vq_base_channels"),
     ("rewards.color.enabled=false", "rewards.enabled"),
+    ("learner.loss.is_cap=0.5", "learner.loss.is_cap"),
+    ("learner.logprob_chunk_tokens=0", "learner.logprob_chunk_tokens"),
+    ("learner.zero3_persistence_threshold=-1", "learner.zero3_persistence_threshold"),
 ])
 def test_out_of_range_values(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from learner.batch import pack_level
-from learner.logprobs import PolicyLogProbs, image_logprobs, semantic_logprobs
+from learner.logprobs import PolicyLogProbs, chunked_head_logprobs, image_logprobs, semantic_logprobs
 from rollout.config import ImageSamplingConfig
 
 
@@ -149,7 +149,8 @@ def test_learner_logprobs_equal_the_samplers_behaviour_logprobs(tiny_policy, mod
     from rollout.image_sampler import ImageSampler
 
     ids = tiny_policy.ids
-    params = ImageSamplingConfig(cfg_weight=5.0, temperature=1.0, top_k=0, top_p=1.0)
+    # temperature, top-k and top-p all shape the guided distribution (the conditional one ignores them)
+    params = ImageSamplingConfig(cfg_weight=5.0, temperature=0.9, top_k=20, top_p=0.9)
     prompts = [[ids.bos, 10, 11, 12, ids.boi], [ids.bos, 40, 41, 42, 43, 44, 45, ids.boi]]
     drawn = ImageSampler(tiny_policy.model, ids).sample(prompts, params, seeds=[1, 2], return_logprobs=True)
     level = pack_level(prompts, drawn.tokens.tolist(), ids.pad, target_pad=0)
@@ -157,6 +158,88 @@ def test_learner_logprobs_equal_the_samplers_behaviour_logprobs(tiny_policy, mod
         got = image_logprobs(tiny_policy.model, level, mode=mode, sampling=params, ids=ids)
     want = drawn.logprobs if mode == "guided" else drawn.cond_logprobs
     torch.testing.assert_close(got, want.float(), rtol=1e-4, atol=1e-4)
+    if mode == "guided":  # the filters were in force: the drawn codes' probabilities exceed their unfiltered ones
+        assert bool((drawn.logprobs > drawn.cond_logprobs).any())
+
+
+def _head_case(vocab: int, tokens: int, dim: int = 16, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(dim, vocab, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(vocab, dim, generator=g) * 0.5)
+    hidden = torch.randn(tokens, dim, generator=g).requires_grad_(True)
+    return head, hidden, torch.randint(0, vocab, (tokens,), generator=g)
+
+
+@pytest.mark.parametrize("chunks", [1, 3, 7, 40])  # 40 > 23 tokens: some slices are empty
+def test_chunked_head_logprobs_equal_the_full_log_softmax(chunks):
+    head, hidden, targets = _head_case(vocab=97, tokens=23)
+    got = chunked_head_logprobs(head, hidden, targets, chunks)
+    weights = torch.linspace(-1.0, 2.0, 23)
+    got_grads = torch.autograd.grad((got * weights).sum(), [hidden, head.weight])
+    full = torch.log_softmax(head(hidden).float(), -1).gather(-1, targets[:, None])[:, 0]  # [N, V] at once
+    want_grads = torch.autograd.grad((full * weights).sum(), [hidden, head.weight])
+    torch.testing.assert_close(got, full, rtol=1e-6, atol=1e-6)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_semantic_logprobs_in_chunks_equal_one_chunk_and_call_the_head_once_per_chunk(tiny_policy):
+    model, samples = tiny_policy.model, _samples(tiny_policy)
+    sem, _ = _levels(tiny_policy, samples)  # 12 CoT tokens
+    params = [model.lm_head.weight, model.model.language_model.layers[1].mlp.up_proj.weight]
+    whole = semantic_logprobs(model, sem, chunks=1)
+    whole_grads = torch.autograd.grad(whole.sum(), params)
+    calls = []
+    hook = model.lm_head.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        out = PolicyLogProbs(model, chunk_tokens=5)({"semantic": sem})["semantic"]
+        assert calls == [4, 4, 4]  # 12 tokens need 3 chunks of at most 5: equal slices
+        grads = torch.autograd.grad(out.sum(), params)  # the backward recomputes each chunk's logits
+        assert calls == [4, 4, 4] * 2
+        calls.clear()
+        # a number of chunks agreed by all ZeRO-3 ranks: one call per chunk, even an empty one
+        PolicyLogProbs(model, chunk_tokens=5)({"semantic": sem}, semantic_chunks=5)
+        assert calls == [3, 3, 3, 3, 0]
+    finally:
+        hook.remove()
+    torch.testing.assert_close(out, whole, rtol=1e-6, atol=1e-6)
+    for g, w in zip(grads, whole_grads):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
+def _peak_cpu_bytes(fn) -> int:
+    """The most CPU memory allocated at once while ``fn`` runs, beyond what was allocated before: the running sum
+    of the allocator's allocation (+) and free (-) events recorded by torch's profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def test_chunked_head_logprobs_bound_the_memory_at_a_large_vocabulary():
+    """N = 512 tokens, V = 32768 words, chunks of c = 64 tokens, float32. The whole computation holds four
+    [rows, V] float32 buffers at once in its backward (the logits kept for log-sum-exp's backward, the softmax, the
+    gradient of the logits, the gradient through the gather), so the unchunked peak is >= 4 N V 4 bytes = 256 MiB
+    (measured: 256 MiB); the chunked one is <= 4 c V 4 bytes + the weight's gradient V D 4 bytes + slack for
+    small buffers = 32 + 2 + 1 MiB (measured: 34 MiB), which the unchunked computation exceeds 7 times over."""
+    n, vocab, dim, c = 512, 32768, 16, 64
+    head, hidden, targets = _head_case(vocab, n, dim)
+
+    def step(chunks):
+        return lambda: chunked_head_logprobs(head, hidden, targets, chunks).sum().backward()
+
+    float_bytes = 4
+    bound = 4 * c * vocab * float_bytes + vocab * dim * float_bytes + 2**20
+    chunked, whole = _peak_cpu_bytes(step(n // c)), _peak_cpu_bytes(step(1))
+    assert chunked <= bound, (chunked, bound)
+    assert whole >= 4 * n * vocab * float_bytes > 7 * bound, (whole, bound)
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
 """The BiCoT-GRPO loss against a hand-written reference (explicit loops over samples and tokens, gradients
-derived by hand), a finite-difference check, and T2I-R1's one-update special case."""
+derived by hand), a finite-difference check, T2I-R1's one-update special case, the truncated importance weights by hand,
+and the off-policy correction recovering the on-policy gradient."""
 
 import math
 
@@ -7,24 +8,37 @@ import pytest
 import torch
 
 from learner.config import LossConfig
-from learner.loss import LevelTerms, active_levels, grpo_loss
+from learner.loss import LevelTerms, active_levels, grpo_loss, truncated_is_weight
 
 B, T_SEM, T_IMG = 3, 5, 7
 
 
-def _random_levels(seed: int, dtype=torch.float64):
+def _random_levels(seed: int, dtype=torch.float64, behaviour: bool = False):
+    """``behaviour``: rollout log-probs off the proximal ones by up to +-1 (so that some importance weights pass
+    the cap of 2, exp(0.69)), none on the last sample (a NaN row)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for name, t in (("semantic", T_SEM), ("token", T_IMG)):
         logp = -torch.rand(B, t, generator=g, dtype=dtype) * 3
-        # behaviour log-probs off by up to +-0.6 so that ratios leave [0.8, 1.2] and clipping engages
+        # proximal log-probs off by up to +-0.6 so that ratios leave [0.8, 1.2] and clipping engages
         old = logp + (torch.rand(B, t, generator=g, dtype=dtype) - 0.5) * 1.2
         ref = logp + (torch.rand(B, t, generator=g, dtype=dtype) - 0.5)
         lengths = torch.randint(1, t + 1, (B,), generator=g)
         mask = torch.arange(t)[None, :] < lengths[:, None]
-        out[name] = LevelTerms(logp=logp.clone().requires_grad_(True), old_logp=old, mask=mask, ref_logp=ref)
+        rollout = None
+        if behaviour:
+            rollout = old + (torch.rand(B, t, generator=g, dtype=dtype) - 0.5) * 2.0
+            rollout[-1] = float("nan")
+        out[name] = LevelTerms(logp=logp.clone().requires_grad_(True), old_logp=old, mask=mask, ref_logp=ref,
+                               behaviour_logp=rollout)
     adv = torch.randn(B, generator=g, dtype=dtype)
     return out, adv
+
+
+def _hand_is_weight(old: float, behaviour: float, cfg: LossConfig) -> float:
+    if not cfg.is_correction or math.isnan(behaviour):
+        return 1.0
+    return min(math.exp(old - behaviour), cfg.is_cap)
 
 
 def _reference(levels, adv, cfg: LossConfig):
@@ -43,12 +57,14 @@ def _reference(levels, adv, cfg: LossConfig):
                 if not t.mask[b, j]:
                     continue
                 lp, old, ref = float(t.logp.detach()[b, j]), float(t.old_logp[b, j]), float(t.ref_logp[b, j])
+                behaviour = float("nan") if t.behaviour_logp is None else float(t.behaviour_logp[b, j])
+                w = _hand_is_weight(old, behaviour, cfg)
                 ratio = math.exp(lp - old)
                 clipped_ratio = min(max(ratio, 1 - cfg.clip_low), 1 + cfg.clip_high)
                 if -a * ratio >= -a * clipped_ratio:
-                    pg, dpg = -a * ratio, -a * ratio
+                    pg, dpg = -w * a * ratio, -w * a * ratio
                 else:  # the clipped branch wins, which only happens when the clamp is saturated: no gradient
-                    pg, dpg = -a * clipped_ratio, 0.0
+                    pg, dpg = -w * a * clipped_ratio, 0.0
                 kl = math.exp(ref - lp) - (ref - lp) - 1
                 dkl = -math.exp(ref - lp) + 1
                 per_sample_sum[b] += weight[n] * (pg + cfg.beta * kl)
@@ -74,13 +90,16 @@ CONFIGS = [
     LossConfig(levels="semantic"),
     LossConfig(levels="token", aggregation="seq_mean"),
     LossConfig(semantic_weight=0.0),
+    LossConfig(is_cap=1.3, beta=0.1),
+    LossConfig(is_correction=False),
 ]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.aggregation}-{c.levels}-b{c.beta}-w{c.semantic_weight},{c.token_weight}")
 @pytest.mark.parametrize("seed", [0, 1])
-def test_loss_and_gradient_match_hand_written_reference(cfg, seed):
-    levels, adv = _random_levels(seed)
+@pytest.mark.parametrize("behaviour", [False, True], ids=["no-behaviour", "behaviour"])
+def test_loss_and_gradient_match_hand_written_reference(cfg, seed, behaviour):
+    levels, adv = _random_levels(seed, behaviour=behaviour)
     loss, stats = grpo_loss(levels, adv, cfg)
     loss.backward()
     ref_loss, ref_grads = _reference(levels, adv, cfg)
@@ -162,3 +181,78 @@ def test_active_levels_and_errors():
         grpo_loss({n: LevelTerms(t.logp, t.old_logp, t.mask) for n, t in levels.items()}, adv, LossConfig(beta=0.1))
     with pytest.raises(ValueError, match="were not given"):
         grpo_loss({"token": levels["token"]}, adv, LossConfig())
+
+
+def test_importance_weights_and_their_statistics_by_hand():
+    """Two samples, one with rollout log-probs (one weight truncated at the cap of 2), one without (weight 1):
+    the loss, its gradient and the statistics worked out by hand. Proximal = current (ratio 1), beta = 0."""
+    old = torch.tensor([[-1.0, -2.0, -0.5], [-1.5, -1.0, 0.0]], dtype=torch.float64)
+    behaviour = torch.tensor([[-2.0, -1.0, -0.5], [float("nan")] * 3], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    logp = old.clone().requires_grad_(True)
+    adv = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    cfg = LossConfig(levels="semantic", beta=0.0)
+    loss, stats = grpo_loss({"semantic": LevelTerms(logp, old, mask, None, behaviour)}, adv, cfg)
+    loss.backward()
+    w = [[2.0, math.exp(-1.0), 1.0], [1.0, 1.0, 0.0]]  # min(e^1, 2), e^-1, e^0; no behaviour: 1
+    # per token -w * A, over 5 tokens
+    assert float(loss.detach()) == pytest.approx((-(2.0 + math.exp(-1.0) + 1.0) * 1.0 + 2 * 2.0) / 5, rel=1e-12)
+    want = torch.tensor([[-w[0][0], -w[0][1], -w[0][2]], [2 * w[1][0], 2 * w[1][1], 0.0]], dtype=torch.float64) / 5
+    torch.testing.assert_close(logp.grad, want, rtol=1e-12, atol=0)
+    assert stats["semantic/is_weight_mean"] == pytest.approx((2.0 + math.exp(-1.0) + 3.0) / 5)
+    assert stats["semantic/is_truncated_frac"] == pytest.approx(1 / 5)
+    assert stats["semantic/logp_gap_mean"] == pytest.approx(2 / 3) and stats["semantic/logp_gap_max"] == 1.0
+    assert stats["semantic/no_behaviour_frac"] == 0.5
+    assert stats["semantic/ratio_mean"] == 1.0 and stats["semantic/clip_frac"] == 0.0
+
+
+def test_truncated_is_weight_formula():
+    g = torch.Generator().manual_seed(4)
+    old = -torch.rand(4, 6, generator=g, dtype=torch.float64) * 4
+    behaviour = old + (torch.rand(4, 6, generator=g, dtype=torch.float64) - 0.5) * 3
+    behaviour[2] = float("nan")
+    got = truncated_is_weight(old, behaviour, 1.5)
+    for b in range(4):
+        for t in range(6):
+            o, r = float(old[b, t]), float(behaviour[b, t])
+            assert float(got[b, t]) == pytest.approx(1.0 if b == 2 else min(math.exp(o - r), 1.5), rel=1e-12)
+    assert not got.requires_grad and torch.equal(truncated_is_weight(old, None, 1.5), torch.ones_like(old))
+
+
+def test_importance_weights_turn_off_policy_tokens_into_the_on_policy_gradient():
+    """A categorical policy pi = softmax(theta) over 4 codes; a batch drawn from another (behaviour) policy mu,
+    with each code appearing in exact proportion to mu (10 tokens: 4, 2, 2, 2), so the batch mean is the
+    expectation under mu. The proximal policy pi_old is neither: the learner after some updates on this batch is
+    at theta, a little away from theta_old. Decoupled PPO's weights, pi_old / mu (below the cap here) times the
+    ratio pi / pi_old (inside the clip range here), make the loss gradient the exact on-policy policy gradient at
+    theta: -grad sum_x pi(x) A(x), computed from the definition. Without the weights it is mu's, not pi's."""
+    theta = torch.tensor([0.3, -0.2, 0.5, 0.0], dtype=torch.float64, requires_grad=True)
+    theta_old = theta.detach() + torch.tensor([0.05, -0.04, 0.02, 0.0], dtype=torch.float64)
+    adv = torch.tensor([1.0, -0.5, 0.25, -1.0], dtype=torch.float64)  # per code
+    mu = torch.tensor([0.4, 0.2, 0.2, 0.2], dtype=torch.float64)
+    codes = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 3, 3])
+    pi_old = torch.softmax(theta_old, -1)
+    assert float((pi_old / mu).max()) < 2.0  # no weight truncated
+
+    def loss_grad(cfg: LossConfig) -> torch.Tensor:
+        logp = torch.log_softmax(theta, -1)[codes][:, None]  # one token per sample
+        terms = LevelTerms(logp, torch.log(pi_old)[codes][:, None], torch.ones(10, 1, dtype=torch.bool), None,
+                           torch.log(mu)[codes][:, None])
+        loss, stats = grpo_loss({"token": terms}, adv[codes], cfg)
+        assert stats["token/clip_frac"] == 0.0
+        return torch.autograd.grad(loss, theta)[0]
+
+    on_policy = torch.autograd.grad(-(torch.softmax(theta, -1) * adv).sum(), theta)[0]
+    cfg = LossConfig(levels="token", beta=0.0)
+    torch.testing.assert_close(loss_grad(cfg), on_policy, rtol=1e-12, atol=1e-15)
+    uncorrected = loss_grad(LossConfig(levels="token", beta=0.0, is_correction=False))
+    assert float((uncorrected - on_policy).abs().max()) > 0.01  # what the weights corrected
+
+    # with a cap of 1.1 the weight of code 2 (pi_old / mu = 1.72) is truncated: the gradient is then
+    # -sum_x mu(x) min(pi_old(x) / mu(x), C) (pi(x) / pi_old(x)) A(x) grad log pi(x)
+    capped = loss_grad(LossConfig(levels="token", beta=0.0, is_cap=1.1))
+    pi = torch.softmax(theta, -1).detach()
+    w = torch.clamp(pi_old / mu, max=1.1)
+    jac = torch.diag(pi) - pi[:, None] * pi[None, :]  # d pi / d theta; grad of log pi(x) is jac[x] / pi(x)
+    by_hand = -sum(mu[x] * w[x] * (pi[x] / pi_old[x]) * adv[x] * jac[x] / pi[x] for x in range(4))
+    torch.testing.assert_close(capped, by_hand, rtol=1e-12, atol=1e-15)

@@ -103,11 +103,12 @@ def test_the_allow_list_keeps_meaning_fields_out():
     from cluster.run_dir import _reason
 
     for key in ("trainer.steps", "logging.image_every", "cluster.address", "rewards.gdino.replicas",
-                "rewards.color.num_cpus", "rollout.workers", "rollout.cot.engine"):
+                "rewards.color.num_cpus", "rollout.workers", "rollout.cot.engine", "learner.logprob_chunk_tokens"):
         assert _reason(key), key
     for key in ("seed", "data.path", "data.shuffle", "model.path", "rollout.group_size", "rollout.cot.temperature",
                 "trainer.prompts_per_step", "trainer.mode", "rewards.color.enabled", "rewards.gdino.path",
-                "rewards.ensemble", "learner.ranks", "learner.optim.lr", "learner.loss.beta"):
+                "rewards.ensemble", "learner.ranks", "learner.optim.lr", "learner.loss.beta", "learner.loss.is_cap",
+                "learner.loss.is_correction", "learner.zero3_persistence_threshold"):
         assert _reason(key) is None, key
     assert all(reason for reason in RESUMABLE.values())  # every allowed field says why
 

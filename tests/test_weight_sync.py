@@ -260,3 +260,4 @@ def test_sync_to_a_dead_worker_fails_loudly_and_the_survivor_keeps_its_version(c
     survivors = WeightSyncCoordinator(learner, workers[:1])
     survivors.connect()
     assert survivors.sync() == learner.version() == version_before + 1
+
