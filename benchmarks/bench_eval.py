@@ -30,8 +30,12 @@ from evaluation.passes import PASSES
 
 ROUNDS = 5
 BATCH = 16  # eval.scorer.batch_size's default
-PROMPTS = ["a photo of a dog and a teddy bear", "a red car parked near a tree", "a bowl of oranges on a table",
-           "a cat sleeping on a sofa"]
+PROMPTS = [
+    "a photo of a dog and a teddy bear",
+    "a red car parked near a tree",
+    "a bowl of oranges on a table",
+    "a cat sleeping on a sofa",
+]
 PER_PROMPT = 8
 
 
@@ -43,8 +47,11 @@ def measure(name: str, evaluator: Evaluator, images: list[np.ndarray]) -> Entry:
     items = _items()
 
     def batched() -> list:
-        return [r for k in range(0, len(images), BATCH)
-                for r in evaluator.score(images[k:k + BATCH], items[k:k + BATCH])]
+        return [
+            r
+            for k in range(0, len(images), BATCH)
+            for r in evaluator.score(images[k : k + BATCH], items[k : k + BATCH])
+        ]
 
     def one_by_one() -> list:
         return [evaluator.score([im], [it])[0] for im, it in zip(images, items)]
@@ -58,14 +65,23 @@ def measure(name: str, evaluator: Evaluator, images: list[np.ndarray]) -> Entry:
             times[key].append(time.perf_counter() - t)
     t_batched, t_one = statistics.median(times["batched"]), statistics.median(times["one"])
     return Entry(
-        name=f"eval_score_batched_vs_per_image_{name}", ours=len(images) / t_batched, baseline=len(images) / t_one,
+        name=f"eval_score_batched_vs_per_image_{name}",
+        ours=len(images) / t_batched,
+        baseline=len(images) / t_one,
         unit="images/s",
-        details={"evaluator": f"{evaluator.name} ({type(evaluator).__name__}, built by evaluation/passes.py)",
-                 "images": len(images), "image": f"{images[0].shape[1]}x{images[0].shape[0]}", "batch": BATCH,
-                 "max_abs_score_diff": float(max(abs(x.score - y.score) for x, y in zip(a, b))),
-                 "torch_threads": torch.get_num_threads(), "rounds": ROUNDS, "statistic": "median",
-                 "ours": f"{BATCH} images per evaluator call (the score stage's actor calls)",
-                 "baseline": "one image per call (the official scripts' loop)"})
+        details={
+            "evaluator": f"{evaluator.name} ({type(evaluator).__name__}, built by evaluation/passes.py)",
+            "images": len(images),
+            "image": f"{images[0].shape[1]}x{images[0].shape[0]}",
+            "batch": BATCH,
+            "max_abs_score_diff": float(max(abs(x.score - y.score) for x, y in zip(a, b))),
+            "torch_threads": torch.get_num_threads(),
+            "rounds": ROUNDS,
+            "statistic": "median",
+            "ours": f"{BATCH} images per evaluator call (the score stage's actor calls)",
+            "baseline": "one image per call (the official scripts' loop)",
+        },
+    )
 
 
 def run() -> list[Entry]:

@@ -30,10 +30,26 @@ from rollout.image_sampler import DecoderWeights, ImageSampler, kv_cache_bytes
 # Janus-Pro's LLaMA shapes (docs/ALGORITHM.md §9: hidden, layers, heads = KV heads, FFN), 576 image tokens and
 # 16,384 codes; "tiny" is the embedded tiny model, for the CPU dry run of benchmarks/gpu_check.sh.
 SHAPES = {
-    "1b": TinyModelConfig(seed=0, hidden_size=2048, num_layers=24, num_heads=16, num_kv_heads=16,
-                          intermediate_size=5632, image_grid=24, codebook_size=16384),
-    "7b": TinyModelConfig(seed=0, hidden_size=4096, num_layers=30, num_heads=32, num_kv_heads=32,
-                          intermediate_size=11008, image_grid=24, codebook_size=16384),
+    "1b": TinyModelConfig(
+        seed=0,
+        hidden_size=2048,
+        num_layers=24,
+        num_heads=16,
+        num_kv_heads=16,
+        intermediate_size=5632,
+        image_grid=24,
+        codebook_size=16384,
+    ),
+    "7b": TinyModelConfig(
+        seed=0,
+        hidden_size=4096,
+        num_layers=30,
+        num_heads=32,
+        num_kv_heads=32,
+        intermediate_size=11008,
+        image_grid=24,
+        codebook_size=16384,
+    ),
     "tiny": TinyModelConfig(seed=0),
 }
 GROUP = 16  # images per batch
@@ -105,16 +121,18 @@ def build(shape: TinyModelConfig, device: str, vocab_size: int | None = None):
     return model, SpecialIds.from_tokenizer(tok)
 
 
-def measure(name: str, shape: TinyModelConfig | None = None, device: str = "cuda", images: int = GROUP,
-            rounds: int = ROUNDS) -> Entry:
+def measure(
+    name: str, shape: TinyModelConfig | None = None, device: str = "cuda", images: int = GROUP, rounds: int = ROUNDS
+) -> Entry:
     """The ``gpu_sampler_image_tokens_per_s_{name}`` entry, at ``SHAPES[name]`` unless ``shape`` is given."""
     shape = shape or SHAPES[name]
     bandwidth = copy_bandwidth(device)
     model, ids = build(shape, device)
     n = model.config.vision_config.num_image_tokens
     g = torch.Generator().manual_seed(0)
-    prompts = [[ids.bos] + torch.randint(0, 250, (PROMPT_TOKENS - 2,), generator=g).tolist() + [ids.boi]
-               for _ in range(images)]
+    prompts = [
+        [ids.bos] + torch.randint(0, 250, (PROMPT_TOKENS - 2,), generator=g).tolist() + [ids.boi] for _ in range(images)
+    ]
     params = ImageSamplingConfig(cfg_weight=5.0, max_batch=images)
     seeds = list(range(images))
     graphs, eager = build_image_sampler(model, ids, cuda_graphs=True), ImageSampler(model, ids)
@@ -167,7 +185,7 @@ def measure(name: str, shape: TinyModelConfig | None = None, device: str = "cuda
         details={
             "device": device_name(device),
             "model": f"random Janus, LLaMA hidden {shape.hidden_size} x {shape.num_layers} layers, "
-                     f"{shape.num_heads} heads, FFN {shape.intermediate_size}, codebook {shape.codebook_size}, {dtype}",
+            f"{shape.num_heads} heads, FFN {shape.intermediate_size}, codebook {shape.codebook_size}, {dtype}",
             "batch": f"{images} images x {n} tokens, CFG 5 (2 x {images} rows), prompts of {PROMPT_TOKENS} tokens",
             "ours": "build_image_sampler(cuda_graphs=True): one captured decode step replayed, fused Triton sampling",
             "baseline": "T2I-R1 loop: DynamicCache, eager HF forward per token, multinomial",

@@ -39,8 +39,9 @@ import copy
 import dataclasses
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import torch
 from transformers import GenerationConfig
@@ -51,8 +52,8 @@ from benchmarks.bench_learner import T2IR1LogProbs
 from benchmarks.bench_sampler import t2i_r1_loop
 from benchmarks.results_io import Entry
 from learner.advantages import group_advantages
-from learner.config import AdvantageConfig, LossConfig
 from learner.batch import LEVELS, pack_level, pack_values
+from learner.config import AdvantageConfig, LossConfig
 from learner.logprobs import PolicyLogProbs
 from learner.loss import LevelTerms, grpo_loss
 from policy.config import ModelConfig, TinyModelConfig
@@ -91,11 +92,22 @@ SETUPS = {
     # 64 images per step: the sampler's KV cache for 128 rows is ~19 GB, the learner's activations ~10 GB
     "1b": StepSetup(dataclasses.replace(SHAPES["1b"], **_JANUS_PRO_PIXELS), JANUS_PRO_VOCAB, prompts=8),
     # 16 images: six 14 GB copies (policy, gradients, two AdamW states, reference, sampler) leave ~50 GB
-    "7b": StepSetup(dataclasses.replace(SHAPES["7b"], **_JANUS_PRO_PIXELS), JANUS_PRO_VOCAB, prompts=2,
-                    micro_batch=4, timed_steps=1),
+    "7b": StepSetup(
+        dataclasses.replace(SHAPES["7b"], **_JANUS_PRO_PIXELS), JANUS_PRO_VOCAB, prompts=2, micro_batch=4, timed_steps=1
+    ),
     # the CPU dry run and the unit test: the tiny model, short texts, a learning rate that visibly moves it
-    "tiny": StepSetup(SHAPES["tiny"], None, prompts=2, group=4, cot_prompt_tokens=20, prompt_tokens=6, cot_tokens=8,
-                      micro_batch=4, lr=1e-2, timed_steps=1),
+    "tiny": StepSetup(
+        SHAPES["tiny"],
+        None,
+        prompts=2,
+        group=4,
+        cot_prompt_tokens=20,
+        prompt_tokens=6,
+        cot_tokens=8,
+        micro_batch=4,
+        lr=1e-2,
+        timed_steps=1,
+    ),
 }
 IMAGE = ImageSamplingConfig(cfg_weight=5.0)  # T2I-R1: CFG 5, temperature 1, all codes
 COT = TextSamplingConfig(engine="transformers", temperature=1.0, top_k=50, top_p=1.0)  # T2I-R1's (max tokens below)
@@ -117,7 +129,7 @@ class Models:
     device: torch.device
 
     @classmethod
-    def build(cls, setup: StepSetup, device: str) -> "Models":
+    def build(cls, setup: StepSetup, device: str) -> Models:
         policy, ids = build(setup.shape, device, setup.vocab_size)
         trainable = set_trainable(policy, ModelConfig().trainable)  # T2I-R1: the LLaMA backbone and lm_head
         reference, sampler_model = copy.deepcopy(policy), copy.deepcopy(policy)
@@ -151,11 +163,13 @@ class Prompts:
     raw: list[list[int]]
 
     @classmethod
-    def random(cls, setup: StepSetup, ids: SpecialIds, seed: int) -> "Prompts":
+    def random(cls, setup: StepSetup, ids: SpecialIds, seed: int) -> Prompts:
         g = torch.Generator().manual_seed(seed)
         draw = lambda n: torch.randint(0, 250, (n,), generator=g).tolist()  # noqa: E731 (byte ids of the tokenizer)
-        return cls([[ids.bos] + draw(setup.cot_prompt_tokens - 1) for _ in range(setup.prompts)],
-                   [draw(setup.prompt_tokens) for _ in range(setup.prompts)])
+        return cls(
+            [[ids.bos] + draw(setup.cot_prompt_tokens - 1) for _ in range(setup.prompts)],
+            [draw(setup.prompt_tokens) for _ in range(setup.prompts)],
+        )
 
 
 @dataclass
@@ -198,7 +212,7 @@ class StageClock:
 
 def image_prompt(raw: list[int], cot: list[int], ids: SpecialIds) -> list[int]:
     """BOS + raw prompt + CoT (up to EOS, which the image prompt never holds) + <begin_of_image>."""
-    cot = cot[:cot.index(ids.eos)] if ids.eos in cot else cot
+    cot = cot[: cot.index(ids.eos)] if ids.eos in cot else cot
     return [ids.bos] + raw + cot + [ids.boi]
 
 
@@ -247,8 +261,12 @@ class Step:
         with clock("reward"):
             rewards = stand_in_reward(pixels).cpu()
             g = self.setup.group
-            adv = torch.cat([torch.from_numpy(group_advantages(rewards[i:i + g].tolist(), AdvantageConfig()))
-                             for i in range(0, len(rewards), g)]).float()
+            adv = torch.cat(
+                [
+                    torch.from_numpy(group_advantages(rewards[i : i + g].tolist(), AdvantageConfig()))
+                    for i in range(0, len(rewards), g)
+                ]
+            ).float()
         del pixels
         loss = self.update(r, adv, clock)
         self.after_update(clock)
@@ -270,11 +288,17 @@ class Step:
             }
             behaviour = {}
             if r.cot_logprobs is not None:
-                behaviour["semantic"] = pack_values([r.cot_logprobs[k] for k in idx],
-                                                    levels["semantic"].targets.shape[1])
+                behaviour["semantic"] = pack_values(
+                    [r.cot_logprobs[k] for k in idx], levels["semantic"].targets.shape[1]
+                )
                 behaviour["token"] = r.image_logprobs[list(idx)].float()
-            out.append(({k: v.to(dev) for k, v in levels.items()}, {k: v.to(dev) for k, v in behaviour.items()},
-                        adv[list(idx)].to(dev)))
+            out.append(
+                (
+                    {k: v.to(dev) for k, v in levels.items()},
+                    {k: v.to(dev) for k, v in behaviour.items()},
+                    adv[list(idx)].to(dev),
+                )
+            )
         return out
 
     def update(self, r: Rollout, adv: torch.Tensor, clock: StageClock) -> float:
@@ -289,9 +313,16 @@ class Step:
             policy_module = self.logprobs_cls(m.policy)
             for (levels, behaviour, a), ref in zip(batches, refs):
                 logps = policy_module(levels)
-                terms = {name: LevelTerms(logp=logps[name], old_logp=logps[name].detach(),
-                                          mask=levels[name].target_mask, ref_logp=ref[name],
-                                          behaviour_logp=behaviour.get(name)) for name in LEVELS}
+                terms = {
+                    name: LevelTerms(
+                        logp=logps[name],
+                        old_logp=logps[name].detach(),
+                        mask=levels[name].target_mask,
+                        ref_logp=ref[name],
+                        behaviour_logp=behaviour.get(name),
+                    )
+                    for name in LEVELS
+                }
                 loss, _ = grpo_loss(terms, a, self.loss_cfg)
                 (loss / len(batches)).backward()
                 losses.append(float(loss.detach()))
@@ -325,8 +356,14 @@ class OursStep(Step):
         with clock("image"):
             seeds = [seed * 1000 + k for k in range(len(image_prompts))]
             sample = self.sampler.sample(image_prompts, self.image_params, seeds, return_logprobs=True)
-        return Rollout([prompts.cot[k // g] for k in range(len(cots))], cots, image_prompts, sample.tokens,
-                       [c.logprobs for group in completions for c in group], sample.cond_logprobs)
+        return Rollout(
+            [prompts.cot[k // g] for k in range(len(cots))],
+            cots,
+            image_prompts,
+            sample.tokens,
+            [c.logprobs for group in completions for c in group],
+            sample.cond_logprobs,
+        )
 
     @torch.no_grad()
     def after_update(self, clock: StageClock) -> None:
@@ -348,12 +385,19 @@ class T2IR1Step(Step):
         with clock("cot"), torch.no_grad():
             torch.manual_seed(seed)
             x = torch.tensor(cot_rows, device=m.device)
-            config = GenerationConfig(do_sample=True, max_new_tokens=self.setup.cot_tokens, temperature=1.0, top_k=50,
-                                      eos_token_id=ids.eos, pad_token_id=ids.pad, bos_token_id=ids.bos,
-                                      guidance_scale=1.0)  # not the image mode's CFG from the model's config
+            config = GenerationConfig(
+                do_sample=True,
+                max_new_tokens=self.setup.cot_tokens,
+                temperature=1.0,
+                top_k=50,
+                eos_token_id=ids.eos,
+                pad_token_id=ids.pad,
+                bos_token_id=ids.bos,
+                guidance_scale=1.0,
+            )  # not the image mode's CFG from the model's config
             out = GenerationMixin.generate(m.policy, x, attention_mask=torch.ones_like(x), generation_config=config)
-        new = out[:, x.shape[1]:].tolist()
-        cots = [row[:row.index(ids.eos) + 1] if ids.eos in row else row for row in new]
+        new = out[:, x.shape[1] :].tolist()
+        cots = [row[: row.index(ids.eos) + 1] if ids.eos in row else row for row in new]
         image_prompts = [image_prompt(prompts.raw[k // g], cot, ids) for k, cot in enumerate(cots)]
         with clock("image"):
             # the reference loop takes equal lengths; a CoT that stopped early is left-padded (attended: the
@@ -378,8 +422,9 @@ def _median_stages(reports: list[StepReport]) -> dict[str, float]:
     return {k: round(statistics.median(r.seconds[k] for r in reports), 3) for k in reports[0].seconds}
 
 
-def measure(name: str, setup: Optional[StepSetup] = None, device: str = "cuda",
-            log: Callable[[str], None] = print) -> list[Entry]:
+def measure(
+    name: str, setup: Optional[StepSetup] = None, device: str = "cuda", log: Callable[[str], None] = print
+) -> list[Entry]:
     """``gpu_step_images_per_s_{name}`` and ``gpu_step_peak_mem_gib_{name}``, at ``SETUPS[name]`` unless ``setup``
     is given: one warm-up step of each (graph capture, kernel compilation, allocator), then ``timed_steps`` of each,
     alternated."""
@@ -392,9 +437,11 @@ def measure(name: str, setup: Optional[StepSetup] = None, device: str = "cuda",
     for i in range(1 + setup.timed_steps):
         for s in steps:
             r = s.run(prompts, seed=i)
-            log(f"   {name} {s.name} step {i}{' (warm-up)' if i == 0 else ''}: {r.wall_s:.2f} s, "
+            log(
+                f"   {name} {s.name} step {i}{' (warm-up)' if i == 0 else ''}: {r.wall_s:.2f} s, "
                 f"{r.images / r.wall_s:.2f} images/s, loss {r.loss:.4g}, "
-                + ", ".join(f"{k} {v:.2f}" for k, v in r.seconds.items()))
+                + ", ".join(f"{k} {v:.2f}" for k, v in r.seconds.items())
+            )
             if i > 0:
                 reports[s.name].append(r)
     ours, base = reports["ours"], reports["baseline"]
@@ -406,22 +453,22 @@ def measure(name: str, setup: Optional[StepSetup] = None, device: str = "cuda",
     common = {
         "device": device_name(device),
         "model": f"random Janus, LLaMA hidden {shape.hidden_size} x {shape.num_layers} layers, {shape.num_heads} "
-                 f"heads, FFN {shape.intermediate_size}, vocabulary {models.policy.config.text_config.vocab_size}, "
-                 f"codebook {shape.codebook_size}, {dtype}",
+        f"heads, FFN {shape.intermediate_size}, vocabulary {models.policy.config.text_config.vocab_size}, "
+        f"codebook {shape.codebook_size}, {dtype}",
         "batch": f"{setup.prompts} prompts x group {setup.group} = {setup.samples} images of {n} tokens per step, "
-                 f"CoT prompt {setup.cot_prompt_tokens} tokens, CoT {setup.cot_tokens} new tokens (T2I-R1: up to "
-                 f"1024), learner micro-batch {setup.micro_batch}",
+        f"CoT prompt {setup.cot_prompt_tokens} tokens, CoT {setup.cot_tokens} new tokens (T2I-R1: up to "
+        f"1024), learner micro-batch {setup.micro_batch}",
     }
     stages = {
         **common,
         "ours": "HF text engine (batched generate) -> ImageSampler (CUDA graphs, fused sampling kernel) -> "
-                "VQ decode -> reward -> advantages -> PolicyLogProbs (reference, policy) -> grpo_loss -> AdamW -> "
-                "in-place weight copy into the sampler's model",
+        "VQ decode -> reward -> advantages -> PolicyLogProbs (reference, policy) -> grpo_loss -> AdamW -> "
+        "in-place weight copy into the sampler's model",
         "baseline": f"T2I-R1: one HF generate over all CoT rows -> eager {n}-step DynamicCache loop on the policy "
-                    "-> same decode, reward, advantages -> full forwards with both heads over every position "
-                    "(reference, policy) -> same loss and AdamW, no weight copy",
+        "-> same decode, reward, advantages -> full forwards with both heads over every position "
+        "(reference, policy) -> same loss and AdamW, no weight copy",
         "optimizer": f"torch AdamW, {dtype} parameters and states (no DeepSpeed, no fp32 master weights), lr "
-                     f"{setup.lr}, grad clip 1.0, one step per batch",
+        f"{setup.lr}, grad clip 1.0, one step per batch",
         "reward": "stand-in: mean redness of the decoded pixels, on the device (not T2I-R1's reward models)",
         "vq_decoder": f"the tiny model's (64 channels) at {side} px, not Janus-Pro's wider decoder",
         "ours_stage_s": _median_stages(ours),
@@ -433,13 +480,31 @@ def measure(name: str, setup: Optional[StepSetup] = None, device: str = "cuda",
         "resident_gib": round(models.resident_gib(), 1),
         "targets": "ours >= 10x the baseline's images/s; >= 20 images/s/GPU at 1B shapes, >= 4 at 7B",
     }
-    entries = [Entry(f"gpu_step_images_per_s_{name}", round(ips["ours"], 3), round(ips["baseline"], 3),
-                     "images/s per GPU", target=10.0, details=stages)]
+    entries = [
+        Entry(
+            f"gpu_step_images_per_s_{name}",
+            round(ips["ours"], 3),
+            round(ips["baseline"], 3),
+            "images/s per GPU",
+            target=10.0,
+            details=stages,
+        )
+    ]
     if device_name(device) != "cpu":
         peak = {k: max(r.peak_gib for r in v) for k, v in reports.items()}
-        entries.append(Entry(f"gpu_step_peak_mem_gib_{name}", round(peak["ours"], 2), round(peak["baseline"], 2),
-                             "GiB", higher_is_better=False,
-                             details={**common, "measure": "torch.cuda.max_memory_allocated over a step, the three "
-                                      "models and the optimiser states (resident_gib of the images/s entry) "
-                                      "included"}))
+        entries.append(
+            Entry(
+                f"gpu_step_peak_mem_gib_{name}",
+                round(peak["ours"], 2),
+                round(peak["baseline"], 2),
+                "GiB",
+                higher_is_better=False,
+                details={
+                    **common,
+                    "measure": "torch.cuda.max_memory_allocated over a step, the three "
+                    "models and the optimiser states (resident_gib of the images/s entry) "
+                    "included",
+                },
+            )
+        )
     return entries

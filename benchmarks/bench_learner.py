@@ -49,13 +49,19 @@ class T2IR1LogProbs(PolicyLogProbs):
                 res = self.policy(input_ids=ids, attention_mask=mask, position_ids=positions, output_hidden_states=True)
                 logits = self.policy.lm_head(res.hidden_states[-1])  # lm_head over every position, again
             else:
-                embeds = torch.cat([self.policy.get_input_embeddings()(level.context_ids),
-                                    self.policy.prepare_embeddings_for_image_generation(level.targets[:, :-1])], dim=1)
-                res = self.policy(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                                  output_hidden_states=True)  # computes (and discards) lm_head everywhere
+                embeds = torch.cat(
+                    [
+                        self.policy.get_input_embeddings()(level.context_ids),
+                        self.policy.prepare_embeddings_for_image_generation(level.targets[:, :-1]),
+                    ],
+                    dim=1,
+                )
+                res = self.policy(
+                    inputs_embeds=embeds, attention_mask=mask, position_ids=positions, output_hidden_states=True
+                )  # computes (and discards) lm_head everywhere
                 logits = self.policy.model.generation_head(res.hidden_states[-1])
             rows = [torch.log_softmax(row.float(), -1) for row in logits]  # every position, row by row
-            lp = torch.stack([r[p - 1:].gather(-1, t[:, None]).squeeze(-1) for r, t in zip(rows, level.targets)])
+            lp = torch.stack([r[p - 1 :].gather(-1, t[:, None]).squeeze(-1) for r, t in zip(rows, level.targets)])
             out[name] = lp * level.target_mask
         return out
 
@@ -76,8 +82,15 @@ def _small_model_dir(root: Path) -> str:
         return str(out)
     tok = build_tiny_tokenizer()
     ids = SpecialIds.from_tokenizer(tok)
-    spec = TinyModelConfig(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=688,
-                           image_grid=24, codebook_size=16384)
+    spec = TinyModelConfig(
+        hidden_size=256,
+        num_layers=4,
+        num_heads=4,
+        num_kv_heads=4,
+        intermediate_size=688,
+        image_grid=24,
+        codebook_size=16384,
+    )
     torch.manual_seed(0)
     model = JanusForConditionalGeneration(tiny_janus_config(spec, 102400, ids))
     model.generation_config = janus_generation_config(ids)
@@ -112,8 +125,9 @@ def _learner_process(kind: str, size: str, root: str, queue) -> None:
     rdzv = Rendezvous("127.0.0.1", 1)
     init_default_group(rdzv.store, 0, 1, "gloo")
     trainer = PolicyTrainer(learner_setup(cfg), logprobs=T2IR1LogProbs if kind == "baseline" else PolicyLogProbs)
-    batch = random_samples(trainer.policy, spec["prompts"] * spec["group"], seed=1,
-                           prompt_len=spec["prompt_len"], cot_len=spec["cot_len"])
+    batch = random_samples(
+        trainer.policy, spec["prompts"] * spec["group"], seed=1, prompt_len=spec["prompt_len"], cot_len=spec["cot_len"]
+    )
     for s in batch:  # as recorded by a rollout, so no recompute pass
         s.cot_logprobs = [-2.0] * len(s.cot_ids)
         s.image_logprobs = [-4.0] * len(s.image_ids)
@@ -125,8 +139,9 @@ def _learner_process(kind: str, size: str, root: str, queue) -> None:
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
     shutdown_default_group()
-    queue.put({"times": times[1:], "peak_mb": peak / 1024, "samples": len(batch),
-               "image_tokens": len(batch[0].image_ids)})
+    queue.put(
+        {"times": times[1:], "peak_mb": peak / 1024, "samples": len(batch), "image_tokens": len(batch[0].image_ids)}
+    )
 
 
 def _rss_kb() -> int:
@@ -159,13 +174,35 @@ def bench_learner_steps() -> list[Entry]:
             step = {k: statistics.median(t for r in v for t in r["times"]) for k, v in runs.items()}
             peak = {k: statistics.median(r["peak_mb"] for r in v) for k, v in runs.items()}
             info = runs["ours"][0]
-            details = {"samples_per_step": info["samples"], "image_tokens": info["image_tokens"],
-                       "micro_batch": SIZES[size]["micro"], "zero_stage": 2, "dtype": "float32", "threads": 1,
-                       "baseline": "T2I-R1 _get_per_token_logps (full forwards, heads over all positions)"}
-            entries.append(Entry(f"learner_step_{size}", step["ours"], step["baseline"], "s/step",
-                                 higher_is_better=False, details=details))
-            entries.append(Entry(f"learner_peak_mem_{size}", peak["ours"], peak["baseline"], "MB",
-                                 higher_is_better=False, details={"measure": "peak RSS growth during the steps"}))
+            details = {
+                "samples_per_step": info["samples"],
+                "image_tokens": info["image_tokens"],
+                "micro_batch": SIZES[size]["micro"],
+                "zero_stage": 2,
+                "dtype": "float32",
+                "threads": 1,
+                "baseline": "T2I-R1 _get_per_token_logps (full forwards, heads over all positions)",
+            }
+            entries.append(
+                Entry(
+                    f"learner_step_{size}",
+                    step["ours"],
+                    step["baseline"],
+                    "s/step",
+                    higher_is_better=False,
+                    details=details,
+                )
+            )
+            entries.append(
+                Entry(
+                    f"learner_peak_mem_{size}",
+                    peak["ours"],
+                    peak["baseline"],
+                    "MB",
+                    higher_is_better=False,
+                    details={"measure": "peak RSS growth during the steps"},
+                )
+            )
     return entries
 
 
@@ -191,8 +228,10 @@ def _sync_seconds(named: list[tuple[str, torch.Tensor]], bucket_mb: float, recei
     rdzv = Rendezvous("127.0.0.1", receivers + 1, 300.0)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_sync_receiver, args=(rdzv.port, r, receivers + 1, layout, SYNC_ROUNDS, queue))
-             for r in range(1, receivers + 1)]
+    procs = [
+        ctx.Process(target=_sync_receiver, args=(rdzv.port, r, receivers + 1, layout, SYNC_ROUNDS, queue))
+        for r in range(1, receivers + 1)
+    ]
     for p in procs:
         p.start()
     group = SyncGroup.join("127.0.0.1", rdzv.port, 0, receivers + 1, "gloo", "cpu", 300.0, store=rdzv.store)
@@ -223,12 +262,27 @@ def bench_sync() -> list[Entry]:
         runs["per_param"].append(_sync_seconds(named, 0))
     t = {k: statistics.median(v) for k, v in runs.items()}
     mb = sum(p.numel() for _, p in named) * 4 / 2**20
-    details = {"tensors": len(named), "megabytes": round(mb, 2), "receivers": 2, "backend": "gloo",
-               "bucket_mb": 64, "bucketed_MBps": round(mb / t["bucketed"], 1),
-               "per_param_MBps": round(mb / t["per_param"], 1),
-               "measure": f"median of 3 groups x {SYNC_ROUNDS - 2} timed syncs each"}
-    return [Entry("sync_bucketed_vs_per_param", mb / t["bucketed"], mb / t["per_param"], "MB/s",
-                  higher_is_better=True, target=3.0, details=details)]
+    details = {
+        "tensors": len(named),
+        "megabytes": round(mb, 2),
+        "receivers": 2,
+        "backend": "gloo",
+        "bucket_mb": 64,
+        "bucketed_MBps": round(mb / t["bucketed"], 1),
+        "per_param_MBps": round(mb / t["per_param"], 1),
+        "measure": f"median of 3 groups x {SYNC_ROUNDS - 2} timed syncs each",
+    }
+    return [
+        Entry(
+            "sync_bucketed_vs_per_param",
+            mb / t["bucketed"],
+            mb / t["per_param"],
+            "MB/s",
+            higher_is_better=True,
+            target=3.0,
+            details=details,
+        )
+    ]
 
 
 def run() -> list[Entry]:

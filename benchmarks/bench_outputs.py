@@ -30,8 +30,13 @@ from benchmarks.results_io import Entry
 
 STEPS, SKIP, PAIRS = 6, 2, 2
 REPO = Path(__file__).resolve().parents[1]
-SHAPE = ["model.tiny.image_grid=24", "model.tiny.vq_upsamples=4", "trainer.prompts_per_step=2",
-         "rollout.group_size=4", "trainer.save_every=0"]
+SHAPE = [
+    "model.tiny.image_grid=24",
+    "model.tiny.vq_upsamples=4",
+    "trainer.prompts_per_step=2",
+    "rollout.group_size=4",
+    "trainer.save_every=0",
+]
 ON: list[str] = []  # the defaults
 OFF = ["logging.sample_images_every=0", "logging.image_every=0", "logging.plot_every=0", "logging.tensorboard=false"]
 STAGES = ("rollout_s", "reward_s", "learner_s", "sync_s", "step_s")
@@ -47,8 +52,16 @@ def _free_port() -> int:
 def _run(overrides: list[str]) -> dict:
     """One run: the intervals between its step lines after SKIP, its stages' seconds, the writer's busy seconds."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "cluster.run", f"output_dir={out}", f"trainer.steps={STEPS}",
-               f"cluster.dashboard_port={_free_port()}", *SHAPE, *overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cluster.run",
+            f"output_dir={out}",
+            f"trainer.steps={STEPS}",
+            f"cluster.dashboard_port={_free_port()}",
+            *SHAPE,
+            *overrides,
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         arrivals, lines = [], []
@@ -62,9 +75,12 @@ def _run(overrides: list[str]) -> dict:
         png = next(Path(out, "rollouts").glob("images_step_*/*.png"), None)
         image_px = _side(png) if png else 0
         writer = WRITER.search((Path(out) / "logs" / "driver.log").read_text())
-    return {"periods": [b - a for a, b in zip(arrivals[SKIP - 1:], arrivals[SKIP:])],
-            "stages": {k: [r[k] for r in rows] for k in STAGES}, "image_px": image_px,
-            "writer_s_per_step": float(writer.group(2)) / int(writer.group(1)) if writer else None}
+    return {
+        "periods": [b - a for a, b in zip(arrivals[SKIP - 1 :], arrivals[SKIP:])],
+        "stages": {k: [r[k] for r in rows] for k in STAGES},
+        "image_px": image_px,
+        "writer_s_per_step": float(writer.group(2)) / int(writer.group(1)) if writer else None,
+    }
 
 
 def _side(png: Path) -> int:
@@ -77,12 +93,14 @@ def _side(png: Path) -> int:
 def _summary(runs: list[dict]) -> dict:
     per_run = [statistics.median(r["periods"]) for r in runs]
     # the machine is shared: other work only ever adds time, so a mode's least disturbed run is its fastest
-    return {"period_s": min(per_run),
-            "pooled_median_period_s": statistics.median(p for r in runs for p in r["periods"]),
-            "stages_s": {k: round(statistics.median(v for r in runs for v in r["stages"][k]), 3) for k in STAGES},
-            "image_px": runs[0]["image_px"],
-            "period_s_per_run": [round(t, 3) for t in per_run],
-            "writer_s_per_step": [r["writer_s_per_step"] for r in runs]}
+    return {
+        "period_s": min(per_run),
+        "pooled_median_period_s": statistics.median(p for r in runs for p in r["periods"]),
+        "stages_s": {k: round(statistics.median(v for r in runs for v in r["stages"][k]), 3) for k in STAGES},
+        "image_px": runs[0]["image_px"],
+        "period_s_per_run": [round(t, 3) for t in per_run],
+        "writer_s_per_step": [r["writer_s_per_step"] for r in runs],
+    }
 
 
 def run() -> list[Entry]:
@@ -93,9 +111,22 @@ def run() -> list[Entry]:
     off, on = _summary(runs["off"]), _summary(runs["on"])
     if on["image_px"] != 384:
         raise RuntimeError(f"expected 384-px images, the run wrote {on['image_px']}-px ones")
-    return [Entry(
-        name="outputs_384px_step", ours=on["period_s"], baseline=off["period_s"], unit="s/step",
-        higher_is_better=False, target=round(1 / 1.05, 3),
-        details={"outputs_on": on, "outputs_off": off, "runs_per_mode": PAIRS,
-                 "steps_counted_per_run": STEPS - SKIP, "images_per_step": 8, "off": OFF, "shape": SHAPE},
-    )]
+    return [
+        Entry(
+            name="outputs_384px_step",
+            ours=on["period_s"],
+            baseline=off["period_s"],
+            unit="s/step",
+            higher_is_better=False,
+            target=round(1 / 1.05, 3),
+            details={
+                "outputs_on": on,
+                "outputs_off": off,
+                "runs_per_mode": PAIRS,
+                "steps_counted_per_run": STEPS - SKIP,
+                "images_per_step": 8,
+                "off": OFF,
+                "shape": SHAPE,
+            },
+        )
+    ]

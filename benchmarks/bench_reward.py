@@ -19,8 +19,9 @@ Entries: ``reward_server_group_vs_per_image_<label>`` and ``reward_grpc_hop_vs_i
 names of the entries from before raw pixels, so that they stay comparable); ``..._<label>_raw`` the same for raw
 pixels. The hop is a group's ``client.score`` less the in-process ``scorer.score`` (target: 20 ms per group at
 384 px). Hop and group-vs-per-image ratio are also given in process CPU time (client and server share this
-process), which load from other processes on the machine inflates far less than wall time; the details give where a call's time went (the client's encode / wire / queue /
-decode / score split) and the in-process ratio (the scorer on a whole group vs image by image, no gRPC).
+process), which load from other processes on the machine inflates far less than wall time; the details give
+where a call's time went (the client's encode / wire / queue / decode / score split) and the
+in-process ratio (the scorer on a whole group vs image by image, no gRPC).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import dataclasses
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -53,16 +54,25 @@ TINY_SIDE = 16  # the tiny random Janus's images (the CPU embedded default)
 ROUNDS = 7
 PROMPTS = [
     PromptRecord("a photo of a dog and a teddy bear", "object", ["dog", "teddy bear"], index=0),
-    PromptRecord("a photo of a red car left of a cat", "spatial", ["car", "cat"],
-                 spatial_info={"obj1": "car", "obj2": "cat", "locality": "left of"}, index=1),
+    PromptRecord(
+        "a photo of a red car left of a cat",
+        "spatial",
+        ["car", "cat"],
+        spatial_info={"obj1": "car", "obj2": "cat", "locality": "left of"},
+        index=1,
+    ),
 ]
 
 
 def smooth_images(n: int, side: int, seed: int) -> list[np.ndarray]:
     """Blurry colour fields (upsampled 12x12 noise): PNG sizes like real images, unlike pure noise."""
     rng = np.random.default_rng(seed)
-    return [np.asarray(Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize(
-        (side, side), Image.BICUBIC)) for _ in range(n)]
+    return [
+        np.asarray(
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize((side, side), Image.BICUBIC)
+        )
+        for _ in range(n)
+    ]
 
 
 def _median_rounds(fns: dict[str, Callable[[], object]]) -> tuple[dict[str, float], dict[str, float]]:
@@ -87,8 +97,10 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
     groups = [smooth_images(GROUP, side, seed) for seed in range(len(PROMPTS))]
     n_images = GROUP * len(PROMPTS)
     pngs = [encode_png(im) for im in groups[0]]
-    clients = {t: RewardClient(dataclasses.replace(cfg, transport=t), {scorer.name: [server.address]},
-                               scorers=[scorer.name]) for t in wire.TRANSPORTS}
+    clients = {
+        t: RewardClient(dataclasses.replace(cfg, transport=t), {scorer.name: [server.address]}, scorers=[scorer.name])
+        for t in wire.TRANSPORTS
+    }
     splits: dict[str, list[dict[str, float]]] = {t: [] for t in wire.TRANSPORTS}
 
     def one_group(transport: str) -> None:
@@ -102,21 +114,27 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
         # baseline: one call per image, one after another (the reference's way)
         fns[f"image_calls_{t}"] = lambda c=client: [c.score([p], [[im]]) for p, g in zip(PROMPTS, groups) for im in g]
         fns[f"grpc_one_group_{t}"] = lambda t=t: one_group(t)
-    fns.update({
-        "local_one_group": lambda: scorer.score(PROMPTS[0], groups[0]),
-        "local_image_by_image": lambda: [scorer.score(PROMPTS[0], [im]) for im in groups[0]],
-        "png_encode": lambda: [encode_png(im) for im in groups[0]],
-        "png_decode": lambda: [decode_png(p) for p in pngs],
-    })
+    fns.update(
+        {
+            "local_one_group": lambda: scorer.score(PROMPTS[0], groups[0]),
+            "local_image_by_image": lambda: [scorer.score(PROMPTS[0], [im]) for im in groups[0]],
+            "png_encode": lambda: [encode_png(im) for im in groups[0]],
+            "png_decode": lambda: [decode_png(p) for p in pngs],
+        }
+    )
     try:
         t, cpu = _median_rounds(fns)
         # Same answers every way: the speed-up is not bought with other scores.
-        ref = np.concatenate([clients["png"].score([p], [[im]]).scores(scorer.name)
-                              for p, g in zip(PROMPTS, groups) for im in g])
-        diff = {tr: float(np.abs(c.score(PROMPTS, groups).scores(scorer.name) - ref).max())
-                for tr, c in clients.items()}
-        request_mb = {tr: round(wire.request_to_proto("r", PROMPTS[0], groups[0], tr).ByteSize() / 1e6, 3)
-                      for tr in wire.TRANSPORTS}
+        ref = np.concatenate(
+            [clients["png"].score([p], [[im]]).scores(scorer.name) for p, g in zip(PROMPTS, groups) for im in g]
+        )
+        diff = {
+            tr: float(np.abs(c.score(PROMPTS, groups).scores(scorer.name) - ref).max()) for tr, c in clients.items()
+        }
+        request_mb = {
+            tr: round(wire.request_to_proto("r", PROMPTS[0], groups[0], tr).ByteSize() / 1e6, 3)
+            for tr in wire.TRANSPORTS
+        }
     finally:
         for c in clients.values():
             c.close()
@@ -126,33 +144,63 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
     entries = []
     for tr in wire.TRANSPORTS:
         suffix = "" if tr == "png" else f"_{tr}"
-        common = {"scorer": f"{label} ({type(scorer).__name__} v{scorer.version}, through the registry)",
-                  "group": GROUP, "image": f"{side}x{side}", "transport": tr,
-                  "request_mb_per_group": request_mb[tr], "torch_threads": torch.get_num_threads(),
-                  "rounds": ROUNDS, "statistic": "median"}
-        split_ms = {k.removesuffix("_s") + "_ms": round(statistics.median(s[k] for s in splits[tr]) * 1e3, 1)
-                    for k in splits[tr][0]}
+        common = {
+            "scorer": f"{label} ({type(scorer).__name__} v{scorer.version}, through the registry)",
+            "group": GROUP,
+            "image": f"{side}x{side}",
+            "transport": tr,
+            "request_mb_per_group": request_mb[tr],
+            "torch_threads": torch.get_num_threads(),
+            "rounds": ROUNDS,
+            "statistic": "median",
+        }
+        split_ms = {
+            k.removesuffix("_s") + "_ms": round(statistics.median(s[k] for s in splits[tr]) * 1e3, 1)
+            for k in splits[tr][0]
+        }
         entries += [
-            Entry(name=f"reward_server_group_vs_per_image_{label}{suffix}", ours=n_images / t[f"group_calls_{tr}"],
-                  baseline=n_images / t[f"image_calls_{tr}"], unit="images/s", target=3.0,
-                  details={**common, "groups": len(PROMPTS), "model_batch": getattr(cfg, scorer.name).batch_size,
-                           "in_process_group_vs_per_image": round(t["local_image_by_image"] / t["local_one_group"],
-                                                                  2),
-                           "cpu_time_ratio": round(cpu[f"image_calls_{tr}"] / cpu[f"group_calls_{tr}"], 2),
-                           "max_abs_score_diff_vs_png_per_image": diff[tr],
-                           "ours": "one Score call per group, groups in parallel",
-                           "baseline": "one Score call per image, sequential (T2I-R1 scores one image at a time)"}),
-            Entry(name=f"reward_grpc_hop_vs_in_process_{label}{suffix}", ours=t[f"grpc_one_group_{tr}"] * 1e3,
-                  baseline=t["local_one_group"] * 1e3, unit="ms/group", higher_is_better=False,
-                  details={**common, "hop_ms": round(hop_ms[tr], 1), "hop_target_ms": HOP_TARGET_MS,
-                           "hop_meets_target": bool(hop_ms[tr] <= HOP_TARGET_MS),
-                           "hop_cpu_ms": round((cpu[f"grpc_one_group_{tr}"] - cpu["local_one_group"]) * 1e3, 1),
-                           "call_split_ms": split_ms,
-                           **({"png_encode_ms_per_image": per_image_ms["png_encode"],
-                               "png_decode_ms_per_image": per_image_ms["png_decode"]} if tr == "png" else
-                              {"png_hop_ms": round(hop_ms["png"], 1)}),
-                           "ours": f"client -> gRPC on 127.0.0.1 -> server ({tr}): encode, call, decode, score",
-                           "baseline": "scorer.score() on the arrays in this process"}),
+            Entry(
+                name=f"reward_server_group_vs_per_image_{label}{suffix}",
+                ours=n_images / t[f"group_calls_{tr}"],
+                baseline=n_images / t[f"image_calls_{tr}"],
+                unit="images/s",
+                target=3.0,
+                details={
+                    **common,
+                    "groups": len(PROMPTS),
+                    "model_batch": getattr(cfg, scorer.name).batch_size,
+                    "in_process_group_vs_per_image": round(t["local_image_by_image"] / t["local_one_group"], 2),
+                    "cpu_time_ratio": round(cpu[f"image_calls_{tr}"] / cpu[f"group_calls_{tr}"], 2),
+                    "max_abs_score_diff_vs_png_per_image": diff[tr],
+                    "ours": "one Score call per group, groups in parallel",
+                    "baseline": "one Score call per image, sequential (T2I-R1 scores one image at a time)",
+                },
+            ),
+            Entry(
+                name=f"reward_grpc_hop_vs_in_process_{label}{suffix}",
+                ours=t[f"grpc_one_group_{tr}"] * 1e3,
+                baseline=t["local_one_group"] * 1e3,
+                unit="ms/group",
+                higher_is_better=False,
+                details={
+                    **common,
+                    "hop_ms": round(hop_ms[tr], 1),
+                    "hop_target_ms": HOP_TARGET_MS,
+                    "hop_meets_target": bool(hop_ms[tr] <= HOP_TARGET_MS),
+                    "hop_cpu_ms": round((cpu[f"grpc_one_group_{tr}"] - cpu["local_one_group"]) * 1e3, 1),
+                    "call_split_ms": split_ms,
+                    **(
+                        {
+                            "png_encode_ms_per_image": per_image_ms["png_encode"],
+                            "png_decode_ms_per_image": per_image_ms["png_decode"],
+                        }
+                        if tr == "png"
+                        else {"png_hop_ms": round(hop_ms["png"], 1)}
+                    ),
+                    "ours": f"client -> gRPC on 127.0.0.1 -> server ({tr}): encode, call, decode, score",
+                    "baseline": "scorer.score() on the arrays in this process",
+                },
+            ),
         ]
     return entries
 

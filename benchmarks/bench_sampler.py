@@ -26,8 +26,14 @@ from rollout.image_sampler import ImageSampler
 # Sized so that one run of everything stays within about 3 minutes on the shared 2-core CPU, yet large enough
 # that weight and KV-cache traffic, not Python overhead, dominate our step (head dim 64 as in Janus-Pro).
 MODEL = TinyModelConfig(
-    seed=0, hidden_size=192, num_layers=3, num_heads=3, num_kv_heads=3, intermediate_size=512,
-    image_grid=24, codebook_size=16384,
+    seed=0,
+    hidden_size=192,
+    num_layers=3,
+    num_heads=3,
+    num_kv_heads=3,
+    intermediate_size=512,
+    image_grid=24,
+    codebook_size=16384,
 )
 GROUP = 8  # images per batch (one GRPO group)
 # A T2I-R1 image prompt, BOS + "User: {prompt}. {CoT of <= 50 words}\n\nAssistant:" + <begin_of_image>, is about
@@ -82,8 +88,9 @@ def _measure() -> list[Entry]:
     ids = SpecialIds.from_tokenizer(tok)
     n = model.config.vision_config.num_image_tokens
     g = torch.Generator().manual_seed(0)
-    prompts = [[ids.bos] + torch.randint(0, 250, (PROMPT_TOKENS - 2,), generator=g).tolist() + [ids.boi]
-               for _ in range(GROUP)]
+    prompts = [
+        [ids.bos] + torch.randint(0, 250, (PROMPT_TOKENS - 2,), generator=g).tolist() + [ids.boi] for _ in range(GROUP)
+    ]
     params = ImageSamplingConfig(cfg_weight=5.0, max_batch=GROUP)
     sampler = ImageSampler(model, ids)
 
@@ -112,28 +119,30 @@ def _measure() -> list[Entry]:
     ours_s, base_s = [t[0] for t in ours_t], [t[0] for t in base_t]
     ours_cpu, base_cpu = [t[1] for t in ours_t], [t[1] for t in base_t]
     ours_tps, base_tps = tokens / statistics.median(ours_s), tokens / statistics.median(base_s)
-    return [Entry(
-        name="sampler_image_tokens_per_s",
-        ours=round(ours_tps, 2),
-        baseline=round(base_tps, 2),
-        unit="image tokens/s",
-        target=2.0,
-        details={
-            "model": f"random Janus, LLaMA hidden {MODEL.hidden_size} x {MODEL.num_layers} layers, "
-                     f"{MODEL.num_heads} heads, FFN {MODEL.intermediate_size}, codebook {MODEL.codebook_size}",
-            "batch": f"{GROUP} images x {n} tokens, CFG 5 (2 x {GROUP} rows), prompts of {PROMPT_TOKENS} tokens",
-            "baseline": "T2I-R1 loop: DynamicCache, eager HF forward per token, interleaved rows, multinomial",
-            "where_ours_saves": "no per-token copy of the whole KV cache (DynamicCache concatenates), the 16k-code "
-                                "head on 8 rows instead of 16 (CFG before its last linear map), Gumbel-max on "
-                                "counter-based noise instead of torch.multinomial",
-            "rounds": ROUNDS,
-            "ours_s": [round(s, 2) for s in ours_s],
-            "baseline_s": [round(s, 2) for s in base_s],
-            "round_ratios": [round(b / o, 2) for o, b in zip(ours_s, base_s)],
-            "ours_cpu_s": [round(s, 2) for s in ours_cpu],
-            "baseline_cpu_s": [round(s, 2) for s in base_cpu],
-            "cpu_time_ratio": round(statistics.median(base_cpu) / statistics.median(ours_cpu), 2),
-            "hf_generate_image_tokens_per_s": round(tokens / hf_s, 2),
-            "torch_threads": torch.get_num_threads(),
-        },
-    )]
+    return [
+        Entry(
+            name="sampler_image_tokens_per_s",
+            ours=round(ours_tps, 2),
+            baseline=round(base_tps, 2),
+            unit="image tokens/s",
+            target=2.0,
+            details={
+                "model": f"random Janus, LLaMA hidden {MODEL.hidden_size} x {MODEL.num_layers} layers, "
+                f"{MODEL.num_heads} heads, FFN {MODEL.intermediate_size}, codebook {MODEL.codebook_size}",
+                "batch": f"{GROUP} images x {n} tokens, CFG 5 (2 x {GROUP} rows), prompts of {PROMPT_TOKENS} tokens",
+                "baseline": "T2I-R1 loop: DynamicCache, eager HF forward per token, interleaved rows, multinomial",
+                "where_ours_saves": "no per-token copy of the whole KV cache (DynamicCache concatenates), the 16k-code "
+                "head on 8 rows instead of 16 (CFG before its last linear map), Gumbel-max on "
+                "counter-based noise instead of torch.multinomial",
+                "rounds": ROUNDS,
+                "ours_s": [round(s, 2) for s in ours_s],
+                "baseline_s": [round(s, 2) for s in base_s],
+                "round_ratios": [round(b / o, 2) for o, b in zip(ours_s, base_s)],
+                "ours_cpu_s": [round(s, 2) for s in ours_cpu],
+                "baseline_cpu_s": [round(s, 2) for s in base_cpu],
+                "cpu_time_ratio": round(statistics.median(base_cpu) / statistics.median(ours_cpu), 2),
+                "hf_generate_image_tokens_per_s": round(tokens / hf_s, 2),
+                "torch_threads": torch.get_num_threads(),
+            },
+        )
+    ]

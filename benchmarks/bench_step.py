@@ -39,9 +39,18 @@ def _free_port() -> int:
 def _run(mode: str, overrides: list[str]) -> dict[str, float]:
     """Median seconds per stage over the steps after SKIP."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "cluster.run", f"output_dir={out}", f"trainer.mode={mode}",
-               f"trainer.steps={STEPS}", "trainer.save_every=0", "logging.image_every=0",
-               f"cluster.dashboard_port={_free_port()}", *overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cluster.run",
+            f"output_dir={out}",
+            f"trainer.mode={mode}",
+            f"trainer.steps={STEPS}",
+            "trainer.save_every=0",
+            "logging.image_every=0",
+            f"cluster.dashboard_port={_free_port()}",
+            *overrides,
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
         if done.returncode != 0:
@@ -54,11 +63,19 @@ def _entry(name: str, overrides: list[str]) -> Entry:
     serial = _run("sync", overrides)
     overlap = _run("off_policy", overrides)
     return Entry(
-        name=name, ours=overlap["step_s"], baseline=serial["step_s"], unit="s/step", higher_is_better=False,
+        name=name,
+        ours=overlap["step_s"],
+        baseline=serial["step_s"],
+        unit="s/step",
+        higher_is_better=False,
         target=1.3,
-        details={"off_policy_stages_s": overlap, "sync_stages_s": serial, "overrides": overrides,
-                 "steps_counted": STEPS - SKIP,
-                 "bound": (serial["rollout_s"] + serial["learner_s"]) / max(serial["rollout_s"], serial["learner_s"])},
+        details={
+            "off_policy_stages_s": overlap,
+            "sync_stages_s": serial,
+            "overrides": overrides,
+            "steps_counted": STEPS - SKIP,
+            "bound": (serial["rollout_s"] + serial["learner_s"]) / max(serial["rollout_s"], serial["learner_s"]),
+        },
     )
 
 

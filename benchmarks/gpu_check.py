@@ -94,24 +94,32 @@ def summary(out: Path) -> int:
     lines = ["stage            rc       seconds  budget"]
     lines += [f"{s['name']:<16} {s['rc']:<8} {s['seconds']:>7}  {s['budget']}" for s in stages]
     if tests is not None:
-        lines.append(f"tests: {tests['passed']} passed, {tests['failures']} failed, {tests['errors']} errors, "
-                     f"{tests['skipped']} skipped")
+        lines.append(
+            f"tests: {tests['passed']} passed, {tests['failures']} failed, {tests['errors']} errors, "
+            f"{tests['skipped']} skipped"
+        )
     for e in entries:
         met = "" if e.get("meets_target") is None else ("  target met" if e["meets_target"] else "  BELOW target")
-        lines.append(f"{e['name']}: ours {e['ours']:.4g} vs baseline {e['baseline']:.4g} {e['unit']} "
-                     f"({e['ratio']:.2f}x){met}")
+        lines.append(
+            f"{e['name']}: ours {e['ours']:.4g} vs baseline {e['baseline']:.4g} {e['unit']} ({e['ratio']:.2f}x){met}"
+        )
         d = e.get("details", {})
-        for key in ("bandwidth_limit_fraction", "bandwidth_limit_fraction_with_kv", "ours_stage_s",
-                    "baseline_stage_s"):
+        for key in ("bandwidth_limit_fraction", "bandwidth_limit_fraction_with_kv", "ours_stage_s", "baseline_stage_s"):
             if key in d:
                 lines.append(f"    {key}: {d[key]}")
     ok = [s for s in stages if s["rc"] == "0"]
     failed = [s["name"] for s in stages if s["rc"] != "0"]
-    final = (f"gpu_check: {len(ok)}/{len(stages)} stages ok"
-             + (f" (not ok: {', '.join(failed)})" if failed else "")
-             + ("" if tests is None else f"; tests {tests['passed']} passed, {tests['failures'] + tests['errors']} "
-                                          f"failed, {tests['skipped']} skipped")
-             + f"; {len(entries)} entries in {out / ENTRIES_FILE}")
+    final = (
+        f"gpu_check: {len(ok)}/{len(stages)} stages ok"
+        + (f" (not ok: {', '.join(failed)})" if failed else "")
+        + (
+            ""
+            if tests is None
+            else f"; tests {tests['passed']} passed, {tests['failures'] + tests['errors']} "
+            f"failed, {tests['skipped']} skipped"
+        )
+        + f"; {len(entries)} entries in {out / ENTRIES_FILE}"
+    )
     lines.append(final)
     text = "\n".join(lines) + "\n"
     (out / SUMMARY_FILE).write_text(text)

@@ -91,7 +91,11 @@ def render(entries: list[dict[str, Any]]) -> None:
             f"| {e['name']} | {e['ours']:.4g} | {e['baseline']:.4g} | {e['unit']} | {e['ratio']:.2f}x | {target} "
             f"| {met} | {e['machine']} | {e['date']} |"
         )
-    notes = [f"- **{e['name']}**: " + ", ".join(f"{k}={v}" for k, v in e["details"].items()) for e in entries if e.get("details")]
+    notes = [
+        f"- **{e['name']}**: " + ", ".join(f"{k}={v}" for k, v in e["details"].items())
+        for e in entries
+        if e.get("details")
+    ]
     if notes:
         lines += ["", "## Details", ""] + notes
     REPORT.write_text("\n".join(lines) + "\n")

@@ -24,7 +24,11 @@ def main(argv: list[str]) -> int:
         entries = importlib.import_module(f"benchmarks.{m}").run()
         record(entries)
         for e in entries:
-            flag = "" if e.target is None else ("  (target met)" if e.ratio >= e.target else f"  (BELOW target {e.target}x)")
+            flag = (
+                ""
+                if e.target is None
+                else ("  (target met)" if e.ratio >= e.target else f"  (BELOW target {e.target}x)")
+            )
             print(f"   {e.name}: ours {e.ours:.4g} vs baseline {e.baseline:.4g} {e.unit} -> {e.ratio:.2f}x{flag}")
             if e.target is not None and e.ratio < e.target:
                 failed.append(e.name)

@@ -146,9 +146,13 @@ def token_auth_enabled() -> bool:
 
 
 def dashboard_line(url: str, token_auth: bool) -> str:
-    line = f"Ray dashboard: {url}  (Actors view: learner ranks, rollout workers, reward replicas; `make monitor` for " \
-           f"its metrics)"
+    line = (
+        f"Ray dashboard: {url}  (Actors view: learner ranks, rollout workers, reward replicas; `make monitor` for "
+        f"its metrics)"
+    )
     if token_auth:
-        line += (f"\n  token authentication is on: paste the token from {auth_token_source()} (or the output of "
-                 f"`ray get-auth-token`) into the dashboard's sign-in dialog")
+        line += (
+            f"\n  token authentication is on: paste the token from {auth_token_source()} (or the output of "
+            f"`ray get-auth-token`) into the dashboard's sign-in dialog"
+        )
     return line

@@ -41,7 +41,8 @@ def prometheus_config(session: Path, out: Path, scrape_interval: Optional[str] =
     if not ray_config.is_file():
         raise MonitorError(
             f"{ray_config} does not exist: no Ray session with its dashboard at {session}. Start one first "
-            f"(`make run`, or `ray start --head`), or pass --session-dir TEMP_DIR/session_latest of yours")
+            f"(`make run`, or `ray start --head`), or pass --session-dir TEMP_DIR/session_latest of yours"
+        )
     config = yaml.safe_load(ray_config.read_text())
     if scrape_interval:
         config.setdefault("global", {})["scrape_interval"] = scrape_interval
@@ -54,10 +55,17 @@ def prometheus_config(session: Path, out: Path, scrape_interval: Optional[str] =
 def prometheus_command(config: Path, data_dir: Path, port: int, host: str = "127.0.0.1") -> list[str]:
     binary = shutil.which("prometheus")
     if binary is None:
-        raise MonitorError("Prometheus is not installed: `make monitor` installs it (apt-get install prometheus, "
-                           "as root), or install it yourself and put `prometheus` on PATH")
-    return [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
-            f"--web.listen-address={host}:{port}", "--web.enable-lifecycle"]
+        raise MonitorError(
+            "Prometheus is not installed: `make monitor` installs it (apt-get install prometheus, "
+            "as root), or install it yourself and put `prometheus` on PATH"
+        )
+    return [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--web.listen-address={host}:{port}",
+        "--web.enable-lifecycle",
+    ]
 
 
 def grafana_command(session: Path, port: int) -> Optional[list[str]]:
@@ -71,25 +79,39 @@ def grafana_command(session: Path, port: int) -> Optional[list[str]]:
     dashboards.mkdir(parents=True, exist_ok=True)
     shutil.copy(DASHBOARD, dashboards / DASHBOARD.name)
     args = ["server"] if Path(binary).name == "grafana" else []
-    return [binary, *args, f"--config={grafana / 'grafana.ini'}", f"--homepath={home}",
-            f"cfg:server.http_port={port}", "cfg:server.http_addr=127.0.0.1"]
+    return [
+        binary,
+        *args,
+        f"--config={grafana / 'grafana.ini'}",
+        f"--homepath={home}",
+        f"cfg:server.http_port={port}",
+        "cfg:server.http_addr=127.0.0.1",
+    ]
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m cluster.monitor", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--session-dir", default=DEFAULT_SESSION,
-                   help=f"the Ray session to watch (default {DEFAULT_SESSION}: the newest local one)")
+    p = argparse.ArgumentParser(
+        prog="python -m cluster.monitor",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--session-dir",
+        default=DEFAULT_SESSION,
+        help=f"the Ray session to watch (default {DEFAULT_SESSION}: the newest local one)",
+    )
     p.add_argument("--prometheus-port", type=int, default=9090)
     p.add_argument("--grafana-port", type=int, default=3000)
     p.add_argument("--scrape-interval", help="e.g. 2s (default: Ray's, 10s)")
     args = p.parse_args(argv)
     session = Path(args.session_dir).resolve()
     try:
-        config = prometheus_config(session, session / "metrics" / "prometheus" / "t2i-prometheus.yml",
-                                   args.scrape_interval)
-        commands = {"prometheus": prometheus_command(config, session / "metrics" / "prometheus" / "data",
-                                                     args.prometheus_port)}
+        config = prometheus_config(
+            session, session / "metrics" / "prometheus" / "t2i-prometheus.yml", args.scrape_interval
+        )
+        commands = {
+            "prometheus": prometheus_command(config, session / "metrics" / "prometheus" / "data", args.prometheus_port)
+        }
     except MonitorError as e:
         print(f"monitor: {e}", file=sys.stderr)
         return 2
@@ -101,13 +123,19 @@ def main(argv: list[str]) -> int:
     for name, cmd in commands.items():
         with open(logs / f"{name}.log", "ab") as log:
             procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=session)
-    print(f"Prometheus: http://127.0.0.1:{args.prometheus_port}  (query e.g. ray_t2i_reward_mean; scrape config "
-          f"{config}; log {logs / 'prometheus.log'})", flush=True)
+    print(
+        f"Prometheus: http://127.0.0.1:{args.prometheus_port}  (query e.g. ray_t2i_reward_mean; scrape config "
+        f"{config}; log {logs / 'prometheus.log'})",
+        flush=True,
+    )
     if grafana is not None:
         print(f"Grafana: http://127.0.0.1:{args.grafana_port}  (dashboards: Ray's, and 'T2I-R1 training')", flush=True)
     else:
-        print(f"Grafana is not installed: the Ray dashboard's Metrics view needs it; {DASHBOARD} is ours to import "
-              f"into a Grafana elsewhere", flush=True)
+        print(
+            f"Grafana is not installed: the Ray dashboard's Metrics view needs it; {DASHBOARD} is ours to import "
+            f"into a Grafana elsewhere",
+            flush=True,
+        )
     print("Ctrl-C stops them.", flush=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -115,8 +143,9 @@ def main(argv: list[str]) -> int:
         while not stop:
             for name, proc in procs.items():
                 if proc.poll() is not None:
-                    print(f"monitor: {name} exited with {proc.returncode}; see {logs / (name + '.log')}",
-                          file=sys.stderr)
+                    print(
+                        f"monitor: {name} exited with {proc.returncode}; see {logs / (name + '.log')}", file=sys.stderr
+                    )
                     stop.append(1)
             time.sleep(0.5)
     except KeyboardInterrupt:

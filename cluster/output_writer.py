@@ -127,17 +127,32 @@ class StepOutputs:
         self.writer = BackgroundWriter(cfg.logging.writer_queue)
         self._closed = False
 
-    def submit(self, step: int, groups: list[RolloutGroup], rewards: np.ndarray, per_scorer: dict[str, np.ndarray],
-               advantages: np.ndarray, row: dict[str, Any]) -> None:
+    def submit(
+        self,
+        step: int,
+        groups: list[RolloutGroup],
+        rewards: np.ndarray,
+        per_scorer: dict[str, np.ndarray],
+        advantages: np.ndarray,
+        row: dict[str, Any],
+    ) -> None:
         """Queue the step's outputs (``rewards``, ``per_scorer`` and ``advantages`` flat, one value per sample)."""
         self.writer.submit(lambda: self._write(step, groups, rewards, per_scorer, advantages, row), f"step {step}")
 
-    def _write(self, step: int, groups: list[RolloutGroup], rewards: np.ndarray, per_scorer: dict[str, np.ndarray],
-               advantages: np.ndarray, row: dict[str, Any]) -> None:
+    def _write(
+        self,
+        step: int,
+        groups: list[RolloutGroup],
+        rewards: np.ndarray,
+        per_scorer: dict[str, np.ndarray],
+        advantages: np.ndarray,
+        row: dict[str, Any],
+    ) -> None:
         lc, last = self.cfg.logging, self.cfg.trainer.steps
         self.out.write_metrics(row)
-        self.out.write_rollouts(step, groups, rewards, per_scorer, advantages,
-                                sample_images=due(step, lc.sample_images_every, last))
+        self.out.write_rollouts(
+            step, groups, rewards, per_scorer, advantages, sample_images=due(step, lc.sample_images_every, last)
+        )
         for t in self.trackers:
             t.scalars(step, row)
         if due(step, lc.image_every, last):
@@ -161,8 +176,12 @@ class StepOutputs:
             self.writer.close()
         finally:
             w = self.writer
-            log.info("background writer: %d steps of outputs in %.1f s (%.2f s per step)", w.jobs, w.busy_s,
-                     w.busy_s / max(w.jobs, 1))
+            log.info(
+                "background writer: %d steps of outputs in %.1f s (%.2f s per step)",
+                w.jobs,
+                w.busy_s,
+                w.busy_s / max(w.jobs, 1),
+            )
             rows = self.out.metric_rows()
             if rows:
                 write_metrics_plot(rows, self.plot_path)

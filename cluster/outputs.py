@@ -89,8 +89,15 @@ class RunOutputs:
                 f.unlink()
 
     # ------------------------------------------------------------------ rollouts
-    def write_rollouts(self, step: int, groups: list[RolloutGroup], rewards: np.ndarray,
-                       per_scorer: dict[str, np.ndarray], advantages: np.ndarray, sample_images: bool = True) -> Path:
+    def write_rollouts(
+        self,
+        step: int,
+        groups: list[RolloutGroup],
+        rewards: np.ndarray,
+        per_scorer: dict[str, np.ndarray],
+        advantages: np.ndarray,
+        sample_images: bool = True,
+    ) -> Path:
         """One Parquet file per step: prompt, CoT, image file, each scorer's reward, advantage, version.
         Without ``sample_images`` no PNG is written and ``image_file`` is null."""
         img_dir = self.rollouts / f"images_step_{step:06d}"

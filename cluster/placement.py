@@ -34,7 +34,8 @@ class Placement:
             raise RuntimeError(
                 f"Ray cannot place {lc.ranks} learner rank(s) and {rc.workers} rollout worker(s) (needs {total}, "
                 f"cluster has {ray.cluster_resources()}); lower learner.num_cpus_per_rank / "
-                f"rollout.num_cpus_per_worker (fractions are fine) or add nodes")
+                f"rollout.num_cpus_per_worker (fractions are fine) or add nodes"
+            )
 
     def strategy(self, bundle: int):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -52,9 +53,14 @@ class Placement:
         cfg = self.cfg
         k = cfg.learner.ranks
         # restartable: a worker that dies is brought back by Ray and re-synced by the trainer
-        return create_rollout_actors(cfg.model, cfg.rollout, cfg.learner.loss.image_logprob,
-                                     scheduling=lambda i: self.strategy(k + i), max_restarts=-1,
-                                     name=lambda i: f"rollout-worker-{i}")
+        return create_rollout_actors(
+            cfg.model,
+            cfg.rollout,
+            cfg.learner.loss.image_logprob,
+            scheduling=lambda i: self.strategy(k + i),
+            max_restarts=-1,
+            name=lambda i: f"rollout-worker-{i}",
+        )
 
     def remove(self) -> None:
         from ray.util.placement_group import remove_placement_group

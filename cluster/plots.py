@@ -31,7 +31,7 @@ def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
     """out[i] = mean of values[max(0, i - window + 1) .. i] (NaNs, e.g. steps without the column, skipped)."""
     out = np.full(len(values), np.nan)
     for i in range(len(values)):
-        part = values[max(0, i - window + 1): i + 1]
+        part = values[max(0, i - window + 1) : i + 1]
         part = part[np.isfinite(part)]
         if len(part):
             out[i] = part.mean()
@@ -71,9 +71,14 @@ def metrics_figure(rows: list[dict[str, Any]], window: Optional[int] = None) -> 
         if not np.isfinite(values).any():
             return
         if smoothed:
-            line, = ax.plot(steps, values, alpha=0.3, linewidth=1, color=style.get("color"))
-            ax.plot(steps, trailing_mean(values, window), linewidth=2, label=f"{label} (mean of {window})",
-                    **{"color": line.get_color(), **style})
+            (line,) = ax.plot(steps, values, alpha=0.3, linewidth=1, color=style.get("color"))
+            ax.plot(
+                steps,
+                trailing_mean(values, window),
+                linewidth=2,
+                label=f"{label} (mean of {window})",
+                **{"color": line.get_color(), **style},
+            )
         else:
             ax.plot(steps, values, label=label)
 

@@ -66,8 +66,10 @@ def list_skipped(data: PromptSet, logs: Path) -> None:
     if not data.skipped:
         return
     listing = logs / SKIPPED_ROWS_FILE
-    listing.write_text(f"# rows of {data.source} skipped (data.on_malformed=skip): line number, reason\n"
-                       + "".join(f"line {n}: {reason}\n" for n, reason in data.skipped))
+    listing.write_text(
+        f"# rows of {data.source} skipped (data.on_malformed=skip): line number, reason\n"
+        + "".join(f"line {n}: {reason}\n" for n, reason in data.skipped)
+    )
     log.warning("data: skipped %d unusable rows of %s (all listed in %s)", len(data.skipped), data.source, listing)
 
 
@@ -90,10 +92,12 @@ def silent_rows_warning(records: list[PromptRecord], rewards: RewardsConfig) -> 
             source = {"path": f"needs rewards.{name}.path", "packages": "embedded", "": "embedded"}[NEEDS[name].weights]
             others.append(f"{name} ({source}) would judge {judged}")
     what = "; ".join(f"{n}: {NEEDS[n].judges_what}" for n in enabled)
-    return (f"data: {len(silent)} of {len(records)} rows ({len(silent) / len(records):.0%}) get the same reward "
-            f"for every image from the enabled scorers ({what}), so they teach nothing; by task type: {types}. "
-            f"Of them, {'; '.join(others) or 'no other scorer would judge any'} "
-            f"(enable with rewards.<name>.enabled=true)")
+    return (
+        f"data: {len(silent)} of {len(records)} rows ({len(silent) / len(records):.0%}) get the same reward "
+        f"for every image from the enabled scorers ({what}), so they teach nothing; by task type: {types}. "
+        f"Of them, {'; '.join(others) or 'no other scorer would judge any'} "
+        f"(enable with rewards.<name>.enabled=true)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -128,15 +132,19 @@ def free_dashboard_port(cfg: Config) -> Optional[str]:
     with socket.socket() as s:
         s.bind((host, 0))
         cfg.cluster.dashboard_port = s.getsockname()[1]
-    return (f"cluster.dashboard_port {port} is in use on {host} (another Ray cluster or run on this machine?): the "
-            f"dashboard takes port {cfg.cluster.dashboard_port} instead")
+    return (
+        f"cluster.dashboard_port {port} is in use on {host} (another Ray cluster or run on this machine?): the "
+        f"dashboard takes port {cfg.cluster.dashboard_port} instead"
+    )
 
 
 def resource_needs(cfg: Config) -> dict[str, dict[str, float]]:
     """What each kind of actor holds in all: {"learner": {"CPU": .., "GPU": ..}, "rollout": .., "reward <name>": ..}."""
     lc, rc = cfg.learner, cfg.rollout
-    needs = {"learner": {"CPU": lc.ranks * lc.num_cpus_per_rank, "GPU": lc.ranks * lc.num_gpus_per_rank},
-             "rollout": {"CPU": rc.workers * rc.num_cpus_per_worker, "GPU": rc.workers * rc.num_gpus_per_worker}}
+    needs = {
+        "learner": {"CPU": lc.ranks * lc.num_cpus_per_rank, "GPU": lc.ranks * lc.num_gpus_per_rank},
+        "rollout": {"CPU": rc.workers * rc.num_cpus_per_worker, "GPU": rc.workers * rc.num_gpus_per_worker},
+    }
     for name in enabled_scorers(cfg.rewards):
         s = getattr(cfg.rewards, name)
         needs[f"reward {name}"] = {"CPU": s.replicas * s.num_cpus, "GPU": s.replicas * s.num_gpus}
@@ -151,12 +159,17 @@ def check_resources(cfg: Config, cluster: Mapping[str, float]) -> None:
         have = float(cluster.get(key, 0.0))
         if total > have + 1e-9:
             parts = ", ".join(f"{who} {n[kind]:g}" for who, n in needs.items() if n[kind])
-            hint = ("lower the shares (learner.num_cpus_per_rank, rollout.num_cpus_per_worker, "
-                    "rewards.<name>.num_cpus: fractions are fine) or replicas" if kind == "CPU" else
-                    "set the GPU shares to 0 on a machine without GPUs, or add GPU nodes")
+            hint = (
+                "lower the shares (learner.num_cpus_per_rank, rollout.num_cpus_per_worker, "
+                "rewards.<name>.num_cpus: fractions are fine) or replicas"
+                if kind == "CPU"
+                else "set the GPU shares to 0 on a machine without GPUs, or add GPU nodes"
+            )
             more = "; or raise cluster.num_cpus" if kind == "CPU" and local_cluster(cfg) else ""
-            raise StartupError(f"the run needs {total:g} {kind} ({parts}) but the Ray cluster has {have:g}: the "
-                               f"actors would wait forever; {hint}{more}")
+            raise StartupError(
+                f"the run needs {total:g} {kind} ({parts}) but the Ray cluster has {have:g}: the "
+                f"actors would wait forever; {hint}{more}"
+            )
 
 
 def check_cluster(cfg: Config) -> None:

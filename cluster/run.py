@@ -15,12 +15,15 @@ from core.prompt_file import DataError
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m cluster.run", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  python -m cluster.run trainer.steps=50 seed=1\n"
-                                       "  python -m cluster.run --config janus-pro-7b model.path=/models/Janus-Pro-7B "
-                                       "rewards.hps.path=... rewards.gdino.path=... rewards.git.path=... "
-                                       "rewards.orm.path=...\n  python -m cluster.run output_dir=outputs/run resume=true")
+    p = argparse.ArgumentParser(
+        prog="python -m cluster.run",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m cluster.run trainer.steps=50 seed=1\n"
+        "  python -m cluster.run --config janus-pro-7b model.path=/models/Janus-Pro-7B "
+        "rewards.hps.path=... rewards.gdino.path=... rewards.git.path=... "
+        "rewards.orm.path=...\n  python -m cluster.run output_dir=outputs/run resume=true",
+    )
     p.add_argument("--config", help="a preset name (tiny, janus-pro-1b, janus-pro-7b) or a YAML file")
     p.add_argument("overrides", nargs="*", help="key=value overrides of any config field")
     return p.parse_intermixed_args(argv)
@@ -56,8 +59,11 @@ def main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = trainer.out.root
-    print(f"output dir: {out}\n  metrics: {trainer.out.metrics_path}\n  rollouts: {trainer.out.rollouts}\n"
-          f"  images: {trainer.out.images}\n  checkpoints: {trainer.out.checkpoints}", flush=True)
+    print(
+        f"output dir: {out}\n  metrics: {trainer.out.metrics_path}\n  rollouts: {trainer.out.rollouts}\n"
+        f"  images: {trainer.out.images}\n  checkpoints: {trainer.out.checkpoints}",
+        flush=True,
+    )
     print(f"  logs: {trainer.out.logs} (driver and each actor), {ray_logs} (Ray's own)", flush=True)
     if dashboard:
         print(dashboard_line(dashboard, token_auth_enabled()), flush=True)

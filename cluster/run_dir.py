@@ -36,7 +36,7 @@ RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 # their rules, ...) must stay as saved: changing it mid-run would train a different run under the same name.
 RESUMABLE: dict[str, str] = {
     "trainer.steps": "more (or fewer) steps continue the same run; from the checkpoint on, the learning rate "
-                     "decays linearly to 0 at the new last step",
+    "decays linearly to 0 at the new last step",
     "trainer.save_every": "when checkpoints are written, not what is trained",
     "logging.*": "what is logged, not what is trained",
     "cluster.*": "where the actors run (Ray address, host, CPUs, dashboard port, object store)",
@@ -95,9 +95,11 @@ def resolve_output_dir(output_dir: str) -> tuple[Path, str]:
     if p.is_absolute() or not in_ray_job_copy():
         return p.resolve(), ""
     root = Path(JOB_OUTPUT_ROOT).expanduser()
-    return (root / p).resolve(), (f"output_dir {output_dir!r} is relative and this is a Ray job whose working "
-                                  f"directory is Ray's temporary copy (deleted by `ray stop`): writing under "
-                                  f"{root} instead (pass an absolute output_dir to choose)")
+    return (root / p).resolve(), (
+        f"output_dir {output_dir!r} is relative and this is a Ray job whose working "
+        f"directory is Ray's temporary copy (deleted by `ray stop`): writing under "
+        f"{root} instead (pass an absolute output_dir to choose)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ what
@@ -132,8 +134,9 @@ def resume_config(root: Path, config: Optional[str], overrides: list[str]) -> tu
     Returns it and one note per change; raises RunDirError listing every refused difference."""
     saved_path = root / CONFIG_FILE
     if not saved_path.is_file():
-        raise RunDirError(f"resume=true: {root} holds no run to resume (no {CONFIG_FILE}); start a new run there "
-                          f"without resume=true")
+        raise RunDirError(
+            f"resume=true: {root} holds no run to resume (no {CONFIG_FILE}); start a new run there without resume=true"
+        )
     try:
         saved = from_yaml(saved_path.read_text())
         # the saved run <- the command line; a --config file given again is compared as a whole
@@ -145,12 +148,14 @@ def resume_config(root: Path, config: Optional[str], overrides: list[str]) -> tu
     diffs = differences(saved, asked)
     refused = {k: v for k, v in diffs.items() if _reason(k) is None}
     if refused:
-        listed = "".join(f"\n  {k}: {_show(k, old)} (saved) -> {_show(k, new)} (asked)"
-                         for k, (old, new) in refused.items())
+        listed = "".join(
+            f"\n  {k}: {_show(k, old)} (saved) -> {_show(k, new)} (asked)" for k, (old, new) in refused.items()
+        )
         raise RunDirError(
             f"resume=true: {len(refused)} field(s) differ from the run's saved {saved_path} and would change what "
             f"the run trains; drop them to continue the run, or start a new run in another output_dir:{listed}\n"
-            f"(a resumed run may change only: {', '.join(RESUMABLE)})")
+            f"(a resumed run may change only: {', '.join(RESUMABLE)})"
+        )
     asked.output_dir, asked.resume, asked.overwrite = str(root), True, False
     notes = [f"resume: {k} {_show(k, old)} -> {_show(k, new)} ({_reason(k)})" for k, (old, new) in diffs.items()]
     return asked, notes
@@ -168,15 +173,21 @@ def check_new_run_dir(root: Path, overwrite: bool) -> bool:
         return False
     is_run = (root / CONFIG_FILE).is_file()
     if not overwrite and is_run:
-        raise RunDirError(f"output_dir {root} already holds a run ({entries}); a new run needs an empty directory: "
-                          f"continue that run with resume=true, replace it with overwrite=true, or choose another "
-                          f"output_dir")
+        raise RunDirError(
+            f"output_dir {root} already holds a run ({entries}); a new run needs an empty directory: "
+            f"continue that run with resume=true, replace it with overwrite=true, or choose another "
+            f"output_dir"
+        )
     if not overwrite:
-        raise RunDirError(f"output_dir {root} is not empty ({entries}) and holds no run; a new run needs an empty "
-                          f"directory: choose another output_dir")
+        raise RunDirError(
+            f"output_dir {root} is not empty ({entries}) and holds no run; a new run needs an empty "
+            f"directory: choose another output_dir"
+        )
     if not is_run:
-        raise RunDirError(f"overwrite=true: output_dir {root} holds no run (no {CONFIG_FILE}) but other files "
-                          f"({entries}); not deleting them: choose another output_dir")
+        raise RunDirError(
+            f"overwrite=true: output_dir {root} holds no run (no {CONFIG_FILE}) but other files "
+            f"({entries}); not deleting them: choose another output_dir"
+        )
     return True
 
 
@@ -201,8 +212,10 @@ def prepare_run_dir(cfg: Config, config: Optional[str], overrides: list[str]) ->
     the notes to print; and whether a previous run is to be deleted first (overwrite=true). Deletes nothing.
     Raises RunDirError."""
     if cfg.resume and cfg.overwrite:
-        raise RunDirError("resume=true and overwrite=true contradict each other: resume continues the run in "
-                          "output_dir, overwrite deletes it")
+        raise RunDirError(
+            "resume=true and overwrite=true contradict each other: resume continues the run in "
+            "output_dir, overwrite deletes it"
+        )
     root, where = resolve_output_dir(cfg.output_dir)
     notes = [where] if where else []
     if cfg.resume:

@@ -47,9 +47,12 @@ def summarize(rows: list[dict[str, Any]]) -> RunSummary:
     images = sum(int(r["images"]) for r in rows)
     seconds = sum(float(r["step_s"]) for r in rows)
     return RunSummary(
-        steps=len(rows), quarter=q, reward=change("reward_mean"),
+        steps=len(rows),
+        quarter=q,
+        reward=change("reward_mean"),
         per_scorer={name: change(f"reward_{name}_mean") for name in scorer_names(rows)},
-        images=images, images_per_s=images / seconds if seconds else float("nan"),
+        images=images,
+        images_per_s=images / seconds if seconds else float("nan"),
     )
 
 
@@ -59,9 +62,11 @@ def _line(label: str, c: RewardChange) -> str:
 
 def summary_text(s: RunSummary, paths: dict[str, Any], resume: str, evaluate: str) -> str:
     """The printed block. ``paths``: what -> where, in print order; ``resume``/``evaluate``: commands."""
-    lines = [f"summary: {s.steps} steps, {s.images} images, {s.images_per_s:.2f} images/s",
-             f"reward, mean of the first {s.quarter} steps -> mean of the last {s.quarter}:",
-             _line("total", s.reward)]
+    lines = [
+        f"summary: {s.steps} steps, {s.images} images, {s.images_per_s:.2f} images/s",
+        f"reward, mean of the first {s.quarter} steps -> mean of the last {s.quarter}:",
+        _line("total", s.reward),
+    ]
     lines += [_line(name, c) for name, c in s.per_scorer.items()]
     width = max(len(k) for k in paths)
     lines.append("outputs:")
@@ -78,8 +83,10 @@ def end_of_run(cfg: Config, out: RunOutputs) -> str:
     if cfg.logging.tensorboard:
         paths["tensorboard"] = f"{root / 'tensorboard'}  (tensorboard --logdir {root / 'tensorboard'})"
     paths.update({"checkpoints": out.checkpoints, "policy (HF)": hf, "logs": out.logs, "config": root / "config.yaml"})
-    return summary_text(summarize(out.metric_rows()), paths,
-                        resume=f"python -m cluster.run output_dir={root} resume=true",
-                        # the trained policy beside the initial one, the model's shape read from the run's config
-                        evaluate=f"python -m evaluation.run --config {root / 'config.yaml'} "
-                                 f"'eval.policies=[model,{root}]'")
+    return summary_text(
+        summarize(out.metric_rows()),
+        paths,
+        resume=f"python -m cluster.run output_dir={root} resume=true",
+        # the trained policy beside the initial one, the model's shape read from the run's config
+        evaluate=f"python -m evaluation.run --config {root / 'config.yaml'} 'eval.policies=[model,{root}]'",
+    )

@@ -36,8 +36,11 @@ def scalar_tag(key: str) -> str:
 
 def numeric_items(row: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a metrics row, but the step itself."""
-    return {k: float(v) for k, v in row.items()
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {
+        k: float(v)
+        for k, v in row.items()
+        if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def _after_existing_event_files(log_dir: Path) -> None:
@@ -46,8 +49,11 @@ def _after_existing_event_files(log_dir: Path) -> None:
     after the earlier run's: when that run's file is from this very second (a quick restart), wait for the next."""
     import time
 
-    seconds = [int(p.name.split(".")[3]) for p in log_dir.glob("events.out.tfevents.*")
-               if len(p.name.split(".")) > 3 and p.name.split(".")[3].isdigit()]
+    seconds = [
+        int(p.name.split(".")[3])
+        for p in log_dir.glob("events.out.tfevents.*")
+        if len(p.name.split(".")) > 3 and p.name.split(".")[3].isdigit()
+    ]
     if seconds and max(seconds) >= int(time.time()):
         time.sleep(max(seconds) + 1 - time.time())
 

@@ -19,8 +19,13 @@ class WandbLog:
         import yaml
 
         self._wandb = wandb
-        self.run = wandb.init(project=cfg.logging.wandb_project, mode=str(cfg.logging.wandb_mode), dir=str(root),
-                              name=root.name, config=yaml.safe_load(to_yaml(cfg)))
+        self.run = wandb.init(
+            project=cfg.logging.wandb_project,
+            mode=str(cfg.logging.wandb_mode),
+            dir=str(root),
+            name=root.name,
+            config=yaml.safe_load(to_yaml(cfg)),
+        )
 
     def scalars(self, step: int, row: dict[str, Any]) -> None:
         self.run.log({scalar_tag(k): v for k, v in numeric_items(row).items()}, step=step)

@@ -32,8 +32,9 @@ def decode_png(data: bytes) -> np.ndarray:
         raise ValueError(f"corrupt PNG: {e}") from None
 
 
-def caption_grid(images: list[np.ndarray], captions: list[str], columns: int = 4, cell: int = 192,
-                 caption_lines: int = 7) -> Image.Image:
+def caption_grid(
+    images: list[np.ndarray], captions: list[str], columns: int = 4, cell: int = 192, caption_lines: int = 7
+) -> Image.Image:
     """A grid of images, each with a wrapped caption under it (prompt, CoT, reward...)."""
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from core.config import require
 from core.records import PromptRecord
@@ -132,8 +133,9 @@ LISTED_ROWS = 10
 RowCheck = Callable[[PromptRecord], list[str]]
 
 
-def load_prompts(path: Optional[str] = None, on_malformed: OnMalformed = OnMalformed.error,
-                 row_check: Optional[RowCheck] = None) -> PromptSet:
+def load_prompts(
+    path: Optional[str] = None, on_malformed: OnMalformed = OnMalformed.error, row_check: Optional[RowCheck] = None
+) -> PromptSet:
     """Read a prompt file (JSON lines or .parquet); None reads the built-in prompt set.
 
     ``row_check`` adds the caller's own needs (e.g. what the enabled reward scorers read): the problems it returns
@@ -159,8 +161,9 @@ def load_prompts(path: Optional[str] = None, on_malformed: OnMalformed = OnMalfo
     if bad and on_malformed == OnMalformed.error:
         raise DataError(_bad_rows_message(p, bad))
     if bad:
-        log.warning("%s: skipped %d unusable rows of %d (first: line %d: %s)", p, len(bad), len(bad) + len(records),
-                    *bad[0])
+        log.warning(
+            "%s: skipped %d unusable rows of %d (first: line %d: %s)", p, len(bad), len(bad) + len(records), *bad[0]
+        )
     if not records:
         raise DataError(f"{p}: no usable prompts")
     return PromptSet(records=records, source=str(p), skipped=bad)
@@ -171,5 +174,7 @@ def _bad_rows_message(path: Path, bad: list[tuple[int, str]]) -> str:
         return f"{path}: line {bad[0][0]}: {bad[0][1]}. Fix the row, or set data.on_malformed=skip to skip such rows"
     listed = "".join(f"\n  line {n}: {reason}" for n, reason in bad[:LISTED_ROWS])
     more = f"\n  ... and {len(bad) - LISTED_ROWS} more" if len(bad) > LISTED_ROWS else ""
-    return (f"{path}: {len(bad)} unusable rows{f' (the first {LISTED_ROWS} below)' if more else ''}; fix them, or "
-            f"set data.on_malformed=skip to skip such rows:{listed}{more}")
+    return (
+        f"{path}: {len(bad)} unusable rows{f' (the first {LISTED_ROWS} below)' if more else ''}; fix them, or "
+        f"set data.on_malformed=skip to skip such rows:{listed}{more}"
+    )

@@ -14,9 +14,10 @@ but it is not the benchmark's metric); the report prints the tag and the reason 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

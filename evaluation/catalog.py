@@ -7,7 +7,7 @@ Light on purpose (no torch): the config section (evaluation/config.py) validates
 from __future__ import annotations
 
 import difflib
-from typing import Sequence
+from collections.abc import Sequence
 
 from evaluation.geneval.prompts import TAGS as GENEVAL_TAGS
 from evaluation.wise.variants import CATEGORIES as WISE_CATEGORIES
@@ -45,12 +45,16 @@ def parse_selection(entries: Sequence[str]) -> dict[str, list[str]]:
     for entry in entries:
         bench, _, category = str(entry).strip().partition("/")
         if bench not in CATEGORIES:
-            raise SelectionError(f"unknown benchmark {bench!r} in {entry!r}; {_did_you_mean(bench, list(CATEGORIES))}"
-                                 f"(benchmarks: {', '.join(CATEGORIES)})")
+            raise SelectionError(
+                f"unknown benchmark {bench!r} in {entry!r}; {_did_you_mean(bench, list(CATEGORIES))}"
+                f"(benchmarks: {', '.join(CATEGORIES)})"
+            )
         if category and category not in CATEGORIES[bench]:
-            raise SelectionError(f"unknown {bench} category {category!r} in {entry!r}; "
-                                 f"{_did_you_mean(category, CATEGORIES[bench])}"
-                                 f"(categories: {', '.join(CATEGORIES[bench])})")
+            raise SelectionError(
+                f"unknown {bench} category {category!r} in {entry!r}; "
+                f"{_did_you_mean(category, CATEGORIES[bench])}"
+                f"(categories: {', '.join(CATEGORIES[bench])})"
+            )
         chosen.setdefault(bench, set()).update([category] if category else CATEGORIES[bench])
     if not chosen:
         raise SelectionError(f"no benchmark selected; name at least one of {', '.join(CATEGORIES)}")

@@ -141,7 +141,13 @@ class EvalConfig:
         require(self.grid_images >= 0, "grid_images", "must be >= 0")
         require(len(self.stages) >= 1, "stages", "name at least one of generate, score, report")
         wise = WISE in self.selection() or WISE in parse_selection(self.during_training.benchmarks)
-        require(not (wise and self.images_per_prompt not in (None, 1)), "images_per_prompt",
-                "WISE scores one image per prompt ({prompt_id}.png); leave it unset or 1 when wise is selected")
-        require(not (wise and self.scoring == Scoring.embedded), "scoring",
-                "WISE has no embedded proxy: set eval.scoring=official and eval.models.wise_judge (or leave wise out)")
+        require(
+            not (wise and self.images_per_prompt not in (None, 1)),
+            "images_per_prompt",
+            "WISE scores one image per prompt ({prompt_id}.png); leave it unset or 1 when wise is selected",
+        )
+        require(
+            not (wise and self.scoring == Scoring.embedded),
+            "scoring",
+            "WISE has no embedded proxy: set eval.scoring=official and eval.models.wise_judge (or leave wise out)",
+        )

@@ -13,8 +13,9 @@ from core.images import caption_grid
 from evaluation.records_log import atomic_write
 
 
-def bar_chart(path: Path, title: str, categories: list[str], series: dict[str, list[Optional[float]]],
-              note: str = "") -> Path:
+def bar_chart(
+    path: Path, title: str, categories: list[str], series: dict[str, list[Optional[float]]], note: str = ""
+) -> Path:
     """Grouped bars: one group per category, one bar per series (None: no value, no bar)."""
     import matplotlib
 

@@ -39,8 +39,9 @@ def sha1(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def generation_settings(identity: dict[str, Any], rollout: RolloutConfig, seed: int,
-                        images_per_prompt: dict[str, int]) -> dict[str, Any]:
+def generation_settings(
+    identity: dict[str, Any], rollout: RolloutConfig, seed: int, images_per_prompt: dict[str, int]
+) -> dict[str, Any]:
     """Everything that decides which image a (prompt, seed) gets. Batch sizes, engine memory and CUDA graphs do
     not (the text engine does: vLLM and transformers draw from different random streams)."""
     image = asdict(rollout.image)
@@ -49,9 +50,14 @@ def generation_settings(identity: dict[str, Any], rollout: RolloutConfig, seed: 
         image.pop(k)
     for k in ("vllm_kv_cache_gib", "vllm_gpu_memory_utilization"):
         cot.pop(k)
-    return {"policy": identity, "prompt": {k: str(v) for k, v in asdict(rollout.prompt).items()},
-            "cot": {k: str(v) for k, v in cot.items()}, "image": image, "seed": seed,
-            "images_per_prompt": images_per_prompt}
+    return {
+        "policy": identity,
+        "prompt": {k: str(v) for k, v in asdict(rollout.prompt).items()},
+        "cot": {k: str(v) for k, v in cot.items()},
+        "image": image,
+        "seed": seed,
+        "images_per_prompt": images_per_prompt,
+    }
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -72,9 +78,11 @@ def check_settings(folder: Path, settings: dict[str, Any]) -> None:
     old, new = _flat(json.loads(path.read_text())), _flat(settings)
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diffs:
-        raise GenerationMismatch(f"{folder} holds images drawn with other settings ({path}); this run would mix "
-                                 f"them: {'; '.join(diffs)}. Use another eval.output_dir, or delete {folder} to "
-                                 f"draw its images again.")
+        raise GenerationMismatch(
+            f"{folder} holds images drawn with other settings ({path}); this run would mix "
+            f"them: {'; '.join(diffs)}. Use another eval.output_dir, or delete {folder} to "
+            f"draw its images again."
+        )
 
 
 @dataclass
@@ -104,9 +112,18 @@ def _kept(folder: Path, jobs: list[ImageJob], rows: dict[str, dict]) -> tuple[se
 
 def _row(job: ImageJob, sample, png: bytes, version: Optional[int]) -> dict[str, Any]:
     it = job.item
-    return {"benchmark": it.benchmark, "category": it.category, "prompt": it.prompt, "prompt_index": it.prompt_index,
-            "sample_index": it.sample_index, "file": job.file, "seed": job.seed, "cot": sample.cot_text,
-            "policy_version": sample.policy_version if version is None else version, "sha1": sha1(png)}
+    return {
+        "benchmark": it.benchmark,
+        "category": it.category,
+        "prompt": it.prompt,
+        "prompt_index": it.prompt_index,
+        "sample_index": it.sample_index,
+        "file": job.file,
+        "seed": job.seed,
+        "cot": sample.cot_text,
+        "policy_version": sample.policy_version if version is None else version,
+        "sha1": sha1(png),
+    }
 
 
 @dataclass
@@ -138,8 +155,13 @@ def open_folder(folder: Path, jobs: list[ImageJob], settings: dict[str, Any]) ->
     rows = {r["file"]: r for r in RecordsLog(folder / MANIFEST).read()}
     done, bad = _kept(folder, jobs, rows)
     if bad:
-        log.warning("%s: %d image(s) listed in the manifest are missing or corrupt and are drawn again: %s%s", folder,
-                    len(bad), ", ".join(bad[:5]), " ..." if len(bad) > 5 else "")
+        log.warning(
+            "%s: %d image(s) listed in the manifest are missing or corrupt and are drawn again: %s%s",
+            folder,
+            len(bad),
+            ", ".join(bad[:5]),
+            " ..." if len(bad) > 5 else "",
+        )
     return FolderState(folder, jobs, rows, done, bad)
 
 
@@ -151,7 +173,7 @@ def draw(state: FolderState, actors: list, batch_size: int, version: Optional[in
     folder, rows = state.folder, state.rows
     manifest = RecordsLog(folder / MANIFEST)
     pending = state.pending
-    queue = deque(pending[i:i + batch_size] for i in range(0, len(pending), batch_size))
+    queue = deque(pending[i : i + batch_size] for i in range(0, len(pending), batch_size))
     running: dict[Any, tuple[Any, list[ImageJob]]] = {}
 
     def submit(actor) -> None:
@@ -159,7 +181,7 @@ def draw(state: FolderState, actors: list, batch_size: int, version: Optional[in
         prompts = [PromptRecord(prompt=j.item.prompt, index=j.item.prompt_index) for j in batch]
         running[actor.draw.remote(prompts, [j.seed for j in batch])] = (actor, batch)
 
-    for actor in actors[:len(queue)]:
+    for actor in actors[: len(queue)]:
         submit(actor)
     drawn = 0
     while running:
@@ -183,8 +205,14 @@ def draw(state: FolderState, actors: list, batch_size: int, version: Optional[in
     return GenerationResult(drawn=drawn, kept=len(state.done), redrawn=state.redrawn)
 
 
-def generate(folder: Path, jobs: list[ImageJob], actors: list, batch_size: int, settings: dict[str, Any],
-             version: Optional[int] = None) -> GenerationResult:
+def generate(
+    folder: Path,
+    jobs: list[ImageJob],
+    actors: list,
+    batch_size: int,
+    settings: dict[str, Any],
+    version: Optional[int] = None,
+) -> GenerationResult:
     """:func:`open_folder` then :func:`draw`, for callers that hold their actors already (training)."""
     return draw(open_folder(folder, jobs, settings), actors, batch_size, version)
 

@@ -76,15 +76,28 @@ class Evaluation:
         return score([Target(self.folder(p), self.jobs) for p in self.policies], self.metric_of, self.cfg)
 
     def report(self) -> Path:
-        return write_report(self.cfg, self.rollout.prompt.use_cot, self.policies,
-                            [self.folder(p) for p in self.policies], self.jobs, self.metric_of)
+        return write_report(
+            self.cfg,
+            self.rollout.prompt.use_cot,
+            self.policies,
+            [self.folder(p) for p in self.policies],
+            self.jobs,
+            self.metric_of,
+        )
 
 
-def prepare(cfg: EvalConfig, model: ModelConfig, rollout: RolloutConfig,
-            policies: Optional[list[PolicyUnderTest]] = None) -> Evaluation:
+def prepare(
+    cfg: EvalConfig, model: ModelConfig, rollout: RolloutConfig, policies: Optional[list[PolicyUnderTest]] = None
+) -> Evaluation:
     """Plan the images and check what the configured stages need; raises before anything runs."""
-    jobs = plan(cfg.selection(), {b: cfg.files.path(b) for b in cfg.selection()}, cfg.images_per_prompt,
-                cfg.max_prompts, cfg.seed, str(cfg.wise_protocol))
+    jobs = plan(
+        cfg.selection(),
+        {b: cfg.files.path(b) for b in cfg.selection()},
+        cfg.images_per_prompt,
+        cfg.max_prompts,
+        cfg.seed,
+        str(cfg.wise_protocol),
+    )
     metrics = metrics_for(cfg, jobs)
     if Stage.score in cfg.stages:
         check_passes(cfg, passes_needed(jobs, metrics))

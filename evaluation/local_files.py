@@ -8,9 +8,9 @@ them, so that the user can fix it on a machine with network access.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 
 class MissingFilesError(FileNotFoundError):
@@ -23,8 +23,9 @@ WEIGHT_FILES = ("model.safetensors", "model-*.safetensors", "pytorch_model*.bin"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model")
 
 
-def require_files(path: str | os.PathLike | None, what: str, expected: Sequence[Sequence[str]],
-                  how_to_get: str) -> Path:
+def require_files(
+    path: str | os.PathLike | None, what: str, expected: Sequence[Sequence[str]], how_to_get: str
+) -> Path:
     """Resolve ``path`` and check that it is a directory holding every requirement of ``expected``.
 
     Each requirement is a tuple of glob patterns relative to the directory (e.g. ``("model.safetensors",
@@ -36,10 +37,14 @@ def require_files(path: str | os.PathLike | None, what: str, expected: Sequence[
         raise MissingFilesError(f"{what} is not set; it must be a local directory holding {wanted}. {how_to_get}")
     root = Path(os.path.expanduser(str(path)))
     if not root.is_dir():
-        raise MissingFilesError(f"{what} {str(root)!r} does not exist or is not a directory; it must hold {wanted}. "
-                                f"{how_to_get}")
-    missing = [" or ".join(alts) for alts in expected
-               if not any(match.is_file() for pattern in alts for match in root.glob(pattern))]
+        raise MissingFilesError(
+            f"{what} {str(root)!r} does not exist or is not a directory; it must hold {wanted}. {how_to_get}"
+        )
+    missing = [
+        " or ".join(alts)
+        for alts in expected
+        if not any(match.is_file() for pattern in alts for match in root.glob(pattern))
+    ]
     if missing:
         raise MissingFilesError(f"{what} {str(root)!r} is incomplete: missing {'; '.join(missing)}. {how_to_get}")
     return root
@@ -48,8 +53,10 @@ def require_files(path: str | os.PathLike | None, what: str, expected: Sequence[
 def hub_download_hint(hub_id: str, role: str) -> str:
     """How to obtain a transformers checkpoint: download it from the hub on a machine with network access."""
     name = hub_id.split("/")[-1]
-    return (f"Download the {role} ({hub_id}) on a machine with network access, e.g. `huggingface-cli download "
-            f"{hub_id} --local-dir /models/{name}`, and copy that directory here.")
+    return (
+        f"Download the {role} ({hub_id}) on a machine with network access, e.g. `huggingface-cli download "
+        f"{hub_id} --local-dir /models/{name}`, and copy that directory here."
+    )
 
 
 @dataclass(frozen=True)
@@ -66,4 +73,3 @@ class ModelSpec:
     def require(self, path: str | os.PathLike | None) -> Path:
         """The checked directory; raises MissingFilesError naming the path, the files expected and the download."""
         return require_files(path, f"the {self.role} model directory", self.expected, self.how_to_get())
-

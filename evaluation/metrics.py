@@ -8,9 +8,10 @@ categories; GenEval: the unweighted mean of the tags; WISE: the protocol's weigh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -40,27 +41,42 @@ def single(pass_name: str) -> CategoryMetric:
     return CategoryMetric(pass_name, lambda item: (pass_name,), lambda item, scores: scores[pass_name])
 
 
-COMPLEX_PARTS = {"spatial": ("blip_vqa", "spatial_complex@gdino"), "action": ("blip_vqa", "clipscore_complex"),
-                 "all": ("blip_vqa", "spatial_complex@gdino", "clipscore_complex")}
+COMPLEX_PARTS = {
+    "spatial": ("blip_vqa", "spatial_complex@gdino"),
+    "action": ("blip_vqa", "clipscore_complex"),
+    "all": ("blip_vqa", "spatial_complex@gdino", "clipscore_complex"),
+}
 
 
 def complex_metric(subsets: ComplexSubsets) -> CategoryMetric:
     """T2I-CompBench complex: BLIP-VQA with the spatial score, the complex CLIPScore or both, by sub-list."""
 
     def combined(item: EvalItem, s: dict[str, float]) -> float:
-        return combine(subsets.kind(item.prompt), s["blip_vqa"], s.get("spatial_complex@gdino", 0.0),
-                       s.get("clipscore_complex", 0.0))
+        return combine(
+            subsets.kind(item.prompt),
+            s["blip_vqa"],
+            s.get("spatial_complex@gdino", 0.0),
+            s.get("clipscore_complex", 0.0),
+        )
 
     return CategoryMetric("complex@gdino", lambda item: COMPLEX_PARTS[subsets.kind(item.prompt)], combined)
 
 
-OFFICIAL_PASS = {"color": "blip_vqa", "shape": "blip_vqa", "texture": "blip_vqa", "non_spatial": "clipscore",
-                 "spatial": "spatial@gdino", "3d_spatial": "spatial3d@gdino", "numeracy": "numeracy@gdino"}
+OFFICIAL_PASS = {
+    "color": "blip_vqa",
+    "shape": "blip_vqa",
+    "texture": "blip_vqa",
+    "non_spatial": "clipscore",
+    "spatial": "spatial@gdino",
+    "3d_spatial": "spatial3d@gdino",
+    "numeracy": "numeracy@gdino",
+}
 COLOR_CATEGORIES = {(COMPBENCH, "color"), (GENEVAL, "colors"), (GENEVAL, "color_attr")}
 
 
-def category_metric(cfg: EvalConfig, benchmark: str, category: str,
-                    subsets: Callable[[], ComplexSubsets]) -> CategoryMetric:
+def category_metric(
+    cfg: EvalConfig, benchmark: str, category: str, subsets: Callable[[], ComplexSubsets]
+) -> CategoryMetric:
     """The metric of one category under ``eval.scoring``; ``subsets`` loads the complex sub-lists when needed."""
     if cfg.scoring == Scoring.embedded:
         return single("color@embedded" if (benchmark, category) in COLOR_CATEGORIES else "objects@embedded")
@@ -92,8 +108,12 @@ def benchmark_overall(cfg: EvalConfig, benchmark: str, images: list[tuple[EvalIt
         return {"name": "overall (mean of the tags)", "value": s["overall"], "complete": s["complete"]}
     variant = wise_variant(cfg.wise_protocol)
     s = wise_summary(variant, [it.prompt_index for it, _ in images], [v for _, v in images])
-    return {"name": f"overall ({variant.metric}, weighted)", "value": s["overall"], "complete": s["complete"],
-            "unparsed": s["unparsed"]}
+    return {
+        "name": f"overall ({variant.metric}, weighted)",
+        "value": s["overall"],
+        "complete": s["complete"],
+        "unparsed": s["unparsed"],
+    }
 
 
 def category_mean(scores: list[float]) -> Optional[float]:
@@ -105,8 +125,10 @@ def category_mean(scores: list[float]) -> Optional[float]:
 def metrics_for(cfg: EvalConfig, jobs: list[ImageJob]) -> dict[tuple[str, str], CategoryMetric]:
     """The metric of every (benchmark, category) the jobs hold."""
     subsets = lru_cache(maxsize=1)(lambda: complex_subsets(cfg))
-    return {(j.item.benchmark, j.item.category): category_metric(cfg, j.item.benchmark, j.item.category, subsets)
-            for j in jobs}
+    return {
+        (j.item.benchmark, j.item.category): category_metric(cfg, j.item.benchmark, j.item.category, subsets)
+        for j in jobs
+    }
 
 
 def passes_needed(jobs: list[ImageJob], metrics: dict[tuple[str, str], CategoryMetric]) -> set[str]:

@@ -8,9 +8,9 @@ results of several passes (evaluation/metrics.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from evaluation.base import Evaluator
 from evaluation.compbench import spacy_parse
@@ -43,9 +43,11 @@ def _model(cfg: EvalConfig, key: str, spec: ModelSpec) -> Path:
 def _compbench_file(cfg: EvalConfig, name: str) -> Path:
     path = cfg.files.path("t2i_compbench") / name
     if not path.is_file():
-        raise EvaluatorSetupError(f"eval.files.t2i_compbench: {str(path)!r} not found; the folder must hold "
-                                  f"{name} (from {COMPBENCH_REPO}, MIT; the UniDet labels are the 'labels' of "
-                                  f"UniDet_eval's detection_features.pt as a JSON list)")
+        raise EvaluatorSetupError(
+            f"eval.files.t2i_compbench: {str(path)!r} not found; the folder must hold "
+            f"{name} (from {COMPBENCH_REPO}, MIT; the UniDet labels are the 'labels' of "
+            f"UniDet_eval's detection_features.pt as a JSON list)"
+        )
     return path
 
 
@@ -112,8 +114,9 @@ def _spatial3d(cfg: EvalConfig, device: str, batch: int) -> Evaluator:
 def _numeracy(cfg: EvalConfig, device: str, batch: int) -> Evaluator:
     from evaluation.compbench.numeracy import NumeracyEvaluator
 
-    return NumeracyEvaluator.load(cfg.models.grounding_dino, _labels(cfg), _compbench_file(cfg, NEW_OBJECTS), device,
-                                  batch)
+    return NumeracyEvaluator.load(
+        cfg.models.grounding_dino, _labels(cfg), _compbench_file(cfg, NEW_OBJECTS), device, batch
+    )
 
 
 def _geneval(cfg: EvalConfig, device: str, batch: int) -> Evaluator:
@@ -160,25 +163,49 @@ def _geneval_prompts(cfg: EvalConfig) -> None:
 
 
 _gdino = lambda cfg: _model(cfg, "grounding_dino", GDINO)
-PASSES: dict[str, PassSpec] = {p.name: p for p in (
-    PassSpec("blip_vqa", _checks(lambda c: _model(c, "blip_vqa", BLIP_VQA), lambda c: _spacy()), _blip),
-    PassSpec("clipscore", _checks(lambda c: _model(c, "clip_b32", CLIP_B32)), _clip(False)),
-    PassSpec("clipscore_complex", _checks(lambda c: _model(c, "clip_b32", CLIP_B32), lambda c: _spacy()), _clip(True)),
-    PassSpec("spatial@gdino", _checks(_gdino, _labels, lambda c: _spacy()), _spatial(False)),
-    PassSpec("spatial_complex@gdino", _checks(_gdino, _labels, lambda c: _spacy()), _spatial(True)),
-    PassSpec("spatial3d@gdino", _checks(_gdino, lambda c: _model(c, "dpt_hybrid", DPT_HYBRID), _labels,
-                                        lambda c: _spacy()), _spatial3d),
-    PassSpec("numeracy@gdino", _checks(_gdino, _labels, lambda c: _compbench_file(c, NEW_OBJECTS),
-                                       lambda c: _spacy()), _numeracy),
-    PassSpec("geneval_mask2former", _checks(lambda c: _model(c, "mask2former", MASK2FORMER),
-                                            lambda c: _model(c, "clip_l14", CLIP_L14), _geneval_prompts), _geneval),
-    PassSpec(VERIFIED.metric, _checks(lambda c: _model(c, "wise_judge", QWEN_JUDGE),
-                                      lambda c: _wise_checkout(c, VERIFIED)), _wise(False)),
-    PassSpec(LEGACY.metric, _checks(lambda c: _model(c, "wise_judge", QWEN_JUDGE),
-                                    lambda c: _wise_checkout(c, LEGACY)), _wise(True)),
-    PassSpec("color@embedded", _checks(), _color),
-    PassSpec("objects@embedded", _checks(lambda c: _spacy()), _objects),
-)}
+PASSES: dict[str, PassSpec] = {
+    p.name: p
+    for p in (
+        PassSpec("blip_vqa", _checks(lambda c: _model(c, "blip_vqa", BLIP_VQA), lambda c: _spacy()), _blip),
+        PassSpec("clipscore", _checks(lambda c: _model(c, "clip_b32", CLIP_B32)), _clip(False)),
+        PassSpec(
+            "clipscore_complex", _checks(lambda c: _model(c, "clip_b32", CLIP_B32), lambda c: _spacy()), _clip(True)
+        ),
+        PassSpec("spatial@gdino", _checks(_gdino, _labels, lambda c: _spacy()), _spatial(False)),
+        PassSpec("spatial_complex@gdino", _checks(_gdino, _labels, lambda c: _spacy()), _spatial(True)),
+        PassSpec(
+            "spatial3d@gdino",
+            _checks(_gdino, lambda c: _model(c, "dpt_hybrid", DPT_HYBRID), _labels, lambda c: _spacy()),
+            _spatial3d,
+        ),
+        PassSpec(
+            "numeracy@gdino",
+            _checks(_gdino, _labels, lambda c: _compbench_file(c, NEW_OBJECTS), lambda c: _spacy()),
+            _numeracy,
+        ),
+        PassSpec(
+            "geneval_mask2former",
+            _checks(
+                lambda c: _model(c, "mask2former", MASK2FORMER),
+                lambda c: _model(c, "clip_l14", CLIP_L14),
+                _geneval_prompts,
+            ),
+            _geneval,
+        ),
+        PassSpec(
+            VERIFIED.metric,
+            _checks(lambda c: _model(c, "wise_judge", QWEN_JUDGE), lambda c: _wise_checkout(c, VERIFIED)),
+            _wise(False),
+        ),
+        PassSpec(
+            LEGACY.metric,
+            _checks(lambda c: _model(c, "wise_judge", QWEN_JUDGE), lambda c: _wise_checkout(c, LEGACY)),
+            _wise(True),
+        ),
+        PassSpec("color@embedded", _checks(), _color),
+        PassSpec("objects@embedded", _checks(lambda c: _spacy()), _objects),
+    )
+}
 
 
 def complex_subsets(cfg: EvalConfig) -> ComplexSubsets:

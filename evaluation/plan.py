@@ -48,13 +48,18 @@ def images_per_prompt(benchmark: str, override: Optional[int]) -> int:
 
 def compbench_prompts(folder: Path, category: str) -> list[str]:
     """The prompts of ``{category}_val.txt``, read as the generation script reads them (text before a tab)."""
-    lines = read_lines(folder / f"{category}_val.txt", f"T2I-CompBench {category} prompts",
-                       f"{COMPBENCH_REPO} examples/dataset/{category}_val.txt (MIT)")
+    lines = read_lines(
+        folder / f"{category}_val.txt",
+        f"T2I-CompBench {category} prompts",
+        f"{COMPBENCH_REPO} examples/dataset/{category}_val.txt (MIT)",
+    )
     prompts = [line.split("\t")[0].strip() for line in lines]
     for p in prompts:
         if "/" in p or "\0" in p or len(p.encode()) > MAX_NAME_BYTES:
-            raise PlanError(f"T2I-CompBench {category} prompt {p!r} cannot be a file name ({{prompt}}_{{k:06d}}.png): "
-                            "it has a '/' or is too long")
+            raise PlanError(
+                f"T2I-CompBench {category} prompt {p!r} cannot be a file name ({{prompt}}_{{k:06d}}.png): "
+                "it has a '/' or is too long"
+            )
     return prompts
 
 
@@ -74,26 +79,33 @@ def _geneval_jobs(folder: Path, tags: list[str], n: int, limit: Optional[int], s
         indices = [i for i, row in enumerate(rows) if row["tag"] == tag][:limit]
         for index in indices:
             for s in range(n):
-                item = EvalItem(GENEVAL, tag, rows[index]["prompt"], prompt_index=index, sample_index=s,
-                                metadata=dict(rows[index]))
+                item = EvalItem(
+                    GENEVAL, tag, rows[index]["prompt"], prompt_index=index, sample_index=s, metadata=dict(rows[index])
+                )
                 jobs.append(ImageJob(item, f"{GENEVAL}/{index:05d}/samples/{s:05d}.png", seed + s))
     return jobs
 
 
-def _wise_jobs(checkout: Optional[Path], categories: list[str], protocol: str, limit: Optional[int],
-               seed: int) -> list[ImageJob]:
+def _wise_jobs(
+    checkout: Optional[Path], categories: list[str], protocol: str, limit: Optional[int], seed: int
+) -> list[ImageJob]:
     prompts = load_wise_prompts(checkout, wise_variant(protocol))
     jobs = []
     for category in categories:
         for p in [p for p in prompts if p.category == category][:limit]:
-            item = EvalItem(WISE, category, p.prompt, prompt_index=p.prompt_id, sample_index=0,
-                            metadata=dict(p.record))
+            item = EvalItem(WISE, category, p.prompt, prompt_index=p.prompt_id, sample_index=0, metadata=dict(p.record))
             jobs.append(ImageJob(item, f"{WISE}/{p.prompt_id}.png", seed))
     return jobs
 
 
-def plan(selection: dict[str, list[str]], folders: dict[str, Optional[Path]], n_override: Optional[int],
-         max_prompts: Optional[int], seed: int, wise_protocol: str = "verified") -> list[ImageJob]:
+def plan(
+    selection: dict[str, list[str]],
+    folders: dict[str, Optional[Path]],
+    n_override: Optional[int],
+    max_prompts: Optional[int],
+    seed: int,
+    wise_protocol: str = "verified",
+) -> list[ImageJob]:
     """Every image of the selection, benchmark by benchmark, category by category, prompt by prompt."""
     jobs: list[ImageJob] = []
     for bench, categories in selection.items():
@@ -119,4 +131,3 @@ def side_files(jobs: list[ImageJob]) -> dict[str, bytes]:
             record = (json.dumps(job.item.metadata) + "\n").encode()
             out[f"{GENEVAL}/{job.item.prompt_index:05d}/metadata.jsonl"] = record
     return out
-

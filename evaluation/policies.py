@@ -87,6 +87,8 @@ def resolve_policies(entries: list[str], model_cfg: ModelConfig) -> list[PolicyU
     labels = [p.label for p in out]
     twice = sorted({x for x in labels if labels.count(x) > 1})
     if twice:
-        raise PolicyError(f"eval.policies {entries}: more than one policy would be written to the folder(s) {twice} "
-                          "(named after the run or directory); evaluate them into separate eval.output_dir folders")
+        raise PolicyError(
+            f"eval.policies {entries}: more than one policy would be written to the folder(s) {twice} "
+            "(named after the run or directory); evaluate them into separate eval.output_dir folders"
+        )
     return out

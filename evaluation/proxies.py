@@ -9,7 +9,8 @@ the project's packages, nothing downloaded) scoring benchmark images as stand-in
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -19,12 +20,16 @@ from evaluation.compbench import spacy_parse
 from evaluation.compbench.inputs import check_batch
 from rewards.base import Scorer
 
-COLOR_NOTE = ("embedded proxy, not the benchmark's metric: the share of the image showing the prompt's colour words "
-              "(a CIELAB pixel rule, rewards/scorers/color.py); the benchmark asks BLIP-VQA (CompBench) or a detector "
-              "and CLIP (GenEval) instead")
-OBJECTS_NOTE = ("embedded proxy, not the benchmark's metric: ImageNet-classifier presence of the prompt's objects "
-                "(EfficientNet-Lite0 + MiniLM noun matching, rewards/scorers/objects.py); it ignores attributes, "
-                "counts and relations, and objects without an ImageNet class")
+COLOR_NOTE = (
+    "embedded proxy, not the benchmark's metric: the share of the image showing the prompt's colour words "
+    "(a CIELAB pixel rule, rewards/scorers/color.py); the benchmark asks BLIP-VQA (CompBench) or a detector "
+    "and CLIP (GenEval) instead"
+)
+OBJECTS_NOTE = (
+    "embedded proxy, not the benchmark's metric: ImageNet-classifier presence of the prompt's objects "
+    "(EfficientNet-Lite0 + MiniLM noun matching, rewards/scorers/objects.py); it ignores attributes, "
+    "counts and relations, and objects without an ImageNet class"
+)
 
 
 def prompt_nouns(item: EvalItem) -> list[str]:
@@ -37,8 +42,7 @@ def prompt_nouns(item: EvalItem) -> list[str]:
 class EmbeddedProxy(Evaluator):
     fidelity = Fidelity.proxy
 
-    def __init__(self, scorer: Scorer, name: str, note: str,
-                 nouns: Optional[Callable[[EvalItem], list[str]]] = None):
+    def __init__(self, scorer: Scorer, name: str, note: str, nouns: Optional[Callable[[EvalItem], list[str]]] = None):
         """``nouns``: the objects of an item, for a scorer that needs them (None: the scorer reads the prompt)."""
         self.scorer = scorer
         self.name = name

@@ -22,5 +22,10 @@ def connect(address: Optional[str]) -> None:
             os.environ.setdefault(k, v)
         ray.init(address=address, runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=True)
     else:
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-                 runtime_env={"env_vars": local_env()}, log_to_driver=True)
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            runtime_env={"env_vars": local_env()},
+            log_to_driver=True,
+        )

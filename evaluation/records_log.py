@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ class RecordsLog:
         data = self.path.read_bytes()
         end = data.rfind(b"\n") + 1
         if end < len(data):
-            log.warning("%s: dropping a partial last line (%d bytes) left by an interrupted write", self.path,
-                        len(data) - end)
+            log.warning(
+                "%s: dropping a partial last line (%d bytes) left by an interrupted write", self.path, len(data) - end
+            )
             with open(self.path, "r+b") as f:
                 f.truncate(end)
         rows = []
@@ -50,8 +52,9 @@ class RecordsLog:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise RecordsLogError(f"{self.path}, line {n}: not JSON ({e}); the file was edited or damaged, delete "
-                                 f"it to redo its work") from None
+                raise RecordsLogError(
+                    f"{self.path}, line {n}: not JSON ({e}); the file was edited or damaged, delete it to redo its work"
+                ) from None
         return rows
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:

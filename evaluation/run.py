@@ -34,8 +34,19 @@ from policy.config import ModelConfig
 from rollout.config import RolloutConfig
 
 # Everything a user can fix from the message: printed as one line, exit status 2, no traceback.
-USER_ERRORS = (ConfigError, MissingFilesError, FileNotFoundError, EvaluatorSetupError, GenerationMismatch,
-               GenevalMetadataError, PlanError, PolicyError, RecordsLogError, ScoringError, WiseDataError)
+USER_ERRORS = (
+    ConfigError,
+    MissingFilesError,
+    FileNotFoundError,
+    EvaluatorSetupError,
+    GenerationMismatch,
+    GenevalMetadataError,
+    PlanError,
+    PolicyError,
+    RecordsLogError,
+    ScoringError,
+    WiseDataError,
+)
 
 
 @dataclass
@@ -48,11 +59,14 @@ class EvalRunConfig:
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m evaluation.run", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="examples:\n  python -m evaluation.run eval.benchmarks=[t2i_compbench/color]"
-                                        " eval.max_prompts=2\n  python -m evaluation.run eval.policies=[model,outputs/"
-                                        "run] rollout.prompt.use_cot=false eval.output_dir=outputs/eval_no_cot")
+    ap = argparse.ArgumentParser(
+        prog="python -m evaluation.run",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m evaluation.run eval.benchmarks=[t2i_compbench/color]"
+        " eval.max_prompts=2\n  python -m evaluation.run eval.policies=[model,outputs/"
+        "run] rollout.prompt.use_cot=false eval.output_dir=outputs/eval_no_cot",
+    )
     ap.add_argument("--config", default=None, help="preset name (tiny, janus-pro-1b, janus-pro-7b) or YAML file")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.max_prompts=10")
     return ap.parse_intermixed_args(argv)
@@ -64,18 +78,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         cfg = load_config(EvalRunConfig, args.config, args.overrides, partial=True)
         ev = prepare(cfg.eval, cfg.model, cfg.rollout)
-        print(f"evaluating {len(ev.policies)} polic{'y' if len(ev.policies) == 1 else 'ies'} "
-              f"({', '.join(f'{p.label}: {p.describe()}' for p in ev.policies)}) on {len(ev.jobs)} images each "
-              f"({', '.join(f'{b}: {len(c)} categories' for b, c in cfg.eval.selection().items())}), "
-              f"scoring {cfg.eval.scoring}; output in {cfg.eval.output_dir}", flush=True)
+        print(
+            f"evaluating {len(ev.policies)} polic{'y' if len(ev.policies) == 1 else 'ies'} "
+            f"({', '.join(f'{p.label}: {p.describe()}' for p in ev.policies)}) on {len(ev.jobs)} images each "
+            f"({', '.join(f'{b}: {len(c)} categories' for b, c in cfg.eval.selection().items())}), "
+            f"scoring {cfg.eval.scoring}; output in {cfg.eval.output_dir}",
+            flush=True,
+        )
         if Stage.generate in cfg.eval.stages:
             for label, r in ev.generate().items():
                 redrawn = f", {len(r.redrawn)} missing or corrupt drawn again" if r.redrawn else ""
                 print(f"generate: {label}: {r.drawn} images drawn, {r.kept} already there{redrawn}", flush=True)
         if Stage.score in cfg.eval.stages:
             counts = ev.score()
-            print("score: " + (", ".join(f"{p} {n} images" for p, n in counts.items()) or "nothing left to score"),
-                  flush=True)
+            print(
+                "score: " + (", ".join(f"{p} {n} images" for p, n in counts.items()) or "nothing left to score"),
+                flush=True,
+            )
         if Stage.report in cfg.eval.stages:
             print(f"report: {ev.report()}", flush=True)
     except USER_ERRORS as e:

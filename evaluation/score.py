@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from core.images import decode_png
 from evaluation.base import EvalItem
@@ -73,8 +74,9 @@ def read_meta(folder: Path, pass_name: str) -> dict[str, str] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def pending(targets: list[Target], metric_of: Callable[[EvalItem], CategoryMetric]
-            ) -> dict[str, list[tuple[Target, ImageJob, str]]]:
+def pending(
+    targets: list[Target], metric_of: Callable[[EvalItem], CategoryMetric]
+) -> dict[str, list[tuple[Target, ImageJob, str]]]:
     """Per pass, in a fixed order: the (target, job, sha1) still to score. Raises ScoringError for a planned image
     that was never generated."""
     work: dict[str, list[tuple[Target, ImageJob, str]]] = {}
@@ -82,8 +84,10 @@ def pending(targets: list[Target], metric_of: Callable[[EvalItem], CategoryMetri
         manifest = read_manifest(t.folder)
         missing = [j.file for j in t.jobs if j.file not in manifest]
         if missing:
-            raise ScoringError(f"{t.folder}: {len(missing)} planned image(s) were not generated (e.g. {missing[0]}); "
-                               "run the generate stage first (eval.stages includes generate)")
+            raise ScoringError(
+                f"{t.folder}: {len(missing)} planned image(s) were not generated (e.g. {missing[0]}); "
+                "run the generate stage first (eval.stages includes generate)"
+            )
         done = {}
         for job in t.jobs:
             for p in metric_of(job.item).passes(job.item):
@@ -98,8 +102,10 @@ def pending(targets: list[Target], metric_of: Callable[[EvalItem], CategoryMetri
 def _read_png(t: Target, job: ImageJob, sha: str) -> bytes:
     data = (t.folder / job.file).read_bytes()
     if sha1(data) != sha:
-        raise ScoringError(f"{t.folder / job.file} changed since it was generated (its sha1 is not the manifest's); "
-                           "run the generate stage to draw it again")
+        raise ScoringError(
+            f"{t.folder / job.file} changed since it was generated (its sha1 is not the manifest's); "
+            "run the generate stage to draw it again"
+        )
     return data
 
 
@@ -109,8 +115,11 @@ def run_pass(pass_name: str, work: list[tuple[Target, ImageJob, str]], cfg: Eval
 
     connect(cfg.ray_address)
     device = "cuda" if cfg.scorer.num_gpus > 0 else "cpu"
-    actor = ray.remote(EvaluatorActor).options(num_cpus=cfg.scorer.num_cpus, num_gpus=cfg.scorer.num_gpus).remote(
-        pass_name, cfg, device)
+    actor = (
+        ray.remote(EvaluatorActor)
+        .options(num_cpus=cfg.scorer.num_cpus, num_gpus=cfg.scorer.num_gpus)
+        .remote(pass_name, cfg, device)
+    )
     try:
         try:
             meta = ray.get(actor.describe.remote())
@@ -119,7 +128,7 @@ def run_pass(pass_name: str, work: list[tuple[Target, ImageJob, str]], cfg: Eval
         for folder in {t.folder for t, _, _ in work}:
             atomic_write(folder / SCORES / f"{pass_name}.json", json.dumps(meta, indent=1).encode())
         size = cfg.scorer.batch_size
-        queue = deque(work[i:i + size] for i in range(0, len(work), size))
+        queue = deque(work[i : i + size] for i in range(0, len(work), size))
         running: deque = deque()
         done = 0
         while queue or running:
@@ -131,8 +140,9 @@ def run_pass(pass_name: str, work: list[tuple[Target, ImageJob, str]], cfg: Eval
             results = ray.get(future)
             by_folder: dict[Path, list[dict[str, Any]]] = {}
             for (t, job, sha), (score, details) in zip(batch, results):
-                by_folder.setdefault(t.folder, []).append({"file": job.file, "sha1": sha, "score": score,
-                                                           "details": details})
+                by_folder.setdefault(t.folder, []).append(
+                    {"file": job.file, "sha1": sha, "score": score, "details": details}
+                )
             for folder, rows in by_folder.items():
                 scores_log(folder, pass_name).append(rows)
             done += len(batch)

@@ -29,8 +29,14 @@ class TrainingEvaluation:
         sub.images_per_prompt = cfg.during_training.images_per_prompt
         self.cfg, self.rollout, self.every = sub, rollout, every
         self.root = Path(run_dir) / "eval"
-        self.jobs = plan(sub.selection(), {b: sub.files.path(b) for b in sub.selection()}, sub.images_per_prompt,
-                         sub.max_prompts, sub.seed, str(sub.wise_protocol))
+        self.jobs = plan(
+            sub.selection(),
+            {b: sub.files.path(b) for b in sub.selection()},
+            sub.images_per_prompt,
+            sub.max_prompts,
+            sub.seed,
+            str(sub.wise_protocol),
+        )
         self.metrics = metrics_for(sub, self.jobs)
         check_passes(sub, passes_needed(self.jobs, self.metrics))  # at start-up, not at the first evaluation
 
@@ -43,20 +49,33 @@ class TrainingEvaluation:
         folder = self.root / f"step_{step:06d}"
         counts = {b: images_per_prompt(b, self.cfg.images_per_prompt) for b in self.cfg.selection()}
         identity = {"run": str(self.root.parent), "policy_version": version}
-        generate(folder, self.jobs, actors, self.cfg.batch_size,
-                 generation_settings(identity, self.rollout, self.cfg.seed, counts))
+        generate(
+            folder,
+            self.jobs,
+            actors,
+            self.cfg.batch_size,
+            generation_settings(identity, self.rollout, self.cfg.seed, counts),
+        )
         metric_of = lambda item: self.metrics[(item.benchmark, item.category)]
         score([Target(folder, self.jobs)], metric_of, self.cfg)
         images = scored_images(folder, self.jobs, metric_of)
         row: dict[str, float] = {}
         for bench, categories in self.cfg.selection().items():
             for cat in categories:
-                mean = category_mean([s.score for s in images if s.job.item.benchmark == bench
-                                      and s.job.item.category == cat and s.score is not None])
+                mean = category_mean(
+                    [
+                        s.score
+                        for s in images
+                        if s.job.item.benchmark == bench and s.job.item.category == cat and s.score is not None
+                    ]
+                )
                 if mean is not None:
                     row[f"eval_{bench}_{cat}"] = mean
-            overall = benchmark_overall(self.cfg, bench, [(s.job.item, s.score) for s in images
-                                                          if s.job.item.benchmark == bench and s.score is not None])
+            overall = benchmark_overall(
+                self.cfg,
+                bench,
+                [(s.job.item, s.score) for s in images if s.job.item.benchmark == bench and s.score is not None],
+            )
             if overall["value"] is not None:
                 row[f"eval_{bench}_overall"] = float(overall["value"])
         return row

@@ -25,8 +25,29 @@ SPECIAL_TOKENS = (BOS, EOS, PAD, BOI, EOI, IMAGE_PLACEHOLDER)
 # words their own token; here that matters for learning: with "red" spelled as three common bytes, a tiny random
 # model can barely tell a red prompt from a blue one, so the embedded colour reward could not be learned.
 WORD_TOKENS = (
-    "red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white", "gray",
-    "grey", "gold", "golden", "silver", "cyan", "turquoise", "teal", "magenta", "beige", "maroon", "navy",
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "violet",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "gray",
+    "grey",
+    "gold",
+    "golden",
+    "silver",
+    "cyan",
+    "turquoise",
+    "teal",
+    "magenta",
+    "beige",
+    "maroon",
+    "navy",
 )
 
 
@@ -40,7 +61,7 @@ class SpecialIds:
     boi: int
 
     @classmethod
-    def from_tokenizer(cls, tok: PreTrainedTokenizerBase) -> "SpecialIds":
+    def from_tokenizer(cls, tok: PreTrainedTokenizerBase) -> SpecialIds:
         ids = {}
         for name, text in (("bos", BOS), ("eos", EOS), ("pad", PAD), ("boi", BOI)):
             i = tok.convert_tokens_to_ids(text)

@@ -27,9 +27,10 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import grpc
 import numpy as np
@@ -44,10 +45,16 @@ Endpoints = Mapping[str, Sequence[str]]  # scorer name -> replica addresses (hos
 EndpointSource = Union[Endpoints, Callable[[], Endpoints]]
 
 # Failures another attempt can fix: the replica is gone or stopping, too slow, or crashed on this call.
-RETRYABLE = frozenset({
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.ABORTED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
-})
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+    }
+)
 
 
 def enabled_scorers(cfg: RewardsConfig) -> list[str]:
@@ -141,9 +148,13 @@ class RewardBatch:
             replies = [g.replies[name] for g in self.groups]
             lat = [r.latency_s for r in replies]
             out[name] = LatencyStats(
-                calls=len(replies), mean_s=statistics.fmean(lat), p50_s=statistics.median(lat), max_s=max(lat),
+                calls=len(replies),
+                mean_s=statistics.fmean(lat),
+                p50_s=statistics.median(lat),
+                max_s=max(lat),
                 retries=sum(r.attempts - 1 for r in replies),
-                split={k: statistics.fmean(getattr(r, k) for r in replies) for k in SPLIT})
+                split={k: statistics.fmean(getattr(r, k) for r in replies) for k in SPLIT},
+            )
         return out
 
 
@@ -184,11 +195,16 @@ class RewardClient:
         batch_id = uuid.uuid4().hex[:8]
         ids = [f"{batch_id}-{i}-p{p.index}" for i, p in enumerate(prompts)]
         start = time.perf_counter()
-        replies = asyncio.run_coroutine_threadsafe(self._score_all(ids, prompts, images, endpoints),
-                                                   self._loop).result()
+        replies = asyncio.run_coroutine_threadsafe(
+            self._score_all(ids, prompts, images, endpoints), self._loop
+        ).result()
         groups = [GroupRewards(p, rid, rep) for p, rid, rep in zip(prompts, ids, replies)]
-        return RewardBatch(groups, time.perf_counter() - start, list(self.scorers),
-                           {name: len(addresses) for name, addresses in endpoints.items()})
+        return RewardBatch(
+            groups,
+            time.perf_counter() - start,
+            list(self.scorers),
+            {name: len(addresses) for name, addresses in endpoints.items()},
+        )
 
     def close(self) -> None:
         if self._thread.is_alive():
@@ -198,7 +214,7 @@ class RewardClient:
             self._loop.close()
             self._encoder.shutdown(wait=False)
 
-    def __enter__(self) -> "RewardClient":
+    def __enter__(self) -> RewardClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -206,9 +222,13 @@ class RewardClient:
 
     # ------------------------------------------------------------------------------------ internals
 
-    async def _score_all(self, ids: list[str], prompts: Sequence[PromptRecord],
-                         images: Sequence[Sequence[np.ndarray]],
-                         endpoints: dict[str, list[str]]) -> list[dict[str, ScorerReply]]:
+    async def _score_all(
+        self,
+        ids: list[str],
+        prompts: Sequence[PromptRecord],
+        images: Sequence[Sequence[np.ndarray]],
+        endpoints: dict[str, list[str]],
+    ) -> list[dict[str, ScorerReply]]:
         await self._close_channels(set(self._channels) - {a for addrs in endpoints.values() for a in addrs})
         loop = asyncio.get_running_loop()
 
@@ -216,18 +236,24 @@ class RewardClient:
             # Encoding on worker threads: a group's calls start as soon as its own request is built, so the
             # servers score early groups while later ones are still being encoded.
             request, encode_s = await loop.run_in_executor(self._encoder, self._encode, rid, prompt, imgs)
-            return await asyncio.gather(*(self._call(name, endpoints[name], request, encode_s)
-                                          for name in self.scorers))
+            return await asyncio.gather(
+                *(self._call(name, endpoints[name], request, encode_s) for name in self.scorers)
+            )
 
         results = await asyncio.gather(*(group(*args) for args in zip(ids, prompts, images)))
-        failures = {(name, rid): r for rid, per_scorer in zip(ids, results)
-                    for name, r in zip(self.scorers, per_scorer) if isinstance(r, list)}
+        failures = {
+            (name, rid): r
+            for rid, per_scorer in zip(ids, results)
+            for name, r in zip(self.scorers, per_scorer)
+            if isinstance(r, list)
+        }
         if failures:
             raise RewardServiceError(failures, len(ids) * len(self.scorers))
         return [dict(zip(self.scorers, per_scorer)) for per_scorer in results]
 
-    def _encode(self, rid: str, prompt: PromptRecord,
-                imgs: Sequence[np.ndarray]) -> tuple[reward_pb2.ScoreRequest, float]:
+    def _encode(
+        self, rid: str, prompt: PromptRecord, imgs: Sequence[np.ndarray]
+    ) -> tuple[reward_pb2.ScoreRequest, float]:
         start = time.perf_counter()
         return wire.request_to_proto(rid, prompt, imgs, self.cfg.transport), time.perf_counter() - start
 
@@ -251,8 +277,9 @@ class RewardClient:
         rotated = [fresh[(offset + k) % len(fresh)] for k in range(len(fresh))]
         return min(rotated, key=lambda a: self._in_flight.get(a, 0))
 
-    async def _call(self, scorer: str, replicas: list[str], request: reward_pb2.ScoreRequest,
-                    encode_s: float) -> Union[ScorerReply, list[Attempt]]:
+    async def _call(
+        self, scorer: str, replicas: list[str], request: reward_pb2.ScoreRequest, encode_s: float
+    ) -> Union[ScorerReply, list[Attempt]]:
         """The scorer's reply for one group, or the list of failed attempts."""
         attempts: list[Attempt] = []
         tried: list[str] = []
@@ -279,11 +306,19 @@ class RewardClient:
                 attempts.append(Attempt(address, "BAD_REPLY", problem, round_trip))
                 continue
             return ScorerReply(
-                scorer=scorer, version=reply.version, scores=[r.score for r in reply.results],
-                details=[wire.details_from_proto(r.details) for r in reply.results], replica=address,
-                latency_s=time.perf_counter() - start, attempts=len(attempts) + 1, encode_s=encode_s,
-                wire_s=round_trip - reply.handler_seconds, queue_s=reply.handler_seconds - reply.score_seconds,
-                decode_s=reply.decode_seconds, score_s=reply.score_seconds - reply.decode_seconds)
+                scorer=scorer,
+                version=reply.version,
+                scores=[r.score for r in reply.results],
+                details=[wire.details_from_proto(r.details) for r in reply.results],
+                replica=address,
+                latency_s=time.perf_counter() - start,
+                attempts=len(attempts) + 1,
+                encode_s=encode_s,
+                wire_s=round_trip - reply.handler_seconds,
+                queue_s=reply.handler_seconds - reply.score_seconds,
+                decode_s=reply.decode_seconds,
+                score_s=reply.score_seconds - reply.decode_seconds,
+            )
         return attempts
 
     @staticmethod

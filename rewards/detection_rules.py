@@ -29,8 +29,9 @@ confident boxes after NMS; the reference fails on such rows and scores 0, which 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -41,11 +42,18 @@ OBJECT_TASKS = ("object", "color", "shape", "texture", "non", "complex")
 # Locality -> (rule, sign). Rules: "x" / "y" compare centres on that axis; sign +1 means obj1's centre must be
 # at a larger coordinate than obj2's (right of / below, since y grows downwards). "near": close centres.
 LOCALITIES: dict[str, tuple[str, int]] = {
-    "left of": ("x", -1), "on the left of": ("x", -1),
-    "right of": ("x", +1), "on the right of": ("x", +1),
-    "below": ("y", +1), "on the bottom of": ("y", +1),
-    "above": ("y", -1), "on the top of": ("y", -1), "on top of": ("y", -1),
-    "next to": ("near", 0), "near": ("near", 0), "on side of": ("near", 0),
+    "left of": ("x", -1),
+    "on the left of": ("x", -1),
+    "right of": ("x", +1),
+    "on the right of": ("x", +1),
+    "below": ("y", +1),
+    "on the bottom of": ("y", +1),
+    "above": ("y", -1),
+    "on the top of": ("y", -1),
+    "on top of": ("y", -1),
+    "next to": ("near", 0),
+    "near": ("near", 0),
+    "on side of": ("near", 0),
 }
 # Bug 1: the reference's determine_position has no branch for these, so they score 0.
 COMPAT_UNMATCHED = ("above", "on top of")
@@ -70,8 +78,9 @@ class PhraseBoxes:
 
     def __post_init__(self) -> None:
         if self.boxes.ndim != 2 or self.boxes.shape[1] != 4 or self.scores.shape != (self.boxes.shape[0],):
-            raise ValueError(f"boxes must be [n, 4] and scores [n]; got {tuple(self.boxes.shape)}, "
-                             f"{tuple(self.scores.shape)}")
+            raise ValueError(
+                f"boxes must be [n, 4] and scores [n]; got {tuple(self.boxes.shape)}, {tuple(self.scores.shape)}"
+            )
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -246,8 +255,9 @@ def detector_phrases(meta: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(phrases))
 
 
-def detection_score(meta: Mapping[str, Any], dets: Detections, params: Optional[RuleParams] = None
-                    ) -> tuple[float, dict[str, Any]]:
+def detection_score(
+    meta: Mapping[str, Any], dets: Detections, params: Optional[RuleParams] = None
+) -> tuple[float, dict[str, Any]]:
     """The GroundingDINO reward of one image from its detections (keyed by phrase)."""
     params = params or RuleParams()
     task = check_metadata(meta)

@@ -12,7 +12,8 @@ one with a large spread; a scorer that gives every sample the same value becomes
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -25,8 +26,12 @@ def standardize(values: np.ndarray) -> np.ndarray:
     return centred / std if std > 1e-12 else centred
 
 
-def combine(per_scorer: Mapping[str, Sequence[float]], mode: Ensemble = Ensemble.sum,
-            weights: Optional[Mapping[str, float]] = None, standardize_each: bool = False) -> np.ndarray:
+def combine(
+    per_scorer: Mapping[str, Sequence[float]],
+    mode: Ensemble = Ensemble.sum,
+    weights: Optional[Mapping[str, float]] = None,
+    standardize_each: bool = False,
+) -> np.ndarray:
     """One reward per sample from ``{scorer: one score per sample}`` (all of the same length, all finite)."""
     if mode not in tuple(Ensemble):
         raise ValueError(f"unknown ensemble mode {mode!r}; expected one of {', '.join(Ensemble)}")

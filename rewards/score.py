@@ -53,10 +53,13 @@ class ServerInfo:
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m rewards.score", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="example:\n  python -m rewards.score --server 127.0.0.1:50051 --prompt "
-                                        "'a red car' --task-type color --nouns car outputs/generate/images/*.png")
+    ap = argparse.ArgumentParser(
+        prog="python -m rewards.score",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m rewards.score --server 127.0.0.1:50051 --prompt "
+        "'a red car' --task-type color --nouns car outputs/generate/images/*.png",
+    )
     ap.add_argument("--server", action="append", required=True, help="a reward server's host:port (repeatable)")
     ap.add_argument("--prompt", required=True, help="the raw prompt the images were drawn for")
     ap.add_argument("--task-type", default=None, help=f"one of {', '.join(TASK_TYPES)} (default: object)")
@@ -112,19 +115,25 @@ def server_info(address: str, token: Optional[str], timeout_s: float) -> ServerI
     metadata = ((wire.AUTH_HEADER, wire.auth_value(token)),) if token is not None else ()
     with grpc.insecure_channel(address) as channel:
         try:
-            info = reward_pb2_grpc.RewardServiceStub(channel).Info(reward_pb2.InfoRequest(), timeout=timeout_s,
-                                                                   metadata=metadata)
+            info = reward_pb2_grpc.RewardServiceStub(channel).Info(
+                reward_pb2.InfoRequest(), timeout=timeout_s, metadata=metadata
+            )
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.UNAUTHENTICATED:
-                raise ScoreCommandError(f"the reward server at {address} requires its token: put rewards.token in a "
-                                        f"config file and pass it with --config FILE") from None
-            raise ScoreCommandError(f"no reward server answers at {address} ({e.code().name}: {e.details()}); "
-                                    f"start one with `python -m rewards.serve --scorer NAME --port PORT`") from None
+                raise ScoreCommandError(
+                    f"the reward server at {address} requires its token: put rewards.token in a "
+                    f"config file and pass it with --config FILE"
+                ) from None
+            raise ScoreCommandError(
+                f"no reward server answers at {address} ({e.code().name}: {e.details()}); "
+                f"start one with `python -m rewards.serve --scorer NAME --port PORT`"
+            ) from None
     return ServerInfo(address, info.scorer, info.version, info.requires_token)
 
 
-def score_images(servers: list[ServerInfo], cfg: ServeConfig, record: PromptRecord,
-                 images: list[np.ndarray]) -> dict[str, tuple[list[float], list[dict[str, Any]]]]:
+def score_images(
+    servers: list[ServerInfo], cfg: ServeConfig, record: PromptRecord, images: list[np.ndarray]
+) -> dict[str, tuple[list[float], list[dict[str, Any]]]]:
     """Every scorer's (scores, details) of the images, scored as one group."""
     endpoints: dict[str, list[str]] = {}
     for s in servers:

@@ -25,8 +25,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import grpc
 import numpy as np
@@ -60,8 +61,9 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
         # Requests are checked and their PNGs decoded on other threads, so the next group is ready when the
         # model is.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"score-{scorer.name}")
-        self._decoder = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
-                                           thread_name_prefix=f"decode-{scorer.name}")
+        self._decoder = ThreadPoolExecutor(
+            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix=f"decode-{scorer.name}"
+        )
 
     @staticmethod
     def _decode(request: reward_pb2.ScoreRequest) -> tuple[PromptRecord, list[np.ndarray], float]:
@@ -71,23 +73,27 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
         except wire.BadRequest as e:
             raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
 
-    def _score(self, rid: str, record: PromptRecord,
-               images: list[np.ndarray]) -> tuple[list[reward_pb2.ImageResult], float]:
+    def _score(
+        self, rid: str, record: PromptRecord, images: list[np.ndarray]
+    ) -> tuple[list[reward_pb2.ImageResult], float]:
         start = time.perf_counter()
         name = self.scorer.name
         try:
             scores = self.scorer.score(record, images)
         except ScorerInputError as e:
-            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, f"request {rid!r}: scorer {name!r} rejected the "
-                                                             f"input: {e}") from None
+            raise _Failure(
+                grpc.StatusCode.INVALID_ARGUMENT, f"request {rid!r}: scorer {name!r} rejected the input: {e}"
+            ) from None
         except Exception as e:
             log.exception("scorer %s failed on request %s", name, rid)
-            raise _Failure(grpc.StatusCode.INTERNAL, f"request {rid!r}: scorer {name!r} failed: "
-                                                     f"{type(e).__name__}: {e}") from None
+            raise _Failure(
+                grpc.StatusCode.INTERNAL, f"request {rid!r}: scorer {name!r} failed: {type(e).__name__}: {e}"
+            ) from None
         try:
             wire.check_scores(scores, len(images), name)
-            results = [reward_pb2.ImageResult(score=float(s.score), details=wire.details_to_proto(s.details))
-                       for s in scores]
+            results = [
+                reward_pb2.ImageResult(score=float(s.score), details=wire.details_to_proto(s.details)) for s in scores
+            ]
         except (ValueError, TypeError) as e:
             raise _Failure(grpc.StatusCode.INTERNAL, f"request {rid!r}: {e}") from None
         return results, time.perf_counter() - start
@@ -98,8 +104,7 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
         self.in_flight += 1
         try:
             record, images, decode_s = await loop.run_in_executor(self._decoder, self._decode, request)
-            results, score_s = await loop.run_in_executor(self._pool, self._score, request.request_id, record,
-                                                          images)
+            results, score_s = await loop.run_in_executor(self._pool, self._score, request.request_id, record, images)
         except _Failure as f:
             self.failed += 1
             await context.abort(f.code, f.args[0])
@@ -107,20 +112,32 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
             self.in_flight -= 1
         self.served += 1
         return reward_pb2.ScoreResponse(
-            request_id=request.request_id, scorer=self.scorer.name, version=str(self.scorer.version),
-            results=results, score_seconds=decode_s + score_s, replica=self.replica, decode_seconds=decode_s,
-            handler_seconds=time.perf_counter() - arrived)
+            request_id=request.request_id,
+            scorer=self.scorer.name,
+            version=str(self.scorer.version),
+            results=results,
+            score_seconds=decode_s + score_s,
+            replica=self.replica,
+            decode_seconds=decode_s,
+            handler_seconds=time.perf_counter() - arrived,
+        )
 
     async def Health(self, request, context):
         status = reward_pb2.HealthResponse.NOT_SERVING if self.stopping else reward_pb2.HealthResponse.SERVING
-        return reward_pb2.HealthResponse(status=status, scorer=self.scorer.name, in_flight=self.in_flight,
-                                         served=self.served, failed=self.failed)
+        return reward_pb2.HealthResponse(
+            status=status, scorer=self.scorer.name, in_flight=self.in_flight, served=self.served, failed=self.failed
+        )
 
     async def Info(self, request, context):
         return reward_pb2.InfoResponse(
-            scorer=self.scorer.name, version=str(self.scorer.version), replica=self.replica,
-            max_message_bytes=self.max_message_bytes, requires_token=self.requires_token,
-            task_types=list(wire.TASK_TYPES), pid=os.getpid())
+            scorer=self.scorer.name,
+            version=str(self.scorer.version),
+            replica=self.replica,
+            max_message_bytes=self.max_message_bytes,
+            requires_token=self.requires_token,
+            task_types=list(wire.TASK_TYPES),
+            pid=os.getpid(),
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -152,14 +169,17 @@ class _RejectUnparsable(grpc.aio.ServerInterceptor):
 
         async def checked(request, context):
             if isinstance(request, _Unparsable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"the request bytes of {method} do not parse as its protobuf message "
-                                    f"({type(request.error).__name__}: {request.error}); send the serialised "
-                                    f"request message of protos/reward.proto")
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request bytes of {method} do not parse as its protobuf message "
+                    f"({type(request.error).__name__}: {request.error}); send the serialised "
+                    f"request message of protos/reward.proto",
+                )
             return await behaviour(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(checked, request_deserializer=deserialize,
-                                                   response_serializer=handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            checked, request_deserializer=deserialize, response_serializer=handler.response_serializer
+        )
 
 
 class _TokenCheck(grpc.aio.ServerInterceptor):
@@ -169,9 +189,11 @@ class _TokenCheck(grpc.aio.ServerInterceptor):
         self._expected = wire.auth_value(token).encode()
 
         async def refuse(request, context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong token: this reward server requires the shared secret "
-                                "rewards.token (sent as 'authorization: Bearer <token>' metadata)")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or wrong token: this reward server requires the shared secret "
+                "rewards.token (sent as 'authorization: Bearer <token>' metadata)",
+            )
 
         self._refuse = grpc.unary_unary_rpc_method_handler(refuse)
 
@@ -201,15 +223,16 @@ class RewardServer:
         # The token is checked first, so that a caller without it learns nothing about the request's format.
         interceptors = [_TokenCheck(self.cfg.token)] if self.cfg.token is not None else []
         interceptors.append(_RejectUnparsable())
-        self._server = grpc.aio.server(options=wire.channel_options(self.cfg.max_message_mb),
-                                       interceptors=interceptors)
+        self._server = grpc.aio.server(options=wire.channel_options(self.cfg.max_message_mb), interceptors=interceptors)
         reward_pb2_grpc.add_RewardServiceServicer_to_server(self._servicer, self._server)
         wanted = wire.host_port(self.host, self.port)
         try:
             port = self._server.add_insecure_port(wanted)
         except RuntimeError as e:  # grpc raises when the address cannot be bound
-            raise OSError(f"reward server for {self.scorer.name!r} could not bind {wanted}: {e} (port in use, or "
-                          f"not an address of this machine?)") from None
+            raise OSError(
+                f"reward server for {self.scorer.name!r} could not bind {wanted}: {e} (port in use, or "
+                f"not an address of this machine?)"
+            ) from None
         self.address = self._servicer.replica = wire.host_port(self.host, port)
         await self._server.start()
         log.info("reward server %s (version %s) serving on %s", self.scorer.name, self.scorer.version, self.address)
@@ -233,8 +256,9 @@ class ServerThread:
     def __init__(self, server: RewardServer):
         self.server = server
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name=f"reward-server-{server.scorer.name}")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name=f"reward-server-{server.scorer.name}"
+        )
 
     def start(self, timeout_s: float = 60.0) -> str:
         self._thread.start()
@@ -273,13 +297,20 @@ class RewardServerActor:
     does, with the scorer's CPU/GPU share). Construction loads the model and binds; a failure surfaces on the
     first method call."""
 
-    def __init__(self, scorer: ScorerSpec, cfg: RewardsConfig, host: Optional[str] = None, port: int = 0,
-                 label: str = "reward-server"):
+    def __init__(
+        self,
+        scorer: ScorerSpec,
+        cfg: RewardsConfig,
+        host: Optional[str] = None,
+        port: int = 0,
+        label: str = "reward-server",
+    ):
         import ray
 
         self._label = label
-        self._thread = ServerThread(RewardServer(make_scorer(scorer, cfg), cfg,
-                                                 host or ray.util.get_node_ip_address(), port))
+        self._thread = ServerThread(
+            RewardServer(make_scorer(scorer, cfg), cfg, host or ray.util.get_node_ip_address(), port)
+        )
         self._address = self._thread.start()
 
     def __repr__(self) -> str:  # Ray's log prefix and the dashboard's Repr column

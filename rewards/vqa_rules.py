@@ -10,7 +10,8 @@ how :func:`yes_ratio_from_logits` computes it (no softmax over the vocabulary, n
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -29,8 +30,10 @@ def vqa_phrases(meta: Mapping[str, Any]) -> Optional[list[str]]:
         return None
     phrases = meta.get("attr_nouns") or meta.get("nouns")
     if not phrases or not all(isinstance(p, str) and p.strip() for p in phrases):
-        raise ScorerInputError(f"task_type {task!r} needs non-empty 'attr_nouns' or 'nouns'; got "
-                               f"attr_nouns={meta.get('attr_nouns')!r}, nouns={meta.get('nouns')!r}")
+        raise ScorerInputError(
+            f"task_type {task!r} needs non-empty 'attr_nouns' or 'nouns'; got "
+            f"attr_nouns={meta.get('attr_nouns')!r}, nouns={meta.get('nouns')!r}"
+        )
     return list(phrases)
 
 

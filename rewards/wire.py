@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 from google.protobuf import struct_pb2
@@ -56,8 +57,9 @@ def raw_image(image: np.ndarray) -> reward_pb2.RawImage:
     return reward_pb2.RawImage(height=image.shape[0], width=image.shape[1], rgb=image.tobytes())
 
 
-def request_to_proto(request_id: str, record: PromptRecord, images: Sequence[np.ndarray],
-                     transport: str = "raw") -> reward_pb2.ScoreRequest:
+def request_to_proto(
+    request_id: str, record: PromptRecord, images: Sequence[np.ndarray], transport: str = "raw"
+) -> reward_pb2.ScoreRequest:
     """One group: the raw prompt, its metadata and the images (raw pixels or PNG, see ``TRANSPORTS``), with the
     image count stated."""
     if transport not in TRANSPORTS:
@@ -66,15 +68,20 @@ def request_to_proto(request_id: str, record: PromptRecord, images: Sequence[np.
     if record.attr_nouns is not None:
         md.attr_nouns.values.extend(record.attr_nouns)
     if record.spatial_info is not None:
-        md.spatial_info.CopyFrom(reward_pb2.SpatialInfo(
-            obj1=str(record.spatial_info.get("obj1", "")), obj2=str(record.spatial_info.get("obj2", "")),
-            locality=str(record.spatial_info.get("locality", ""))))
+        md.spatial_info.CopyFrom(
+            reward_pb2.SpatialInfo(
+                obj1=str(record.spatial_info.get("obj1", "")),
+                obj2=str(record.spatial_info.get("obj2", "")),
+                locality=str(record.spatial_info.get("locality", "")),
+            )
+        )
     if record.numeracy_info is not None:
         md.numeracy_info.SetInParent()  # present even when the list is empty
         for item in record.numeracy_info:
             md.numeracy_info.items.add(obj_name=str(item.get("obj_name", "")), num=int(item.get("num", 0)))
-    req = reward_pb2.ScoreRequest(request_id=request_id, prompt=record.prompt, metadata=md,
-                                  num_images=len(images), prompt_index=record.index)
+    req = reward_pb2.ScoreRequest(
+        request_id=request_id, prompt=record.prompt, metadata=md, num_images=len(images), prompt_index=record.index
+    )
     if transport == "raw":
         req.raw_images.extend(raw_image(im) for im in images)
     else:
@@ -99,24 +106,34 @@ def record_from_proto(req: reward_pb2.ScoreRequest) -> PromptRecord:
         s = md.spatial_info
         missing = [k for k in ("obj1", "obj2", "locality") if not getattr(s, k).strip()]
         if not md.HasField("spatial_info") or missing:
-            raise BadRequest(f"{where}: task_type 'spatial' needs metadata.spatial_info with obj1, obj2 and "
-                             f"locality; missing {', '.join(missing)}")
+            raise BadRequest(
+                f"{where}: task_type 'spatial' needs metadata.spatial_info with obj1, obj2 and "
+                f"locality; missing {', '.join(missing)}"
+            )
         spatial = {"obj1": s.obj1, "obj2": s.obj2, "locality": s.locality}
     elif md.HasField("spatial_info"):
         spatial = {"obj1": md.spatial_info.obj1, "obj2": md.spatial_info.obj2, "locality": md.spatial_info.locality}
     if md.task_type == "numeracy" and (not md.HasField("numeracy_info") or not md.numeracy_info.items):
-        raise BadRequest(f"{where}: task_type 'numeracy' needs metadata.numeracy_info with at least one "
-                         f"{{obj_name, num}} item")
+        raise BadRequest(
+            f"{where}: task_type 'numeracy' needs metadata.numeracy_info with at least one {{obj_name, num}} item"
+        )
     if md.HasField("numeracy_info"):
         for i, item in enumerate(md.numeracy_info.items):
             if not item.obj_name.strip() or item.num < 1:
-                raise BadRequest(f"{where}: numeracy_info item {i} needs a non-empty obj_name and num >= 1, got "
-                                 f"obj_name={item.obj_name!r} num={item.num}")
+                raise BadRequest(
+                    f"{where}: numeracy_info item {i} needs a non-empty obj_name and num >= 1, got "
+                    f"obj_name={item.obj_name!r} num={item.num}"
+                )
         numeracy = [{"obj_name": it.obj_name, "num": it.num} for it in md.numeracy_info.items]
     return PromptRecord(
-        prompt=req.prompt, task_type=md.task_type, nouns=list(md.nouns),
+        prompt=req.prompt,
+        task_type=md.task_type,
+        nouns=list(md.nouns),
         attr_nouns=list(md.attr_nouns.values) if md.HasField("attr_nouns") else None,
-        spatial_info=spatial, numeracy_info=numeracy, index=req.prompt_index)
+        spatial_info=spatial,
+        numeracy_info=numeracy,
+        index=req.prompt_index,
+    )
 
 
 def record_problems(record: PromptRecord) -> list[str]:
@@ -153,8 +170,7 @@ def pixels_from_raw(raw: reward_pb2.RawImage) -> np.ndarray:
     check_pixel_count(w, h)
     rgb = raw.rgb
     if len(rgb) != h * w * 3:
-        raise BadRequest(f"{len(rgb)} bytes of pixels, but a {w}x{h} RGB image needs height x width x 3 = "
-                         f"{h * w * 3}")
+        raise BadRequest(f"{len(rgb)} bytes of pixels, but a {w}x{h} RGB image needs height x width x 3 = {h * w * 3}")
     return np.frombuffer(rgb, np.uint8).reshape(h, w, 3)
 
 
@@ -163,8 +179,10 @@ def images_from_proto(req: reward_pb2.ScoreRequest) -> list[np.ndarray]:
     must match ``num_images`` when it is set."""
     where = f"request {req.request_id!r}"
     if req.images and req.raw_images:
-        raise BadRequest(f"{where}: carries both PNG images ({len(req.images)}) and raw_images "
-                         f"({len(req.raw_images)}); send the group's images one way")
+        raise BadRequest(
+            f"{where}: carries both PNG images ({len(req.images)}) and raw_images "
+            f"({len(req.raw_images)}); send the group's images one way"
+        )
     n = image_count(req)
     if not n:
         raise BadRequest(f"{where}: empty group (no images); send the G images of one prompt")
@@ -203,8 +221,9 @@ def _jsonable(value: Any, key: str) -> Any:
         return [_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"details[{key!r}] is a {type(value).__name__}, not a JSON value (str, number, bool, None, "
-                    f"list, dict)")
+    raise TypeError(
+        f"details[{key!r}] is a {type(value).__name__}, not a JSON value (str, number, bool, None, list, dict)"
+    )
 
 
 def _is_number(x: Any) -> bool:
@@ -215,11 +234,21 @@ def _typed_boxes(value: Any) -> Optional[list[reward_pb2.Box]]:
     """The typed form when every entry has exactly the documented shape, else None (the value goes to extra)."""
     if not isinstance(value, list) or not all(isinstance(b, dict) and set(b) == BOX_KEYS for b in value):
         return None
-    if not all(isinstance(b["label"], str) and isinstance(b["box"], list) and len(b["box"]) == 4
-               and all(_is_number(x) for x in b["box"]) and _is_number(b["score"]) for b in value):
+    if not all(
+        isinstance(b["label"], str)
+        and isinstance(b["box"], list)
+        and len(b["box"]) == 4
+        and all(_is_number(x) for x in b["box"])
+        and _is_number(b["score"])
+        for b in value
+    ):
         return None
-    return [reward_pb2.Box(label=b["label"], x0=b["box"][0], y0=b["box"][1], x1=b["box"][2], y1=b["box"][3],
-                           score=b["score"]) for b in value]
+    return [
+        reward_pb2.Box(
+            label=b["label"], x0=b["box"][0], y0=b["box"][1], x1=b["box"][2], y1=b["box"][3], score=b["score"]
+        )
+        for b in value
+    ]
 
 
 def _typed_questions(value: Any) -> Optional[list[reward_pb2.Question]]:
@@ -271,8 +300,9 @@ def check_scores(scores: Sequence[ImageScore], n_images: int, scorer: str) -> No
         raise ValueError(f"scorer {scorer!r} returned {len(scores)} scores for {n_images} images")
     for i, s in enumerate(scores):
         if not isinstance(s, ImageScore) or not isinstance(s.score, (int, float, np.floating, np.integer)):
-            raise ValueError(f"scorer {scorer!r} returned {type(s).__name__} for image {i}, not an ImageScore "
-                             f"with a number")
+            raise ValueError(
+                f"scorer {scorer!r} returned {type(s).__name__} for image {i}, not an ImageScore with a number"
+            )
         if not math.isfinite(float(s.score)):
             raise ValueError(f"scorer {scorer!r} returned a non-finite score ({s.score}) for image {i}")
 

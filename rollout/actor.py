@@ -11,7 +11,8 @@ sync that breaks off raises and leaves the worker on the version it had.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from core.records import ImageLogprobMode, PromptRecord, RolloutGroup, RolloutSample
 from policy.config import ModelConfig
@@ -21,8 +22,13 @@ from rollout.config import RolloutConfig
 class RolloutActor:
     """Body of the Ray actor (``ray.remote(RolloutActor)``) around one :class:`rollout.worker.RolloutWorker`."""
 
-    def __init__(self, model_cfg: ModelConfig, rollout_cfg: RolloutConfig, image_logprob_mode: ImageLogprobMode,
-                 worker_index: int = 0):
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        rollout_cfg: RolloutConfig,
+        image_logprob_mode: ImageLogprobMode,
+        worker_index: int = 0,
+    ):
         from rollout.worker import RolloutWorker
 
         self.worker = RolloutWorker(model_cfg, rollout_cfg, image_logprob_mode, worker_index)
@@ -49,8 +55,9 @@ class RolloutActor:
 
     # ----------------------------------------------------------------------------------------------- weight sync
 
-    def join_weight_sync(self, host: str, port: int, rank: int, world_size: int, layout: Any, backend: str,
-                         timeout_s: float) -> None:
+    def join_weight_sync(
+        self, host: str, port: int, rank: int, world_size: int, layout: Any, backend: str, timeout_s: float
+    ) -> None:
         """Join the sync group as ``rank`` (blocks until every member joined); ``layout`` is the learner's
         weightsync.broadcast.SyncLayout, checked against this worker's parameters first."""
         from weightsync.broadcast import SyncGroup, WeightReceiver
@@ -74,10 +81,15 @@ class RolloutActor:
         return int(self.worker.version)
 
 
-def create_rollout_actors(model_cfg: ModelConfig, rollout_cfg: RolloutConfig,
-                          image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional,
-                          count: Optional[int] = None, scheduling: Optional[Callable[[int], Any]] = None,
-                          max_restarts: int = 0, name: Optional[Callable[[int], str]] = None) -> list:
+def create_rollout_actors(
+    model_cfg: ModelConfig,
+    rollout_cfg: RolloutConfig,
+    image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional,
+    count: Optional[int] = None,
+    scheduling: Optional[Callable[[int], Any]] = None,
+    max_restarts: int = 0,
+    name: Optional[Callable[[int], str]] = None,
+) -> list:
     """``count`` (default ``rollout_cfg.workers``) Ray actors, with the configured CPU/GPU share each.
     ``scheduling(i)``: worker i's Ray scheduling strategy (placement-group bundle); ``max_restarts``: how often
     Ray restarts a worker that died (it comes back with the initial weights and must be re-synced); ``name(i)``:
@@ -86,7 +98,13 @@ def create_rollout_actors(model_cfg: ModelConfig, rollout_cfg: RolloutConfig,
 
     remote = ray.remote(RolloutActor)
     r = rollout_cfg
-    return [remote.options(num_cpus=r.num_cpus_per_worker, num_gpus=r.num_gpus_per_worker, max_restarts=max_restarts,
-                           scheduling_strategy=scheduling(i) if scheduling else None, name=name(i) if name else None)
-            .remote(model_cfg, rollout_cfg, image_logprob_mode, i)
-            for i in range(r.workers if count is None else count)]
+    return [
+        remote.options(
+            num_cpus=r.num_cpus_per_worker,
+            num_gpus=r.num_gpus_per_worker,
+            max_restarts=max_restarts,
+            scheduling_strategy=scheduling(i) if scheduling else None,
+            name=name(i) if name else None,
+        ).remote(model_cfg, rollout_cfg, image_logprob_mode, i)
+        for i in range(r.workers if count is None else count)
+    ]

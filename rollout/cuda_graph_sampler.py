@@ -48,15 +48,24 @@ class _Params:
     top_p: float
 
     @classmethod
-    def of(cls, params: SamplingParams) -> "_Params":
+    def of(cls, params: SamplingParams) -> _Params:
         return cls(float(params.cfg_weight), float(params.temperature), int(params.top_k), float(params.top_p))
 
 
 class GraphDecoder:
     """Image tokens 0..N-1 of B requests after a prefill, one decode step at a time over static buffers."""
 
-    def __init__(self, model, w: DecoderWeights, cache: StaticKVCache, b: int, n: int, params: SamplingParams,
-                 greedy: bool, with_logprobs: bool):
+    def __init__(
+        self,
+        model,
+        w: DecoderWeights,
+        cache: StaticKVCache,
+        b: int,
+        n: int,
+        params: SamplingParams,
+        greedy: bool,
+        with_logprobs: bool,
+    ):
         self.model, self.w, self.cache = model, w, cache
         self.b, self.n = b, n
         self.params = _Params.of(params)
@@ -90,8 +99,15 @@ class GraphDecoder:
     def _draw(self) -> torch.Tensor:
         """Token ``step`` of every request from the current hidden states, written to the outputs."""
         i = self.step
-        nxt, lp, clp = next_tokens(self.w, self.hidden, self.params, self.keys.index_select(0, i)[0],
-                                   self.greedy, self.with_logprobs, fused=True)
+        nxt, lp, clp = next_tokens(
+            self.w,
+            self.hidden,
+            self.params,
+            self.keys.index_select(0, i)[0],
+            self.greedy,
+            self.with_logprobs,
+            fused=True,
+        )
         self.tokens.index_copy_(1, i, nxt[:, None])
         if self.with_logprobs:
             self.logprobs.index_copy_(1, i, lp[:, None])
@@ -105,8 +121,16 @@ class GraphDecoder:
         e = self.model.prepare_embeddings_for_image_generation(nxt)  # [B, D]
         slot = self.first_slot + i
         visible = (self.real & (self.slots <= slot))[:, None, None, :]  # [R, 1, 1, S]: real slots up to this one
-        h = decoder_forward(self.w, torch.cat([e, e])[:, None], self.cos.index_select(2, i),
-                            self.sin.index_select(2, i), self.cache.k, self.cache.v, slot, visible)
+        h = decoder_forward(
+            self.w,
+            torch.cat([e, e])[:, None],
+            self.cos.index_select(2, i),
+            self.sin.index_select(2, i),
+            self.cache.k,
+            self.cache.v,
+            slot,
+            visible,
+        )
         self.hidden.copy_(h[:, 0])
         self.step.add_(1)
 
@@ -129,8 +153,15 @@ class GraphDecoder:
 
     # ------------------------------------------------------------------------------------------- public
 
-    def decode(self, hidden: torch.Tensor, keys: torch.Tensor, image_cos: torch.Tensor, image_sin: torch.Tensor,
-               real: torch.Tensor, first_slot: int) -> ImageSample:
+    def decode(
+        self,
+        hidden: torch.Tensor,
+        keys: torch.Tensor,
+        image_cos: torch.Tensor,
+        image_sin: torch.Tensor,
+        real: torch.Tensor,
+        first_slot: int,
+    ) -> ImageSample:
         """All N image tokens from the prefill's last hidden states ``[2B, D]``; ``keys`` ``[N, B]`` the step keys,
         ``image_cos/sin`` ``[2B, 1, N, d]`` the RoPE rows of the image positions, ``real`` ``[2B, S]`` the slots
         holding real (not pad) tokens, ``first_slot`` the prompt length (the cache slot of image token 0)."""
@@ -152,8 +183,17 @@ class GraphDecoders:
     def __init__(self):
         self._decoders: dict[tuple, GraphDecoder] = {}
 
-    def get(self, model, w: DecoderWeights, cache: StaticKVCache, b: int, n: int, params: SamplingParams,
-            greedy: bool, with_logprobs: bool) -> GraphDecoder:
+    def get(
+        self,
+        model,
+        w: DecoderWeights,
+        cache: StaticKVCache,
+        b: int,
+        n: int,
+        params: SamplingParams,
+        greedy: bool,
+        with_logprobs: bool,
+    ) -> GraphDecoder:
         """The cached decoder for this call if still valid, else a new one (captured on its first decode)."""
         key = (b, n, _Params.of(params), greedy, with_logprobs)
         d = self._decoders.get(key)

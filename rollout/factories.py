@@ -52,5 +52,6 @@ def build_text_engine(policy: Policy, rollout: RolloutConfig, work_dir: Optional
 
 def build_image_sampler(model, ids: SpecialIds, cuda_graphs: bool = False) -> ImageSampler:
     """``cuda_graphs``: decode by replaying a CUDA graph of one step (rollout/cuda_graph_sampler.py) on CUDA;
-    without CUDA the same warm-up, capture and replay run with eager stand-ins, slower than the default loop (for tests only)."""
+    without CUDA the same warm-up, capture and replay run with eager stand-ins, slower than the default loop (for
+    tests only)."""
     return ImageSampler(model, ids, graphs=GraphDecoders() if cuda_graphs else None)

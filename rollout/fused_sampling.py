@@ -57,8 +57,10 @@ def fused_next_tokens(
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not one of {BACKENDS}")
     if not greedy and step_key is None:
-        raise ValueError("sampling needs step_key (the requests' keys of this step, policy.sampling.step_keys); "
-                         "only greedy=True may pass None")
+        raise ValueError(
+            "sampling needs step_key (the requests' keys of this step, policy.sampling.step_keys); "
+            "only greedy=True may pass None"
+        )
     if backend == "auto":
         backend = "triton" if cond_logits.is_cuda and triton_available() else "torch"
     if backend == "torch":
@@ -71,8 +73,10 @@ def fused_next_tokens(
 
 def _launch(cond, uncond, params, step_key, greedy, with_logprobs):
     if not triton_available():
-        raise RuntimeError("backend='triton' needs the triton package (pip install triton); use backend='auto' "
-                           "or 'torch' to sample without it")
+        raise RuntimeError(
+            "backend='triton' needs the triton package (pip install triton); use backend='auto' "
+            "or 'torch' to sample without it"
+        )
     from triton import cdiv as triton_cdiv
     from triton.runtime.interpreter import InterpretedFunction
 
@@ -80,8 +84,10 @@ def _launch(cond, uncond, params, step_key, greedy, with_logprobs):
 
     interpreted = isinstance(k.fused_sample_kernel, InterpretedFunction)
     if not cond.is_cuda and not interpreted:
-        raise RuntimeError("the Triton kernel needs CUDA tensors, or TRITON_INTERPRET=1 in the environment before "
-                           "triton is first imported to run it on CPU; use backend='torch' on CPU")
+        raise RuntimeError(
+            "the Triton kernel needs CUDA tensors, or TRITON_INTERPRET=1 in the environment before "
+            "triton is first imported to run it on CPU; use backend='torch' on CPU"
+        )
     b, v = cond.shape
     cond = cond if cond.stride(-1) == 1 else cond.contiguous()  # the sampler's logits are a transposed view
     if uncond is not None:
@@ -104,12 +110,29 @@ def _launch(cond, uncond, params, step_key, greedy, with_logprobs):
     # program many rows (its numpy ops then run over all of them at once)
     rows = 1 if on_cuda else min(1 << (b - 1).bit_length(), max(1, (1 << 20) // block))
     k.fused_sample_kernel[(triton_cdiv(b, rows),)](
-        cond, cond if uncond is None else uncond, tokens if step_key is None else step_key, tokens,
+        cond,
+        cond if uncond is None else uncond,
+        tokens if step_key is None else step_key,
+        tokens,
         tokens if logprobs is None else logprobs,
-        cond.stride(0), cond.stride(0) if uncond is None else uncond.stride(0), b, v,
-        float(params.cfg_weight), temperature, int(params.top_k), float(params.top_p),
-        HAS_UNCOND=uncond is not None, TEMP_RECIPROCAL=on_cuda, TOP_K=0 < params.top_k < v,
-        TOP_P=params.top_p < 1.0, GREEDY=greedy, WITH_LOGPROB=with_logprobs, ACCURATE=not interpreted,
-        ROWS=rows, BLOCK=block, num_warps=4 if block <= 2048 else 8 if block <= 8192 else 16, enable_fp_fusion=False,
+        cond.stride(0),
+        cond.stride(0) if uncond is None else uncond.stride(0),
+        b,
+        v,
+        float(params.cfg_weight),
+        temperature,
+        int(params.top_k),
+        float(params.top_p),
+        HAS_UNCOND=uncond is not None,
+        TEMP_RECIPROCAL=on_cuda,
+        TOP_K=0 < params.top_k < v,
+        TOP_P=params.top_p < 1.0,
+        GREEDY=greedy,
+        WITH_LOGPROB=with_logprobs,
+        ACCURATE=not interpreted,
+        ROWS=rows,
+        BLOCK=block,
+        num_warps=4 if block <= 2048 else 8 if block <= 8192 else 16,
+        enable_fp_fusion=False,
     )
     return tokens, logprobs

@@ -67,11 +67,27 @@ def _exp(x, ACCURATE: tl.constexpr):
 
 @triton.jit
 def fused_sample_kernel(
-    cond_ptr, uncond_ptr, key_ptr, token_ptr, logprob_ptr,
-    stride_cond, stride_uncond, n_rows, n_codes,
-    cfg_weight, temperature, top_k, top_p,
-    HAS_UNCOND: tl.constexpr, TEMP_RECIPROCAL: tl.constexpr, TOP_K: tl.constexpr, TOP_P: tl.constexpr,
-    GREEDY: tl.constexpr, WITH_LOGPROB: tl.constexpr, ACCURATE: tl.constexpr, ROWS: tl.constexpr,
+    cond_ptr,
+    uncond_ptr,
+    key_ptr,
+    token_ptr,
+    logprob_ptr,
+    stride_cond,
+    stride_uncond,
+    n_rows,
+    n_codes,
+    cfg_weight,
+    temperature,
+    top_k,
+    top_p,
+    HAS_UNCOND: tl.constexpr,
+    TEMP_RECIPROCAL: tl.constexpr,
+    TOP_K: tl.constexpr,
+    TOP_P: tl.constexpr,
+    GREEDY: tl.constexpr,
+    WITH_LOGPROB: tl.constexpr,
+    ACCURATE: tl.constexpr,
+    ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """Rows ``ROWS * program_id(0) ...``: guided logits -> temperature -> top-k -> top-p -> token (and log-prob).

@@ -51,16 +51,25 @@ class GenerateConfig:
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m rollout.generate", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="example:\n  python -m rollout.generate --checkpoint outputs/run "
-                                        "--prompt 'a red apple on a blue plate' --images 4 --seed 1")
+    ap = argparse.ArgumentParser(
+        prog="python -m rollout.generate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m rollout.generate --checkpoint outputs/run "
+        "--prompt 'a red apple on a blue plate' --images 4 --seed 1",
+    )
     ap.add_argument("--config", default=None, help="preset name (tiny, janus-pro-1b, ...) or YAML file")
-    ap.add_argument("--checkpoint", default=None, help="policy: a run's output_dir, its checkpoints/hf, or any "
-                                                       "HF-format Janus directory (default: model.path)")
+    ap.add_argument(
+        "--checkpoint",
+        default=None,
+        help="policy: a run's output_dir, its checkpoints/hf, or any HF-format Janus directory (default: model.path)",
+    )
     ap.add_argument("--prompt", action="append", default=[], help="a prompt (repeat for several)")
-    ap.add_argument("--prompts-file", default=None,
-                    help="more prompts: a .txt file (one per line) or JSON lines / Parquet in T2I-R1's format")
+    ap.add_argument(
+        "--prompts-file",
+        default=None,
+        help="more prompts: a .txt file (one per line) or JSON lines / Parquet in T2I-R1's format",
+    )
     ap.add_argument("--images", type=int, default=DEFAULT_IMAGES, help=f"images per prompt (default {DEFAULT_IMAGES})")
     ap.add_argument("--seed", type=int, default=None, help="seed of each prompt's first image (default: seed)")
     ap.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="images per rollout call")
@@ -84,8 +93,9 @@ def read_prompts(texts: list[str], path: Optional[str]) -> list[PromptRecord]:
         if p.suffix == ".txt":
             if not p.is_file():
                 raise DataError(f"prompt file {str(p)!r} does not exist")
-            records += [PromptRecord(prompt=line.strip()) for line in p.read_text(encoding="utf-8").splitlines()
-                        if line.strip()]
+            records += [
+                PromptRecord(prompt=line.strip()) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()
+            ]
         else:
             records += load_prompts(str(p)).records
     if not records:
@@ -102,21 +112,30 @@ def draw_all(worker: RolloutWorker, todo: list[tuple[PromptRecord, int, int]], b
     """One sample per request, in order, ``batch`` requests per rollout call."""
     samples: list[RolloutSample] = []
     for start in range(0, len(todo), batch):
-        chunk = todo[start:start + batch]
+        chunk = todo[start : start + batch]
         samples += worker.draw([p for p, _, _ in chunk], [s for _, _, s in chunk])
     return samples
 
 
-def write_outputs(todo: list[tuple[PromptRecord, int, int]], samples: list[RolloutSample], out: Path, policy: str,
-                  columns: int) -> Path:
+def write_outputs(
+    todo: list[tuple[PromptRecord, int, int]], samples: list[RolloutSample], out: Path, policy: str, columns: int
+) -> Path:
     """The images, ``generations.jsonl`` and ``grid.png``; returns the grid's path."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     for (prompt, k, seed), s in zip(todo, samples):
         name = Path("images") / f"{prompt.index:04d}_{k:02d}.png"
         (out / name).write_bytes(encode_png(s.image))
-        rows.append({"prompt": prompt.prompt, "file": str(name), "seed": seed, "cot": s.cot_text,
-                     "policy": policy, "policy_version": s.policy_version})
+        rows.append(
+            {
+                "prompt": prompt.prompt,
+                "file": str(name),
+                "seed": seed,
+                "cot": s.cot_text,
+                "policy": policy,
+                "policy_version": s.policy_version,
+            }
+        )
     (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     captions = [f"{s.prompt.prompt} || CoT: {s.cot_text}" if s.cot_ids else s.prompt.prompt for s in samples]
     grid = out / "grid.png"
@@ -148,10 +167,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         worker.close()
     grid = write_outputs(todo, samples, out, policy, args.images)
     asked = cfg.rollout.cot.engine
-    note = f" (asked for {asked}; it could not load, see the warning)" if cfg.rollout.prompt.use_cot and \
-        engine != asked else ""
-    print(f"wrote {len(samples)} images of {len(prompts)} prompts to {out} (grid: {grid}, CoTs: "
-          f"{out / 'generations.jsonl'}); policy {policy}, text engine {engine}{note}", flush=True)
+    note = (
+        f" (asked for {asked}; it could not load, see the warning)"
+        if cfg.rollout.prompt.use_cot and engine != asked
+        else ""
+    )
+    print(
+        f"wrote {len(samples)} images of {len(prompts)} prompts to {out} (grid: {grid}, CoTs: "
+        f"{out / 'generations.jsonl'}); policy {policy}, text engine {engine}{note}",
+        flush=True,
+    )
     return 0
 
 

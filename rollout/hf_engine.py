@@ -52,11 +52,11 @@ class BehaviourLogprobs(LogitsProcessor):
         """``[rows, T]`` log-probs of the generated tokens of ``sequences`` (the prompt's ``prompt_len`` ids, then
         T new ones). Generation may have run steps it then undid (transformers' deferred stop check): those are
         cut off."""
-        new = sequences[:, self.prompt_len:]
+        new = sequences[:, self.prompt_len :]
         t = new.shape[1]
         steps = self.steps[:t]
         if len(steps) < t:  # the last kept step's token is only in ``sequences``
-            steps.append(self.pending.gather(-1, new[:, t - 1:t])[:, 0])
+            steps.append(self.pending.gather(-1, new[:, t - 1 : t])[:, 0])
         self.pending = None
         return torch.stack(steps, dim=1) if steps else new.new_zeros((new.shape[0], 0), dtype=torch.float32)
 
@@ -103,38 +103,46 @@ class HFTextEngine(TextEngine):
         )
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], n: int, seeds: list[int], params: TextSamplingConfig, *,
-                 greedy: bool = False) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[int]], n: int, seeds: list[int], params: TextSamplingConfig, *, greedy: bool = False
+    ) -> list[list[Completion]]:
         check_generate_args(prompts, n, seeds)
         per_call = max(1, params.transformers_max_batch // n)  # whole prompts, at least one
         out: list[list[Completion]] = []
         for i in range(0, len(prompts), per_call):
-            out += self._generate_batch(prompts[i:i + per_call], n, seeds[i:i + per_call], params, greedy)
+            out += self._generate_batch(prompts[i : i + per_call], n, seeds[i : i + per_call], params, greedy)
         return out
 
-    def _generate_batch(self, prompts: list[list[int]], n: int, seeds: list[int], params: TextSamplingConfig,
-                        greedy: bool) -> list[list[Completion]]:
+    def _generate_batch(
+        self, prompts: list[list[int]], n: int, seeds: list[int], params: TextSamplingConfig, greedy: bool
+    ) -> list[list[Completion]]:
         """One left-padded ``generate`` over the ``n`` completions of every prompt (rows grouped by prompt)."""
         device = next(self.model.parameters()).device
         longest = max(len(p) for p in prompts)
         x = torch.full((len(prompts) * n, longest), self.ids.pad, dtype=torch.long)
         mask = torch.zeros_like(x)
         for i, p in enumerate(prompts):
-            x[i * n:(i + 1) * n, longest - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i * n:(i + 1) * n, longest - len(p):] = 1
+            x[i * n : (i + 1) * n, longest - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[i * n : (i + 1) * n, longest - len(p) :] = 1
         record = BehaviourLogprobs(longest)
         processors = LogitsProcessorList([record])
         if not greedy:
             processors.append(SeededDraw(row_keys(seeds, n, device), longest, params))
         # GenerationMixin.generate, not Janus's override: in text mode that override only adds
         # guidance_scale=None next to our config, which transformers flags as deprecated.
-        sequences = GenerationMixin.generate(self.model, x.to(device), attention_mask=mask.to(device),
-                                             generation_config=self._generation_config(params),
-                                             logits_processor=processors)
+        sequences = GenerationMixin.generate(
+            self.model,
+            x.to(device),
+            attention_mask=mask.to(device),
+            generation_config=self._generation_config(params),
+            logits_processor=processors,
+        )
         logp = record.logprobs(sequences).cpu()
         new = sequences[:, longest:].cpu()
-        return [[self._completion(new[i * n + j].tolist(), logp[i * n + j].tolist()) for j in range(n)]
-                for i in range(len(prompts))]
+        return [
+            [self._completion(new[i * n + j].tolist(), logp[i * n + j].tolist()) for j in range(n)]
+            for i in range(len(prompts))
+        ]
 
     def _completion(self, ids: list[int], logprobs: list[float]) -> Completion:
         if self.ids.eos in ids:

@@ -23,8 +23,9 @@ An ImageSampler holds its cache as state: one sampler per thread.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence
+from typing import Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -86,22 +87,31 @@ class DecoderWeights:
     head_out_bias: Optional[torch.Tensor]
 
     @classmethod
-    def read(cls, model) -> "DecoderWeights":
+    def read(cls, model) -> DecoderWeights:
         lm = model.model.language_model
         layers = []
         for layer in lm.layers:
             a, m = layer.self_attn, layer.mlp
-            layers.append(LayerWeights(
-                input_norm=layer.input_layernorm.weight,
-                q=a.q_proj.weight, q_bias=a.q_proj.bias,
-                k=a.k_proj.weight, k_bias=a.k_proj.bias,
-                v=a.v_proj.weight, v_bias=a.v_proj.bias,
-                o=a.o_proj.weight, o_bias=a.o_proj.bias,
-                post_norm=layer.post_attention_layernorm.weight,
-                gate=m.gate_proj.weight, gate_bias=m.gate_proj.bias,
-                up=m.up_proj.weight, up_bias=m.up_proj.bias,
-                down=m.down_proj.weight, down_bias=m.down_proj.bias,
-            ))
+            layers.append(
+                LayerWeights(
+                    input_norm=layer.input_layernorm.weight,
+                    q=a.q_proj.weight,
+                    q_bias=a.q_proj.bias,
+                    k=a.k_proj.weight,
+                    k_bias=a.k_proj.bias,
+                    v=a.v_proj.weight,
+                    v_bias=a.v_proj.bias,
+                    o=a.o_proj.weight,
+                    o_bias=a.o_proj.bias,
+                    post_norm=layer.post_attention_layernorm.weight,
+                    gate=m.gate_proj.weight,
+                    gate_bias=m.gate_proj.bias,
+                    up=m.up_proj.weight,
+                    up_bias=m.up_proj.bias,
+                    down=m.down_proj.weight,
+                    down_bias=m.down_proj.bias,
+                )
+            )
         attn = lm.layers[0].self_attn
         head = model.model.generation_head
         return cls(
@@ -113,9 +123,11 @@ class DecoderWeights:
             head_dim=attn.head_dim,
             scaling=float(attn.scaling),
             mlp_act=lm.layers[0].mlp.act_fn,
-            head_proj=head.proj_out.weight, head_proj_bias=head.proj_out.bias,
+            head_proj=head.proj_out.weight,
+            head_proj_bias=head.proj_out.bias,
             head_act=head.activation_fn,
-            head_out=head.vision_head.weight, head_out_bias=head.vision_head.bias,
+            head_out=head.vision_head.weight,
+            head_out_bias=head.vision_head.bias,
         )
 
 
@@ -126,12 +138,15 @@ class StaticKVCache:
         self.k, self.v = k, v
 
     @classmethod
-    def allocate(cls, layers: int, rows: int, kv_heads: int, capacity: int, head_dim: int, dtype,
-                 device) -> StaticKVCache:
+    def allocate(
+        cls, layers: int, rows: int, kv_heads: int, capacity: int, head_dim: int, dtype, device
+    ) -> StaticKVCache:
         # zeros, not empty: masked slots still enter attention as 0-weighted values, and 0 * NaN would be NaN
         shape = (rows, kv_heads, capacity, head_dim)
-        return cls([torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)],
-                   [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)])
+        return cls(
+            [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)],
+            [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)],
+        )
 
     @property
     def rows(self) -> int:
@@ -272,15 +287,31 @@ def next_tokens(
 class ReplayDecoder(Protocol):
     """Decodes all image tokens after the prefill (rollout.cuda_graph_sampler.GraphDecoder)."""
 
-    def decode(self, hidden: torch.Tensor, keys: torch.Tensor, image_cos: torch.Tensor, image_sin: torch.Tensor,
-               real: torch.Tensor, first_slot: int) -> ImageSample: ...
+    def decode(
+        self,
+        hidden: torch.Tensor,
+        keys: torch.Tensor,
+        image_cos: torch.Tensor,
+        image_sin: torch.Tensor,
+        real: torch.Tensor,
+        first_slot: int,
+    ) -> ImageSample: ...
 
 
 class ReplayDecoders(Protocol):
     """A ReplayDecoder per batch shape and sampling setting (rollout.cuda_graph_sampler.GraphDecoders)."""
 
-    def get(self, model, w: DecoderWeights, cache: StaticKVCache, b: int, n: int, params: SamplingParams,
-            greedy: bool, with_logprobs: bool) -> ReplayDecoder: ...
+    def get(
+        self,
+        model,
+        w: DecoderWeights,
+        cache: StaticKVCache,
+        b: int,
+        n: int,
+        params: SamplingParams,
+        greedy: bool,
+        with_logprobs: bool,
+    ) -> ReplayDecoder: ...
 
     def clear(self) -> None:
         """Drop every decoder (and its captured graph), e.g. before the cache they read is freed."""
@@ -336,7 +367,7 @@ class ImageSampler:
                 )
         chunk = params.max_batch
         parts = [
-            self._sample_chunk(prompts[i:i + chunk], params, seeds[i:i + chunk], greedy, return_logprobs)
+            self._sample_chunk(prompts[i : i + chunk], params, seeds[i : i + chunk], greedy, return_logprobs)
             for i in range(0, len(prompts), chunk)
         ]
         if not parts:
@@ -367,8 +398,9 @@ class ImageSampler:
             if self._graphs is not None:
                 self._graphs.clear()
             self._kv = kv = None
-            self._kv = kv = StaticKVCache.allocate(len(w.layers), new_rows, w.kv_heads, capacity, w.head_dim, dtype,
-                                                   device)
+            self._kv = kv = StaticKVCache.allocate(
+                len(w.layers), new_rows, w.kv_heads, capacity, w.head_dim, dtype, device
+            )
         return kv.first_rows(rows)
 
     def _prompt_batch(self, prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -381,7 +413,7 @@ class ImageSampler:
         pads = torch.tensor([longest - len(p) for p in prompts], device=device)
         cond = torch.full((len(prompts), longest), self.ids.pad, dtype=torch.long)
         for i, p in enumerate(prompts):
-            cond[i, longest - len(p):] = torch.tensor(p, dtype=torch.long)
+            cond[i, longest - len(p) :] = torch.tensor(p, dtype=torch.long)
         keep = (cond == self.ids.bos) | (cond == self.ids.boi)
         uncond = torch.where(keep, cond, torch.full_like(cond, self.ids.pad))
         return torch.cat([cond, uncond]).to(device), pads
@@ -425,8 +457,14 @@ class ImageSampler:
 
         x = model.get_input_embeddings()(ids)
         hidden = decoder_forward(
-            w, x, cos_table[prompt_pos][:, None], sin_table[prompt_pos][:, None],
-            [k[:, :, :plen] for k in cache.k], [v[:, :, :plen] for v in cache.v], q_idx, prefill_visible,
+            w,
+            x,
+            cos_table[prompt_pos][:, None],
+            sin_table[prompt_pos][:, None],
+            [k[:, :, :plen] for k in cache.k],
+            [v[:, :, :plen] for v in cache.v],
+            q_idx,
+            prefill_visible,
         )[:, -1]
         image_cos, image_sin = cos_table[image_pos][:, None], sin_table[image_pos][:, None]  # [R, 1, N, d]
         if self._graphs is not None:
@@ -442,9 +480,14 @@ class ImageSampler:
             e = model.prepare_embeddings_for_image_generation(nxt)  # gen_aligner(gen_embed(code)), [B, D]
             kv = plen + i + 1
             hidden = decoder_forward(
-                w, torch.cat([e, e])[:, None], image_cos[:, :, i:i + 1], image_sin[:, :, i:i + 1],
-                [k[:, :, :kv] for k in cache.k], [v[:, :, :kv] for v in cache.v],
-                slots[kv - 1:kv], None if decode_visible is None else decode_visible[..., :kv],
+                w,
+                torch.cat([e, e])[:, None],
+                image_cos[:, :, i : i + 1],
+                image_sin[:, :, i : i + 1],
+                [k[:, :, :kv] for k in cache.k],
+                [v[:, :, :kv] for v in cache.v],
+                slots[kv - 1 : kv],
+                None if decode_visible is None else decode_visible[..., :kv],
             )[:, 0]
         return ImageSample(
             tokens=tokens.cpu(),

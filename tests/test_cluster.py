@@ -26,8 +26,8 @@ import sys
 import tempfile
 import threading
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -63,15 +63,32 @@ class Run:
 
     def __init__(self, out: Path, *overrides: str, timeout_s: float = 600, shell: str = ""):
         self.lines: list[str] = []
-        self._actions: list[tuple[str, Callable[["Run"], None]]] = []
-        args = ["bash", "-c", shell] if shell else [sys.executable, "-m", "cluster.run", f"output_dir={out}",
-                                                     f"cluster.dashboard_port={_free_port()}", *overrides]
-        self.proc = subprocess.Popen(args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
+        self._actions: list[tuple[str, Callable[[Run], None]]] = []
+        args = (
+            ["bash", "-c", shell]
+            if shell
+            else [
+                sys.executable,
+                "-m",
+                "cluster.run",
+                f"output_dir={out}",
+                f"cluster.dashboard_port={_free_port()}",
+                *overrides,
+            ]
+        )
+        self.proc = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self._timer = threading.Timer(timeout_s, self.kill_all)
         self._timer.start()
 
-    def on(self, text: str, action: Callable[["Run"], None]) -> "Run":
+    def on(self, text: str, action: Callable[[Run], None]) -> Run:
         self._actions.append((text, action))
         return self
 
@@ -123,8 +140,15 @@ def _rollout_rows(out: Path, step: int) -> list[dict]:
 
 # library chatter that must stay off the console: vLLM's log prefix, progress bars, Ray's actor prefixes,
 # DeepSpeed's log format, Ray's start-up notice
-CHATTER = ("(MainProcess pid=", "it/s]", "(RolloutActor pid=", "(LearnerRank pid=", "(RewardServerActor pid=",
-           "[logging.py:", "Started a local Ray instance")
+CHATTER = (
+    "(MainProcess pid=",
+    "it/s]",
+    "(RolloutActor pid=",
+    "(LearnerRank pid=",
+    "(RewardServerActor pid=",
+    "[logging.py:",
+    "Started a local Ray instance",
+)
 
 
 def _check_what_a_user_sees(console: list[str], out: Path, steps: int, image_steps: list[int]) -> None:
@@ -165,8 +189,20 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     # measured: 0.24 -> 0.30 (seed 1); step-to-step noise of a 10-step mean is ~0.02
     assert last > first + 0.03, f"no learning: first quarter {first:.3f}, last quarter {last:.3f}"
 
-    for key in ("reward_mean", "reward_color_mean", "reward_color_std", "kl", "loss", "cot_tokens_mean",
-                "rollout_s", "reward_s", "learner_s", "sync_s", "images_per_s", "version_lag_mean"):
+    for key in (
+        "reward_mean",
+        "reward_color_mean",
+        "reward_color_std",
+        "kl",
+        "loss",
+        "cot_tokens_mean",
+        "rollout_s",
+        "reward_s",
+        "learner_s",
+        "sync_s",
+        "images_per_s",
+        "version_lag_mean",
+    ):
         assert all(np.isfinite(r[key]) for r in rows), key
     for part in ("encode", "wire", "queue", "decode", "score"):  # where the reward calls' time went
         assert all(r[f"reward_color_{part}_s"] >= 0 for r in rows), part
@@ -183,10 +219,12 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     assert (out / "checkpoints" / "learner" / "step_40").is_dir()  # the checkpoint of step 40, by the same number
 
     roll = _rollout_rows(out, 40)
-    assert len(roll) == 16 and {"prompt", "cot", "image_file", "reward_color", "advantage", "policy_version"} <= set(roll[0])
+    assert len(roll) == 16 and {"prompt", "cot", "image_file", "reward_color", "advantage", "policy_version"} <= set(
+        roll[0]
+    )
     assert all((out / r["image_file"]).is_file() for r in roll)
     for g in range(0, 16, 4):  # group z-scores: each group's advantages sum to 0
-        assert abs(sum(r["advantage"] for r in roll[g:g + 4])) < 1e-4
+        assert abs(sum(r["advantage"] for r in roll[g : g + 4])) < 1e-4
     assert (out / "images" / "step_000001.png").is_file() and (out / "images" / "step_000040.png").is_file()
 
     # trainer.eval_every: after steps 20 and 40, eval.during_training (4 CompBench colour prompts) on the weights of
@@ -211,16 +249,24 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
 
 def test_faults_and_resume_give_the_straight_run(tmp_path):
     # the transformers text engine: 4 start-ups and a worker restart without loading vLLM (the other tests use it)
-    common = [*QUICK, "rollout.cot.engine=transformers", "trainer.steps=6", "trainer.save_every=2",
-              "rewards.color.replicas=2", "rewards.color.num_cpus=0.1"]
+    common = [
+        *QUICK,
+        "rollout.cot.engine=transformers",
+        "trainer.steps=6",
+        "trainer.save_every=2",
+        "rewards.color.replicas=2",
+        "rewards.color.num_cpus=0.1",
+    ]
     straight = tmp_path / "straight"
     assert Run(straight, *common).wait() == 0
 
     out = tmp_path / "faults"
-    first = (Run(out, *common)
-             .on("step 1/6", lambda r: r.kill_actor("RewardServerActor"))
-             .on("step 2/6", lambda r: r.kill_actor("RolloutActor"))
-             .on("checkpoint of step 4", lambda r: r.kill_actor("LearnerRank")))
+    first = (
+        Run(out, *common)
+        .on("step 1/6", lambda r: r.kill_actor("RewardServerActor"))
+        .on("step 2/6", lambda r: r.kill_actor("RolloutActor"))
+        .on("checkpoint of step 4", lambda r: r.kill_actor("LearnerRank"))
+    )
     assert first.wait() != 0
     assert "resume=true" in first.log and "a learner rank died" in first.log
     # the killed reward replica was replaced and the killed rollout worker restarted and re-synced
@@ -244,9 +290,12 @@ def test_faults_and_resume_give_the_straight_run(tmp_path):
     assert all(r["reward_color_retries"] == 0 for r in ref)
     for step in range(1, 7):
         got, want = _rollout_rows(out, step), _rollout_rows(straight, step)
-        assert [(r["prompt_index"], r["group_index"]) for r in got] == [(r["prompt_index"], r["group_index"]) for r in want]
-        np.testing.assert_allclose([r["reward"] for r in got], [r["reward"] for r in want], atol=1e-6,
-                                   err_msg=f"step {step}")
+        assert [(r["prompt_index"], r["group_index"]) for r in got] == [
+            (r["prompt_index"], r["group_index"]) for r in want
+        ]
+        np.testing.assert_allclose(
+            [r["reward"] for r in got], [r["reward"] for r in want], atol=1e-6, err_msg=f"step {step}"
+        )
     np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in ref], rtol=1e-4, atol=1e-6)
 
 
@@ -285,10 +334,20 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
     env = _env()
     for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):  # only what the README sets
         env.pop(k, None)
-    env.update(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # loopback only
-               RAY_metrics_report_interval_ms="500")  # gauges reach the endpoint within a step
-    head = subprocess.Popen(["bash", "-c", "set -euo pipefail\n" + "\n".join(commands)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env.update(
+        HOME=str(home),
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # loopback only
+        RAY_metrics_report_interval_ms="500",
+    )  # gauges reach the endpoint within a step
+    head = subprocess.Popen(
+        ["bash", "-c", "set -euo pipefail\n" + "\n".join(commands)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     timer = threading.Timer(600, _kill_session, (head.pid,))
     timer.start()
     lines, seen, fleet, actors = [], "", None, set()
@@ -299,9 +358,14 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
                 # the README's reward-fleet commands, from another shell while the job runs: the README exports
                 # RAY_AUTH_MODE in every shell; RAY_ADDRESS is how `--address auto` finds this cluster and no other
                 exports = [c for c in commands if c.startswith("export ")]
-                fleet = subprocess.run(["bash", "-c", "set -euo pipefail\n" + "\n".join(exports + script(
-                    "reward-fleet"))], cwd=tmp_path, env={**env, "RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"},
-                    capture_output=True, text=True, timeout=300)
+                fleet = subprocess.run(
+                    ["bash", "-c", "set -euo pipefail\n" + "\n".join(exports + script("reward-fleet"))],
+                    cwd=tmp_path,
+                    env={**env, "RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"},
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
             if line.startswith("step ") and "t2i_reward_mean" not in seen:  # gauges live with the job's driver
                 seen = _scrape(int(ports["metrics"]))
             if "checkpoint of step 10 " in line:
@@ -310,8 +374,11 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
                 exports = [c for c in commands if c.startswith("export ")]
                 listed = subprocess.run(
                     ["bash", "-c", "\n".join(exports + ["ray list actors --format=json --filter state=ALIVE"])],
-                    env={**env, "RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"}, capture_output=True, text=True,
-                    timeout=120)
+                    env={**env, "RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"},
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
                 actors = {a["name"] for a in json.loads(listed.stdout or "[]")} or {listed.stderr[-500:]}
         rc = head.wait()
     finally:
@@ -358,12 +425,14 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
     assert [r["step"] for r in again] == list(range(1, 13)) and [r["version_lag_mean"] for r in again[10:]] == [1, 1]
     for step in (11, 12):
         got, want = _rollout_rows(fork, step), _rollout_rows(out, step)
-        assert [(r["prompt_index"], r["cot"], r["policy_version"]) for r in got] == \
-               [(r["prompt_index"], r["cot"], r["policy_version"]) for r in want]
+        assert [(r["prompt_index"], r["cot"], r["policy_version"]) for r in got] == [
+            (r["prompt_index"], r["cot"], r["policy_version"]) for r in want
+        ]
         np.testing.assert_allclose([r["reward"] for r in got], [r["reward"] for r in want], atol=1e-6)
     for key in ("loss", "token/is_weight_mean", "token/logp_gap_mean", "semantic/is_weight_mean"):
-        np.testing.assert_allclose([r[key] for r in again[10:]], [r[key] for r in rows[10:]], rtol=1e-4, atol=1e-7,
-                                   err_msg=key)
+        np.testing.assert_allclose(
+            [r[key] for r in again[10:]], [r[key] for r in rows[10:]], rtol=1e-4, atol=1e-7, err_msg=key
+        )
 
 
 def _copy_checkpoint(out: Path, fork: Path) -> None:

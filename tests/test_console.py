@@ -40,8 +40,10 @@ def test_only_our_warnings_and_ray_notices_reach_the_console(tmp_path, ray_local
     out.close()
 
     shown = console.getvalue().splitlines()
-    assert shown == ["(rollout-worker-0) WARNING rollout.factories: vLLM text engine unavailable, falling back to "
-                     "transformers", "(ray) A worker died or was killed while executing a task"]
+    assert shown == [
+        "(rollout-worker-0) WARNING rollout.factories: vLLM text engine unavailable, falling back to transformers",
+        "(ray) A worker died or was killed while executing a task",
+    ]
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["learner-rank-0.log", "ray.log", "rollout-worker-0.log"]  # RolloutActor.log followed its actor
     worker_log = (tmp_path / "rollout-worker-0.log").read_text().splitlines()

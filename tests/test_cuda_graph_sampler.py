@@ -102,8 +102,9 @@ def test_growing_the_cache_drops_the_decoders_captured_on_the_old_one_on_cpu(jan
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kw", [dict(greedy=True), dict(), dict(return_logprobs=True)],
-                         ids=["greedy", "sampled", "logprobs"])
+@pytest.mark.parametrize(
+    "kw", [dict(greedy=True), dict(), dict(return_logprobs=True)], ids=["greedy", "sampled", "logprobs"]
+)
 def test_graph_replay_draws_what_the_loop_draws_on_cuda(kw):
     model, ids = _lively_janus()
     model = model.cuda()

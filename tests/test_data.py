@@ -20,8 +20,16 @@ def test_reads_t2i_r1_training_file(shared_data):
     for r in ps.records:
         counts[r.task_type] = counts.get(r.task_type, 0) + 1
     # docs/ALGORITHM.md §9
-    assert counts == {"spatial": 2195, "numeracy": 1172, "color": 879, "complex": 700, "non": 700,
-                      "texture": 695, "shape": 682, "object": 200}
+    assert counts == {
+        "spatial": 2195,
+        "numeracy": 1172,
+        "color": 879,
+        "complex": 700,
+        "non": 700,
+        "texture": 695,
+        "shape": 682,
+        "object": 200,
+    }
     num = next(r for r in ps.records if r.numeracy_info)
     assert all(isinstance(x["num"], int) for x in num.numeracy_info)
     assert [r.index for r in ps.records[:3]] == [0, 1, 2]
@@ -41,14 +49,17 @@ def test_parquet_equals_jsonl(tmp_path, shared_data):
     assert load_prompts(str(tmp_path / "p.parquet")).records == load_prompts(str(src)).records
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ("{not json", "invalid JSON"),
-    ('{"nouns": ["cat"]}', "missing or empty field 'prompt'"),
-    ('{"prompt": "a cat", "nouns": "cat"}', "'nouns' must be a non-empty list"),
-    ('{"prompt": "x", "spatial_info": {"obj1": "a"}}', "'spatial_info' must have"),
-    ('{"prompt": "x", "numeracy_info": [{"obj_name": "a", "num": "two"}]}', "'numeracy_info' must be"),
-    ('["a list"]', "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("{not json", "invalid JSON"),
+        ('{"nouns": ["cat"]}', "missing or empty field 'prompt'"),
+        ('{"prompt": "a cat", "nouns": "cat"}', "'nouns' must be a non-empty list"),
+        ('{"prompt": "x", "spatial_info": {"obj1": "a"}}', "'spatial_info' must have"),
+        ('{"prompt": "x", "numeracy_info": [{"obj_name": "a", "num": "two"}]}', "'numeracy_info' must be"),
+        ('["a list"]', "expected a JSON object"),
+    ],
+)
 def test_malformed_row_names_its_line(tmp_path, bad, reason):
     f = tmp_path / "d.jsonl"
     f.write_text('{"prompt": "a red cat", "nouns": ["cat"]}\n\n' + bad + '\n{"prompt": "a dog", "nouns": ["dog"]}\n')

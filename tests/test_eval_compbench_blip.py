@@ -54,10 +54,15 @@ def reference_p(model, tokenizer, image, question, first_token=30523):
     ids = tokenizer(question, return_tensors="pt").input_ids
     ids[0, 0] = first_token
     ones = torch.ones_like(ids)
-    q = model.text_encoder(input_ids=ids, attention_mask=ones, encoder_hidden_states=img,
-                           encoder_attention_mask=torch.ones(img.shape[:2], dtype=torch.long)).last_hidden_state
-    logits = model.text_decoder(input_ids=torch.tensor([[30522]]), encoder_hidden_states=q,
-                                encoder_attention_mask=ones).logits[0, 0]
+    q = model.text_encoder(
+        input_ids=ids,
+        attention_mask=ones,
+        encoder_hidden_states=img,
+        encoder_attention_mask=torch.ones(img.shape[:2], dtype=torch.long),
+    ).last_hidden_state
+    logits = model.text_decoder(
+        input_ids=torch.tensor([[30522]]), encoder_hidden_states=q, encoder_attention_mask=ones
+    ).logits[0, 0]
     prob = torch.softmax(logits, dim=0)
     return float(prob[2748] / (prob[2748] + prob[2053]))
 
@@ -68,11 +73,11 @@ def original_product(answers_per_image: list[list[float]]) -> list[float]:
     reward = torch.ones(len(answers_per_image), 8)
     for k, answers in enumerate(answers_per_image):
         for i, p in enumerate(answers):
-            reward[k][i] = float("{:.4f}".format(p))
+            reward[k][i] = float(f"{p:.4f}")
     final = reward[:, 0].clone()
     for i in range(1, 8):
         final *= reward[:, i]
-    return [float("{:.4f}".format(x.item())) for x in final]
+    return [float(f"{x.item():.4f}") for x in final]
 
 
 def test_questions_from_noun_chunks(evaluator):
@@ -112,7 +117,9 @@ def test_bad_model_dirs(tmp_path):
         BlipVqaEvaluator.load(tmp_path / "nope")
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial/config.json").write_text("{}")
-    with pytest.raises(MissingFilesError, match="incomplete: missing tokenizer.json or vocab.json or vocab.txt.*model.safetensors"):
+    with pytest.raises(
+        MissingFilesError, match="incomplete: missing tokenizer.json or vocab.json or vocab.txt.*model.safetensors"
+    ):
         BlipVqaEvaluator.load(tmp_path / "partial")
     with pytest.raises(MissingFilesError, match="BLIP-VQA.* model directory is not set"):
         BlipVqaEvaluator.load(None)

@@ -38,8 +38,9 @@ def parts(tmp_path_factory, shared_data):
 
 def test_three_in_one(parts):
     blip, clip, spatial = parts
-    subsets = ComplexSubsets(spatial=frozenset([SPATIAL.split(".")[0].lower()]),
-                             action=frozenset([ACTION.split(".")[0].lower()]))
+    subsets = ComplexSubsets(
+        spatial=frozenset([SPATIAL.split(".")[0].lower()]), action=frozenset([ACTION.split(".")[0].lower()])
+    )
     evaluator = ComplexEvaluator(blip, clip, spatial, subsets)
     prompts = [SPATIAL, ACTION, BOTH, ACTION]
     rng = np.random.default_rng(0)
@@ -56,8 +57,12 @@ def test_three_in_one(parts):
     assert results[2].score == pytest.approx((attr[2] + alone(spatial, 2) + alone(clip, 2)) / 3)
     assert [r.details["kind"] for r in results] == ["spatial", "action", "all", "action"]
     # only what the sub-list needs: no CLIP for the spatial prompt, no detector for the action prompts
-    assert [sorted(k for k in r.details if k != "kind") for r in results] == \
-        [["attribute", "spatial"], ["action", "attribute"], ["action", "attribute", "spatial"], ["action", "attribute"]]
+    assert [sorted(k for k in r.details if k != "kind") for r in results] == [
+        ["attribute", "spatial"],
+        ["action", "attribute"],
+        ["action", "attribute", "spatial"],
+        ["action", "attribute"],
+    ]
     # the complex parse: objects around the preposition, and the complex CLIP text
     assert (results[0].details["spatial"]["obj1"], results[0].details["spatial"]["obj2"]) == ("hat", "coat")
     assert results[1].details["action"]["text"] == "A man is riding a horse ."

@@ -79,9 +79,12 @@ def test_spatial_3d_evaluator(depth, tmp_path_factory, shared_data):
     assert [r.details["asked"] for r in results] == asked
     assert [r.details["locality"] for r in results] == ["in front of", "hidden", "behind"]
     frames = depth.frame_depth(imgs)
-    for r, im, frame, (o1, o2, loc) in zip(results, imgs, frames, [("dog", "desk", "in front of"),
-                                                                   ("mouse", "key", "hidden"),
-                                                                   ("person", "unicorn", "behind")]):
+    for r, im, frame, (o1, o2, loc) in zip(
+        results,
+        imgs,
+        frames,
+        [("dog", "desk", "in front of"), ("mouse", "key", "hidden"), ("person", "unicorn", "behind")],
+    ):
         dets = detector.detect([im], [r.details["asked"]])[0]
         assert r.score == spatial_3d_score(o1, o2, loc, dets, frame)[0]
     assert any("depth_means" in r.details for r in results)  # both objects found at least once

@@ -54,12 +54,16 @@ def reference(detector, image, frame, noun, threshold=None):
     px = detector.image_processor(images=[Image.fromarray(image)], return_tensors="pt")
     enc = detector.tokenizer([f"{noun}."], return_tensors="pt")
     out = detector.model(pixel_values=px.pixel_values, pixel_mask=px.pixel_mask, **enc)
-    scores = out.logits[0, :, :enc.input_ids.shape[1]].sigmoid().max(-1).values.tolist()
+    scores = out.logits[0, :, : enc.input_ids.shape[1]].sigmoid().max(-1).values.tolist()
     w, h = frame
     dets = []
     for (cx, cy, bw, bh), s in zip(out.pred_boxes[0].tolist(), scores):
-        box = (min(max((cx - bw / 2) * w, 0), w), min(max((cy - bh / 2) * h, 0), h),
-               min(max((cx + bw / 2) * w, 0), w), min(max((cy + bh / 2) * h, 0), h))
+        box = (
+            min(max((cx - bw / 2) * w, 0), w),
+            min(max((cy - bh / 2) * h, 0), h),
+            min(max((cx + bw / 2) * w, 0), w),
+            min(max((cy + bh / 2) * h, 0), h),
+        )
         if box[2] > box[0] and box[3] > box[1]:
             dets.append((noun, box, s))
     if threshold is None:
@@ -78,8 +82,9 @@ def assert_same(got, want):
 
 
 def split_threshold(detector, nouns):
-    return threshold_between([d[2] for im, fr in zip(images(), FRAMES) for n in nouns
-                              for d in reference(detector, im, fr, n)])
+    return threshold_between(
+        [d[2] for im, fr in zip(images(), FRAMES) for n in nouns for d in reference(detector, im, fr, n)]
+    )
 
 
 def test_detections_match_one_pair_at_a_time(detector):
@@ -88,8 +93,10 @@ def test_detections_match_one_pair_at_a_time(detector):
     detector.batch_size = 3
     got = detector.detect(images(), nouns)  # forwards of 4 rows (captions padded together) and of 1 row
     for dets, im, frame, ns in zip(got, images(), FRAMES, nouns):
-        want = sorted((d for n in dict.fromkeys(ns)
-                       for d in reference(detector, im, frame, n, detector.score_threshold)), key=lambda d: -d[2])
+        want = sorted(
+            (d for n in dict.fromkeys(ns) for d in reference(detector, im, frame, n, detector.score_threshold)),
+            key=lambda d: -d[2],
+        )
         assert len(want) > 0
         assert_same(dets, want)
     assert detector.detect(images(), [[], [], []]) == [[], [], []]
@@ -118,13 +125,17 @@ def test_spatial_2d_evaluator(detector, labels):
     results = evaluator.score(images(2), [EvalItem("t2i_compbench", "spatial", p, i, 0) for i, p in enumerate(prompts)])
     # "mouse" is no exact UniDet label ("computer mouse" is): it is never asked about, and never found
     assert [r.details["asked"] for r in results] == [["giraffe", "lamp"], ["key"]]
-    assert [(r.details["obj1"], r.details["obj2"], r.details["locality"]) for r in results] == \
-        [("giraffe", "lamp", "next to"), ("mouse", "key", "on side of")]
-    for r, im, frame, (o1, o2, loc) in zip(results, images(2), FRAMES,
-                                           [("giraffe", "lamp", "next to"), ("mouse", "key", "on side of")]):
-        want = sorted((d for n in r.details["asked"] for d in reference(detector, im, frame, n,
-                                                                          detector.score_threshold)),
-                      key=lambda d: -d[2])
+    assert [(r.details["obj1"], r.details["obj2"], r.details["locality"]) for r in results] == [
+        ("giraffe", "lamp", "next to"),
+        ("mouse", "key", "on side of"),
+    ]
+    for r, im, frame, (o1, o2, loc) in zip(
+        results, images(2), FRAMES, [("giraffe", "lamp", "next to"), ("mouse", "key", "on side of")]
+    ):
+        want = sorted(
+            (d for n in r.details["asked"] for d in reference(detector, im, frame, n, detector.score_threshold)),
+            key=lambda d: -d[2],
+        )
         assert [d[0] for d in want] == [d[0] for d in r.details["detections"]]
         assert r.score == spatial_2d_score(o1, o2, loc, detector.detect([im], [r.details["asked"]])[0])[0]
     assert evaluator.name == "spatial@gdino" and evaluator.fidelity == Fidelity.substitute
@@ -136,8 +147,9 @@ def test_numeracy_evaluator(detector, labels, shared_data):
     prompts = ["four cameras and three horses", "two boys"]
     detector.score_threshold = split_threshold(detector, ["camera", "horse", "person"])
     evaluator = NumeracyEvaluator(detector, LabelGate(labels), singular, plural)
-    results = evaluator.score(images(2), [EvalItem("t2i_compbench", "numeracy", p, i, 0)
-                                         for i, p in enumerate(prompts)])
+    results = evaluator.score(
+        images(2), [EvalItem("t2i_compbench", "numeracy", p, i, 0) for i, p in enumerate(prompts)]
+    )
     assert [r.details["asked"] for r in results] == [["camera", "horse"], ["person"]]  # boy -> person
     for r, im, (objs, counts) in zip(results, images(2), [(["camera", "horse"], [4, 3]), (["person"], [2])]):
         assert [o["object"] for o in r.details["objects"]] == objs

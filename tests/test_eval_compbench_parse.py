@@ -28,11 +28,14 @@ def parse():
     return spacy_parse.parse
 
 
-@pytest.mark.parametrize("prompt, questions", [
-    ("a green bench and a blue bowl", ["a green bench?", "a blue bowl?"]),
-    # "top" is one of the dropped chunks
-    ("The red hat was on top of the brown coat rack.", ["the red hat?", "the brown coat rack?"]),
-])
+@pytest.mark.parametrize(
+    "prompt, questions",
+    [
+        ("a green bench and a blue bowl", ["a green bench?", "a blue bowl?"]),
+        # "top" is one of the dropped chunks
+        ("The red hat was on top of the brown coat rack.", ["the red hat?", "the brown coat rack?"]),
+    ],
+)
 def test_blip_questions(parse, prompt, questions):
     assert blip_questions(parse(prompt).noun_chunks) == questions
 
@@ -46,17 +49,25 @@ def test_complex_prompt(parse):
 def test_simple_spatial_prompts(parse):
     prompt = "a girl on the top of a frog"
     obj1, obj2 = first_last_nouns(parse(prompt).tokens)
-    assert (as_detector_name(obj1), as_detector_name(obj2), find_locality(prompt, LOCALITIES_2D)) == \
-        ("person", "frog", "on the top of")
+    assert (as_detector_name(obj1), as_detector_name(obj2), find_locality(prompt, LOCALITIES_2D)) == (
+        "person",
+        "frog",
+        "on the top of",
+    )
     prompt = "a dog in front of a desk"
-    assert (*first_last_nouns(parse(prompt).tokens), find_locality(prompt, LOCALITIES_3D)) == \
-        ("dog", "desk", "in front of")
+    assert (*first_last_nouns(parse(prompt).tokens), find_locality(prompt, LOCALITIES_3D)) == (
+        "dog",
+        "desk",
+        "in front of",
+    )
 
 
 def test_numeracy_prompt(parse, shared_data):
     singular, plural = load_new_objects(shared_data / "t2i_compbench/new_objects.txt")
-    assert numeracy_objects(parse("four cameras and three horses").tokens, singular, plural) == \
-        (["camera", "horse"], [4, 3])
+    assert numeracy_objects(parse("four cameras and three horses").tokens, singular, plural) == (
+        ["camera", "horse"],
+        [4, 3],
+    )
     assert numeracy_objects(parse("two boys").tokens, singular, plural) == (["boy"], [2])
 
 

@@ -60,24 +60,27 @@ def det(label, box, score=0.9):
 A = (0, 0, 100, 100)  # centre (50, 50)
 
 
-@pytest.mark.parametrize("locality, box2, want", [
-    # near family: 1 if |dx| or |dy| < 150, else 150 / max(|dx|, |dy|)
-    ("next to", (300, 0, 400, 100), 1.0),  # dx = 300, dy = 0
-    ("near", (300, 300, 400, 400), 0.5),  # dx = dy = 300 -> 150 / 300
-    ("on side of", (400, 200, 500, 300), 150 / 400),  # dx = 400, dy = 200
-    # left/right need dx = c2 - c1 of the right sign and dominant; IoU 0 < 0.1 -> 1
-    ("on the left of", (200, 0, 300, 100), 1.0),  # dx = +200: obj1 is left of obj2
-    ("on the right of", (200, 0, 300, 100), 0.0),
-    ("on the right of", (-300, 0, -200, 100), 1.0),
-    ("on the left of", (50, 0, 150, 100), 0.3),  # dx = 50, IoU = 5000 / 15000 -> 0.1 / (1/3)
-    ("on the left of", (100, 150, 200, 250), 0.0),  # dx = 100 < dy = 150: not dominant
-    # top/bottom: y grows downwards; "on the top of" needs dy > 0 (obj1 higher)
-    ("on the top of", (0, 200, 100, 300), 1.0),
-    ("on the bottom of", (0, 200, 100, 300), 0.0),
-    ("on the bottom of", (0, -200, 100, -100), 1.0),
-    ("on top of", (0, 200, 100, 300), 0.0),  # no rule for "on top of"
-    (None, (0, 200, 100, 300), 0.0),
-])
+@pytest.mark.parametrize(
+    "locality, box2, want",
+    [
+        # near family: 1 if |dx| or |dy| < 150, else 150 / max(|dx|, |dy|)
+        ("next to", (300, 0, 400, 100), 1.0),  # dx = 300, dy = 0
+        ("near", (300, 300, 400, 400), 0.5),  # dx = dy = 300 -> 150 / 300
+        ("on side of", (400, 200, 500, 300), 150 / 400),  # dx = 400, dy = 200
+        # left/right need dx = c2 - c1 of the right sign and dominant; IoU 0 < 0.1 -> 1
+        ("on the left of", (200, 0, 300, 100), 1.0),  # dx = +200: obj1 is left of obj2
+        ("on the right of", (200, 0, 300, 100), 0.0),
+        ("on the right of", (-300, 0, -200, 100), 1.0),
+        ("on the left of", (50, 0, 150, 100), 0.3),  # dx = 50, IoU = 5000 / 15000 -> 0.1 / (1/3)
+        ("on the left of", (100, 150, 200, 250), 0.0),  # dx = 100 < dy = 150: not dominant
+        # top/bottom: y grows downwards; "on the top of" needs dy > 0 (obj1 higher)
+        ("on the top of", (0, 200, 100, 300), 1.0),
+        ("on the bottom of", (0, 200, 100, 300), 0.0),
+        ("on the bottom of", (0, -200, 100, -100), 1.0),
+        ("on top of", (0, 200, 100, 300), 0.0),  # no rule for "on top of"
+        (None, (0, 200, 100, 300), 0.0),
+    ],
+)
 def test_determine_position(locality, box2, want):
     assert determine_position(locality, A, box2) == pytest.approx(want)
 
@@ -152,8 +155,9 @@ def test_spatial_3d_score():
     assert score == pytest.approx(0.525) and details["depth_means"] == [1.0, round(2 / 9, 4)]
     assert spatial_3d_score("cat", "dog", "behind", [cat, dog], depth)[0] == pytest.approx(0.425)
     # substring matching: "cow" is found in "cattle, cow"; only one object -> 0.25 s
-    assert spatial_3d_score("cow", "horse", "behind", [det("cattle, cow", (0, 0, 5, 5), 0.6)], depth)[0] \
-        == pytest.approx(0.15)
+    assert spatial_3d_score("cow", "horse", "behind", [det("cattle, cow", (0, 0, 5, 5), 0.6)], depth)[
+        0
+    ] == pytest.approx(0.15)
     assert spatial_3d_score("cow", "horse", "behind", [dog], depth)[0] == 0.0
 
 
@@ -186,8 +190,10 @@ def test_numeracy_score():
     # dog: 2 after de-duplication = asked -> 0.5 * 1/2 + 0.5 * 1/2; cat: absent -> 0
     score, details = numeracy_score(["dog", "cat"], [2, 1], dogs)
     assert score == pytest.approx(0.5)
-    assert details["objects"] == [{"object": "dog", "wanted": 2, "found": 2},
-                                  {"object": "cat", "wanted": 1, "found": 0}]
+    assert details["objects"] == [
+        {"object": "dog", "wanted": 2, "found": 2},
+        {"object": "cat", "wanted": 1, "found": 0},
+    ]
     assert numeracy_score(["dog"], [3], dogs)[0] == pytest.approx(0.5)  # present, wrong count
     # a name inside a label renames those detections: "cow" counts "cattle, cow"
     cows = [det("cattle, cow", (0, 0, 50, 50)), det("cattle, cow", (100, 100, 150, 150))]
@@ -202,30 +208,36 @@ SINGULAR = ["dog", "cat", "sheep", "man", "ice cream"]
 PLURAL = ["dogs", "cats", "sheep", "men", "ice creams"]
 
 
-@pytest.mark.parametrize("prompt, objects, counts", [
-    ("two dogs", ["dog"], [2]),
-    ("a cat and three dogs", ["cat", "dog"], [1, 3]),
-    ("one sheep", ["sheep"], [1]),  # singular with a/an/one
-    ("five sheep", ["sheep"], [5]),  # same word as a plural
-    ("two ice creams and an ice cream", ["ice cream", "ice cream"], [2, 1]),  # two-word objects first
-    ("a dogs", ["dog"], []),  # a plural after "a": word2number cannot read "a", no count is appended
-    ("two men", ["man"], [2]),
-])
+@pytest.mark.parametrize(
+    "prompt, objects, counts",
+    [
+        ("two dogs", ["dog"], [2]),
+        ("a cat and three dogs", ["cat", "dog"], [1, 3]),
+        ("one sheep", ["sheep"], [1]),  # singular with a/an/one
+        ("five sheep", ["sheep"], [5]),  # same word as a plural
+        ("two ice creams and an ice cream", ["ice cream", "ice cream"], [2, 1]),  # two-word objects first
+        ("a dogs", ["dog"], []),  # a plural after "a": word2number cannot read "a", no count is appended
+        ("two men", ["man"], [2]),
+    ],
+)
 def test_numeracy_objects(prompt, objects, counts):
     tokens = [Token(w, "X") for w in prompt.split(" ")]
     assert numeracy_objects(tokens, SINGULAR, PLURAL) == (objects, counts)
 
 
-@pytest.mark.parametrize("prompt, error", [
-    ("two dog", "singular noun"), ("the dogs", "no counted object"), ("dogs and two", "ends with the number")])
+@pytest.mark.parametrize(
+    "prompt, error",
+    [("two dog", "singular noun"), ("the dogs", "no counted object"), ("dogs and two", "ends with the number")],
+)
 def test_numeracy_objects_where_the_script_fails(prompt, error):
     with pytest.raises(PromptRuleError, match=error):
         numeracy_objects([Token(w, "X") for w in prompt.split(" ")], SINGULAR, PLURAL)
 
 
 def test_numeracy_renames():
-    assert [numeracy_detector_name(o) for o in ("boy", "woman", "ship", "telivision", "goldfish", "painting", "dog")] \
-        == ["person", "person", "boat", "tv", "fish", "picture", "dog"]
+    assert [
+        numeracy_detector_name(o) for o in ("boy", "woman", "ship", "telivision", "goldfish", "painting", "dog")
+    ] == ["person", "person", "boat", "tv", "fish", "picture", "dog"]
 
 
 # ------------------------------------------------------------------------------------------- text rules
@@ -241,8 +253,9 @@ def test_pre_question_and_blip_questions():
 
 
 def test_without_adjectives():
-    tokens = toks("The/DET red/ADJ hat/NOUN was/AUX on/ADP top/NOUN of/ADP the/DET brown/ADJ coat/NOUN rack/NOUN "
-                  "./PUNCT")
+    tokens = toks(
+        "The/DET red/ADJ hat/NOUN was/AUX on/ADP top/NOUN of/ADP the/DET brown/ADJ coat/NOUN rack/NOUN ./PUNCT"
+    )
     assert without_adjectives(tokens) == "The hat was on top of the coat rack ."
 
 
@@ -258,24 +271,30 @@ def test_localities():
 def test_simple_objects():
     tokens = toks("a/DET girl/NOUN on/ADP the/DET left/NOUN of/ADP a/DET red/ADJ car/NOUN")
     assert first_last_nouns(tokens) == ("girl", "car")
-    assert [as_detector_name(x) for x in ("girl", "boy", "man", "woman", "car", None)] == \
-        ["person"] * 4 + ["car", None]
+    assert [as_detector_name(x) for x in ("girl", "boy", "man", "woman", "car", None)] == ["person"] * 4 + ["car", None]
     with pytest.raises(PromptRuleError, match="no NOUN"):
         first_last_nouns(toks("it/PRON is/AUX red/ADJ"))
 
 
-@pytest.mark.parametrize("spec, objects", [
-    # "on top of": nearest NOUN/PROPN before (hat), nearest NOUN after (coat, not rack)
-    ("The/DET red/ADJ hat/NOUN was/AUX on/ADP top/NOUN of/ADP the/DET brown/ADJ coat/NOUN rack/NOUN ./PUNCT",
-     ["hat", "coat"]),
-    # no NOUN after "near": the last PROPN of the first proper-noun run
-    ("a/DET cat/NOUN near/ADP Big/PROPN Ben/PROPN ./PUNCT", ["cat", "Ben"]),
-    ("a/DET cat/NOUN near/ADP Ben/PROPN", ["cat"]),  # the run must be followed by a token
-    ("a/DET cat/NOUN is/AUX near/ADP", ["cat"]),  # k = 3 on a slice past the end: nothing after
-    ("a/DET cat/NOUN on/ADP the/DET left/NOUN and/CCONJ a/DET dog/NOUN next/ADJ to/ADP a/DET box/NOUN",
-     ["cat", "dog", "dog", "box"]),  # two prepositions: four objects (scored 0)
-    ("a/DET cat/NOUN and/CCONJ a/DET dog/NOUN", []),
-])
+@pytest.mark.parametrize(
+    "spec, objects",
+    [
+        # "on top of": nearest NOUN/PROPN before (hat), nearest NOUN after (coat, not rack)
+        (
+            "The/DET red/ADJ hat/NOUN was/AUX on/ADP top/NOUN of/ADP the/DET brown/ADJ coat/NOUN rack/NOUN ./PUNCT",
+            ["hat", "coat"],
+        ),
+        # no NOUN after "near": the last PROPN of the first proper-noun run
+        ("a/DET cat/NOUN near/ADP Big/PROPN Ben/PROPN ./PUNCT", ["cat", "Ben"]),
+        ("a/DET cat/NOUN near/ADP Ben/PROPN", ["cat"]),  # the run must be followed by a token
+        ("a/DET cat/NOUN is/AUX near/ADP", ["cat"]),  # k = 3 on a slice past the end: nothing after
+        (
+            "a/DET cat/NOUN on/ADP the/DET left/NOUN and/CCONJ a/DET dog/NOUN next/ADJ to/ADP a/DET box/NOUN",
+            ["cat", "dog", "dog", "box"],
+        ),  # two prepositions: four objects (scored 0)
+        ("a/DET cat/NOUN and/CCONJ a/DET dog/NOUN", []),
+    ],
+)
 def test_complex_spatial_objects(spec, objects):
     assert complex_spatial_objects(toks(spec)) == objects
 

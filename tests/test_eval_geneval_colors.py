@@ -74,8 +74,12 @@ def reference_similarities(path, pixels, cls_names):
             cols = []
             for c in COLORS:
                 texts = [f"a photo of a {c} {cls}", f"a photo of a {c}-colored {cls}", f"a photo of a {c} object"]
-                emb = torch.stack([F.normalize(model.get_text_features(**tok([t], return_tensors="pt"))
-                                               .pooler_output[0], dim=-1) for t in texts]).mean(0)
+                emb = torch.stack(
+                    [
+                        F.normalize(model.get_text_features(**tok([t], return_tensors="pt")).pooler_output[0], dim=-1)
+                        for t in texts
+                    ]
+                ).mean(0)
                 cols.append(emb / emb.norm())
             rows.append(feat @ torch.stack(cols, dim=1))
     return torch.stack(rows)
@@ -87,8 +91,9 @@ def test_color_classifier_matches_transformers_clip(tiny_clip):
     names = ["car", "teddy bear", "car"]
     # our preprocessing equals transformers' CLIPImageProcessorPil on these sizes
     proc = CLIPImageProcessorPil.from_pretrained(tiny_clip)
-    torch.testing.assert_close(clip_pixels(crops, 32), proc(images=crops, return_tensors="pt").pixel_values,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        clip_pixels(crops, 32), proc(images=crops, return_tensors="pt").pixel_values, atol=1e-5, rtol=0
+    )
     got = clf.similarities(crops, names)
     want = reference_similarities(tiny_clip, proc(images=crops, return_tensors="pt").pixel_values, names)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
@@ -97,8 +102,11 @@ def test_color_classifier_matches_transformers_clip(tiny_clip):
 
 
 def test_missing_clip_dir(tmp_path):
-    with pytest.raises(MissingFilesError, match=r"colour classifier \(CLIP ViT-L/14\) model directory .*does not exist.*"
-                                                r"openai/clip-vit-large-patch14"):
+    with pytest.raises(
+        MissingFilesError,
+        match=r"colour classifier \(CLIP ViT-L/14\) model directory .*does not exist.*"
+        r"openai/clip-vit-large-patch14",
+    ):
         ColorClassifier.load(tmp_path / "nowhere")
     clip_files(tmp_path / "partial")  # tokenizer and processor, no weights or config
     with pytest.raises(MissingFilesError, match=r"incomplete: missing config\.json; model\.safetensors"):
@@ -115,14 +123,17 @@ def evaluator(tmp_path_factory, tiny_clip):
     prompts = root / "prompts"
     prompts.mkdir()
     (prompts / "object_names.txt").write_text("\n".join(TINY_DETECTOR_CLASSES) + "\n")
-    (prompts / "evaluation_metadata.jsonl").write_text(json.dumps(
-        {"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"}) + "\n")
+    (prompts / "evaluation_metadata.jsonl").write_text(
+        json.dumps({"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"})
+        + "\n"
+    )
     return GenevalEvaluator.load(det, tiny_clip, prompts, batch_size=2)
 
 
 def item(meta, i=0):
-    return EvalItem(benchmark="geneval", category=meta["tag"], prompt=meta["prompt"], prompt_index=i,
-                    sample_index=0, metadata=meta)
+    return EvalItem(
+        benchmark="geneval", category=meta["tag"], prompt=meta["prompt"], prompt_index=i, sample_index=0, metadata=meta
+    )
 
 
 def test_evaluator_against_references(evaluator, tiny_clip):
@@ -131,6 +142,7 @@ def test_evaluator_against_references(evaluator, tiny_clip):
     objects = [select_objects(d, TINY_DETECTOR_CLASSES, "colors") for d in evaluator.detector.detect(images)]
     assert all(objects), "every test scene needs a detection above 0.3 for the colour checks below"
     best = [max(o, key=lambda c: o[c][0].score) for o in objects]  # class of each image's best detection
+
     # the colour of an object, by the transformers reference, from a crop assembled here
     def ref_color(i, cls, k=0):
         d = objects[i][cls][k]
@@ -146,8 +158,11 @@ def test_evaluator_against_references(evaluator, tiny_clip):
     absent = next(c for c in TINY_DETECTOR_CLASSES if c not in objects[2])
     metas = [
         {"tag": "colors", "include": [{"class": best[0], "count": 1, "color": c0}], "prompt": "right colour"},
-        {"tag": "color_attr", "include": [{"class": best[1], "count": 1, "color": c1},
-                                          {"class": best[0], "count": 1, "color": other}], "prompt": "two clauses"},
+        {
+            "tag": "color_attr",
+            "include": [{"class": best[1], "count": 1, "color": c1}, {"class": best[0], "count": 1, "color": other}],
+            "prompt": "two clauses",
+        },
         {"tag": "single_object", "include": [{"class": absent, "count": 1}], "prompt": "absent class"},
         {"tag": "colors", "include": [{"class": best[0], "count": 1, "color": other}], "prompt": "wrong colour"},
     ]
@@ -164,8 +179,9 @@ def test_evaluator_against_references(evaluator, tiny_clip):
     assert got[2].score == 0.0 and got[2].details["reason"] == f"expected {absent}>=1, found 0"
     assert got[3].score == 0.0 and got[3].details["reason"].startswith(f"expected {other} {best[0]}>=1, found 0")
     # details list what the rules saw: the selected detections, best first
-    assert got[0].details["detections"] == {k: [{"score": d.score, "box": list(d.box)} for d in v]
-                                            for k, v in objects[0].items()}
+    assert got[0].details["detections"] == {
+        k: [{"score": d.score, "box": list(d.box)} for d in v] for k, v in objects[0].items()
+    }
     json.dumps([r.details for r in got])  # JSON-serialisable
 
     # one image per call gives the same results as the batch
@@ -180,8 +196,12 @@ def test_counting_uses_the_stricter_threshold(evaluator):
     n_counting = len([d for d in dets if d.score > 0.9 and TINY_DETECTOR_CLASSES[d.label] == cls])
     n_plain = len([d for d in dets if d.score > 0.3 and TINY_DETECTOR_CLASSES[d.label] == cls])
     assert n_plain > n_counting  # the scene separates the two thresholds
-    meta = {"tag": "counting", "include": [{"class": cls, "count": n_plain}],
-            "exclude": [{"class": cls, "count": n_plain + 1}], "prompt": "counting"}
+    meta = {
+        "tag": "counting",
+        "include": [{"class": cls, "count": n_plain}],
+        "exclude": [{"class": cls, "count": n_plain + 1}],
+        "prompt": "counting",
+    }
     r = evaluator.score([image], [item(meta)])[0]
     assert r.score == 0.0 and r.details["reason"] == f"expected {cls}>={n_plain}, found {n_counting}"
     meta["tag"] = "two_object"  # same clauses at the 0.3 threshold: the count is met

@@ -27,12 +27,15 @@ def sig(x):
 # ------------------------------------------------------------------------------------------ input
 
 
-@pytest.mark.parametrize("hw, resized, padded", [
-    ((384, 384), (800, 800), (800, 800)),  # Janus-Pro's images: factor 800/384
-    ((500, 1000), (667, 1333), (672, 1344)),  # long side bound: factor 1.333, int(666.67 + 0.5)
-    ((30, 40), (800, 1067), (800, 1088)),  # short side bound: factor 26.67, int(1066.67 + 0.5)
-    ((48, 32), (1200, 800), (1216, 800)),
-])
+@pytest.mark.parametrize(
+    "hw, resized, padded",
+    [
+        ((384, 384), (800, 800), (800, 800)),  # Janus-Pro's images: factor 800/384
+        ((500, 1000), (667, 1333), (672, 1344)),  # long side bound: factor 1.333, int(666.67 + 0.5)
+        ((30, 40), (800, 1067), (800, 1088)),  # short side bound: factor 26.67, int(1066.67 + 0.5)
+        ((48, 32), (1200, 800), (1216, 800)),
+    ],
+)
 def test_geometry_by_hand(hw, resized, padded):
     g = geometry(*hw)
     assert (g.original, g.resized, g.padded) == (hw, resized, padded)
@@ -80,15 +83,20 @@ MASK_LOGITS = torch.tensor([[[4.0, -4.0], [-4.0, -4.0]], [[-1.0, -1.0], [-1.0, 1
 
 def test_postprocess_by_hand_crop_to_resized_image():
     # padded input 4x4, resized image 3x4 (the last row is padding), original 3x4: the crop must drop row 3.
-    dets = instance_postprocess(CLASS_LOGITS, MASK_LOGITS, padded_size=(4, 4), resized_size=(3, 4),
-                                original_size=(3, 4), max_per_image=4)
+    dets = instance_postprocess(
+        CLASS_LOGITS, MASK_LOGITS, padded_size=(4, 4), resized_size=(3, 4), original_size=(3, 4), max_per_image=4
+    )
     ms0 = (sig(4) + 2 * sig(2) + sig(0.5)) / 4  # q0 positive pixels: 4, 2 (row 0), 2, .5 (row 1)
     ms1 = (sig(0.125) + sig(0.5)) / 2  # q1: row 2 only, columns 2-3 (row 3, cropped, would add 0.5 and 1)
     # top 4 of the 6 (query, class) probabilities: .8 (q1,c1), .6 (q0,c0), .5 (q2,c0), .4 (q2,c1); .3 is cut
     dets = sorted(dets, key=lambda d: (-d.score, d.label))
     # scores .6 x .842 = .505 and .8 x .577 = .461: the mask score reorders the pairs
-    assert [(d.label, d.box) for d in dets] == [(0, (0.0, 0.0, 2.0, 2.0)), (1, (2.0, 2.0, 4.0, 3.0)),
-                                                (0, (0.0, 0.0, 0.0, 0.0)), (1, (0.0, 0.0, 0.0, 0.0))]
+    assert [(d.label, d.box) for d in dets] == [
+        (0, (0.0, 0.0, 2.0, 2.0)),
+        (1, (2.0, 2.0, 4.0, 3.0)),
+        (0, (0.0, 0.0, 0.0, 0.0)),
+        (1, (0.0, 0.0, 0.0, 0.0)),
+    ]
     assert [d.score for d in dets] == pytest.approx([0.6 * ms0, 0.8 * ms1, 0.0, 0.0], abs=1e-6)
     q0 = next(d for d in dets if d.label == 0 and d.score > 0)
     np.testing.assert_array_equal(q0.mask, [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
@@ -96,8 +104,9 @@ def test_postprocess_by_hand_crop_to_resized_image():
 
 def test_postprocess_by_hand_resize_to_original():
     # original 3x2: columns averaged in pairs, (0,1) and (2,3); q0 rows -> [3,-3], [1.25,-3.25], [-2.25,-3.75]
-    dets = instance_postprocess(CLASS_LOGITS, MASK_LOGITS, padded_size=(4, 4), resized_size=(3, 4),
-                                original_size=(3, 2), max_per_image=2)
+    dets = instance_postprocess(
+        CLASS_LOGITS, MASK_LOGITS, padded_size=(4, 4), resized_size=(3, 4), original_size=(3, 2), max_per_image=2
+    )
     assert [d.label for d in dets] == [1, 0]
     q0 = dets[1]
     np.testing.assert_array_equal(q0.mask, [[1, 0], [1, 0], [0, 0]])
@@ -113,11 +122,13 @@ def test_postprocess_by_hand_resize_to_original():
 def bilinear_np(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Half-pixel-centre bilinear resize of the last two axes with clamped edges (OpenCV INTER_LINEAR,
     torch align_corners=False), written out."""
+
     def axis(n_in, n_out):
         src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0)
         i0 = np.floor(src).astype(int)
         i1 = np.minimum(i0 + 1, n_in - 1)
         return i0, i1, src - i0
+
     y0, y1, wy = axis(a.shape[-2], out_h)
     x0, x1, wx = axis(a.shape[-1], out_w)
     rows = a[..., y0, :] * (1 - wy)[:, None] + a[..., y1, :] * wy[:, None]
@@ -140,7 +151,7 @@ def reference_detections(model, image):
     for flat in order:
         q, c = divmod(int(flat), n_cls)
         if q not in upsampled:
-            upsampled[q] = bilinear_np(bilinear_np(masks[q], *g.padded)[:g.resized[0], :g.resized[1]], *g.original)
+            upsampled[q] = bilinear_np(bilinear_np(masks[q], *g.padded)[: g.resized[0], : g.resized[1]], *g.original)
         m = upsampled[q]
         inside = m > 0
         ys, xs = np.nonzero(inside)
@@ -162,20 +173,27 @@ def test_detector_matches_numpy_reference(tmp_path):
         dets = sorted(dets, key=lambda d: -d.score)
         ref = sorted(ref, key=lambda r: -r[1])
         np.testing.assert_allclose([d.score for d in dets], [r[1] for r in ref], atol=1e-4)
-        for d, (label, score, box, mask, margin) in zip(dets, ref):
+        for d, (_label, _score, box, mask, margin) in zip(dets, ref):
             assert d.mask.shape == image.shape[:2]
             clear = margin > 1e-3  # pixels whose logit is not within float noise of the threshold
             np.testing.assert_array_equal(d.mask[clear], mask[clear])
             if clear.all():
                 assert d.box == box
     # the scenes give partial masks too: not every box is the whole image
-    assert any(d.box != (0.0, 0.0, float(im.shape[1]), float(im.shape[0]))
-               for im, dets in zip(images, got) for d in dets if d.score > 0.3)
+    assert any(
+        d.box != (0.0, 0.0, float(im.shape[1]), float(im.shape[0]))
+        for im, dets in zip(images, got)
+        for d in dets
+        if d.score > 0.3
+    )
 
 
 def test_missing_or_incomplete_detector_dir(tmp_path):
-    with pytest.raises(MissingFilesError, match=r"GenEval detector \(Mask2Former.*\) model directory .*does not exist.*config\.json.*"
-                                                r"facebook/mask2former-swin-small-coco-instance"):
+    with pytest.raises(
+        MissingFilesError,
+        match=r"GenEval detector \(Mask2Former.*\) model directory .*does not exist.*config\.json.*"
+        r"facebook/mask2former-swin-small-coco-instance",
+    ):
         Mask2FormerDetector.load(tmp_path / "nowhere")
     (tmp_path / "m2f").mkdir()
     (tmp_path / "m2f" / "config.json").write_text("{}")

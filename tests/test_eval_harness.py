@@ -42,13 +42,23 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # draws in this proces
 
 REPO = Path(__file__).resolve().parents[1]
 SELECTION = ["t2i_compbench/color", "t2i_compbench/non_spatial", "geneval/single_object", "geneval/colors"]
-QUICK = ["rollout.cot.engine=transformers", "rollout.cot.max_new_tokens=4", "eval.max_prompts=2",
-         "eval.images_per_prompt=2", "eval.batch_size=3"]
+QUICK = [
+    "rollout.cot.engine=transformers",
+    "rollout.cot.max_new_tokens=4",
+    "eval.max_prompts=2",
+    "eval.images_per_prompt=2",
+    "eval.batch_size=3",
+]
 
 
 def _overrides(tiny_model_cfg, shared_data, out: Path, *extra: str) -> list[str]:
-    return [f"model.cache_dir={tiny_model_cfg.cache_dir}", f"eval.files.data_dir={shared_data}",
-            f"eval.output_dir={out}", *QUICK, *extra]
+    return [
+        f"model.cache_dir={tiny_model_cfg.cache_dir}",
+        f"eval.files.data_dir={shared_data}",
+        f"eval.output_dir={out}",
+        *QUICK,
+        *extra,
+    ]
 
 
 def _cfg(tiny_model_cfg, shared_data, out: Path, *extra: str) -> EvalRunConfig:
@@ -79,8 +89,19 @@ def trained_run(tiny_model_cfg, tmp_path_factory) -> Path:
 def generated(ray_local, tiny_model_cfg, shared_data, trained_run, tmp_path_factory) -> Path:
     """`python -m evaluation.run` (in this process, on the session's Ray) drawing SELECTION for both policies."""
     out = tmp_path_factory.mktemp("eval")
-    assert main(_overrides(tiny_model_cfg, shared_data, out, f"eval.benchmarks=[{','.join(SELECTION)}]",
-                           f"eval.policies=[model,{trained_run}]", "eval.stages=[generate]")) == 0
+    assert (
+        main(
+            _overrides(
+                tiny_model_cfg,
+                shared_data,
+                out,
+                f"eval.benchmarks=[{','.join(SELECTION)}]",
+                f"eval.policies=[model,{trained_run}]",
+                "eval.stages=[generate]",
+            )
+        )
+        == 0
+    )
     return out
 
 
@@ -92,19 +113,33 @@ def _png_files(folder: Path) -> list[str]:
 
 
 def test_plan_lays_images_out_as_each_benchmark_names_them(shared_data, tmp_path):
-    compbench = [line.split("\t")[0].strip() for line in
-                 (shared_data / "t2i_compbench" / "color_val.txt").read_text().splitlines() if line.strip()]
-    metadata = [json.loads(line) for line in (shared_data / "geneval" / "evaluation_metadata.jsonl").read_text()
-                .splitlines() if line.strip()]
+    compbench = [
+        line.split("\t")[0].strip()
+        for line in (shared_data / "t2i_compbench" / "color_val.txt").read_text().splitlines()
+        if line.strip()
+    ]
+    metadata = [
+        json.loads(line)
+        for line in (shared_data / "geneval" / "evaluation_metadata.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     first_colors = [i for i, row in enumerate(metadata) if row["tag"] == "colors"][:2]
     wise = fake_wise_checkout(tmp_path / "WISE")
     folders = {"t2i_compbench": shared_data / "t2i_compbench", "geneval": shared_data / "geneval", "wise": wise}
-    jobs = plan({"t2i_compbench": ["color"], "geneval": ["colors"], "wise": ["Time", "Physics"]}, folders,
-                n_override=None, max_prompts=2, seed=42)
+    jobs = plan(
+        {"t2i_compbench": ["color"], "geneval": ["colors"], "wise": ["Time", "Physics"]},
+        folders,
+        n_override=None,
+        max_prompts=2,
+        seed=42,
+    )
     files = [(j.file, j.seed) for j in jobs]
     # CompBench: 10 images per prompt, a counter over the category (prompt i owns k = 10 i .. 10 i + 9), seeds 42 + s
-    assert files[:20] == [(f"t2i_compbench/color/samples/{compbench[i]}_{10 * i + s:06d}.png", 42 + s)
-                          for i in range(2) for s in range(10)]
+    assert files[:20] == [
+        (f"t2i_compbench/color/samples/{compbench[i]}_{10 * i + s:06d}.png", 42 + s)
+        for i in range(2)
+        for s in range(10)
+    ]
     # GenEval: 4 images per prompt, under the prompt's line number in evaluation_metadata.jsonl
     assert files[20:28] == [(f"geneval/{i:05d}/samples/{s:05d}.png", 42 + s) for i in first_colors for s in range(4)]
     assert jobs[20].item.metadata == metadata[first_colors[0]]
@@ -118,7 +153,9 @@ def test_unknown_benchmarks_and_categories_suggest_the_closest_name():
     with pytest.raises(SelectionError, match=r"unknown t2i_compbench category 'colour'.*did you mean 'color'\?"):
         parse_selection(["t2i_compbench/colour"])
     assert parse_selection(["geneval/position", "t2i_compbench/shape", "geneval/colors"]) == {
-        "t2i_compbench": ["shape"], "geneval": ["colors", "position"]}
+        "t2i_compbench": ["shape"],
+        "geneval": ["colors", "position"],
+    }
     with pytest.raises(ConfigError, match=r"eval\.benchmarks: unknown benchmark 'wies'.*did you mean 'wise'"):
         load_config(EvalRunConfig, None, ["eval.benchmarks=[wies]"], partial=True)
     with pytest.raises(ConfigError, match=r"eval\.scoring: WISE has no embedded proxy"):
@@ -136,25 +173,37 @@ def test_missing_files_fail_before_anything_runs_naming_path_files_and_source(ti
         return prepare(cfg.eval, cfg.model, cfg.rollout)
 
     official = ["eval.scoring=official", "eval.benchmarks=[t2i_compbench/non_spatial]"]
-    with pytest.raises(EvaluatorSetupError, match=r"eval\.models\.clip_b32: the T2I-CompBench CLIPScore \(non-"
-                                                  r"spatial\) model directory is not set.*config\.json.*"
-                                                  r"openai/clip-vit-base-patch32"):
+    with pytest.raises(
+        EvaluatorSetupError,
+        match=r"eval\.models\.clip_b32: the T2I-CompBench CLIPScore \(non-"
+        r"spatial\) model directory is not set.*config\.json.*"
+        r"openai/clip-vit-base-patch32",
+    ):
         setup(*official)
-    with pytest.raises(EvaluatorSetupError, match=rf"eval\.models\.clip_b32: .*'{tmp_path}/nowhere' does not exist"
-                                                  r".*huggingface-cli download openai/clip-vit-base-patch32"):
+    with pytest.raises(
+        EvaluatorSetupError,
+        match=rf"eval\.models\.clip_b32: .*'{tmp_path}/nowhere' does not exist"
+        r".*huggingface-cli download openai/clip-vit-base-patch32",
+    ):
         setup(*official, f"eval.models.clip_b32={tmp_path}/nowhere")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match=r"color_val\.txt' not found.*github\.com/Karine-Huang/T2I-CompBench"):
         setup("eval.benchmarks=[t2i_compbench/color]", f"eval.files.t2i_compbench={empty}")
-    with pytest.raises(MissingFilesError, match=r"GenEval prompts directory .*incomplete: missing "
-                                                r"evaluation_metadata\.jsonl; object_names\.txt.*djghosh13/geneval"):
+    with pytest.raises(
+        MissingFilesError,
+        match=r"GenEval prompts directory .*incomplete: missing "
+        r"evaluation_metadata\.jsonl; object_names\.txt.*djghosh13/geneval",
+    ):
         setup("eval.benchmarks=[geneval]", f"eval.files.geneval={empty}")
     wise = ["eval.scoring=official", "eval.benchmarks=[wise]", "eval.images_per_prompt=1"]
     with pytest.raises(MissingFilesError, match=r"WISE checkout .*is not set.*PKU-YuanGroup/WISE"):
         setup(*wise)
-    with pytest.raises(MissingFilesError, match=r"WISE checkout .*incomplete: missing data_verified/"
-                                                r"cultural_common_sense_verified\.json.*vllm_eval\.py"):
+    with pytest.raises(
+        MissingFilesError,
+        match=r"WISE checkout .*incomplete: missing data_verified/"
+        r"cultural_common_sense_verified\.json.*vllm_eval\.py",
+    ):
         setup(*wise, f"eval.files.wise={empty}")
     # a complete checkout, but no judge
     with pytest.raises(EvaluatorSetupError, match=r"eval\.models\.wise_judge: .*Qwen/Qwen3\.5-35B-A3B"):
@@ -176,8 +225,12 @@ def test_command_line_errors_are_one_line(tiny_model_cfg, shared_data, tmp_path,
 
 
 def test_generation_writes_the_official_layout_and_a_complete_manifest(generated, shared_data, trained_run):
-    cfg = load_config(EvalRunConfig, None, [f"eval.benchmarks=[{','.join(SELECTION)}]", *QUICK,
-                                            f"eval.files.data_dir={shared_data}"], partial=True)
+    cfg = load_config(
+        EvalRunConfig,
+        None,
+        [f"eval.benchmarks=[{','.join(SELECTION)}]", *QUICK, f"eval.files.data_dir={shared_data}"],
+        partial=True,
+    )
     jobs = plan(cfg.eval.selection(), {b: cfg.eval.files.path(b) for b in cfg.eval.selection()}, 2, 2, 42)
     assert sorted(p.name for p in generated.iterdir()) == ["initial", "run"]
     for label, version in (("initial", 0), ("run", 7)):
@@ -187,7 +240,11 @@ def test_generation_writes_the_official_layout_and_a_complete_manifest(generated
         assert [r["file"] for r in rows] == [j.file for j in jobs]
         for row, job in zip(rows, jobs):
             assert (row["prompt"], row["seed"], row["benchmark"], row["category"]) == (
-                job.item.prompt, job.seed, job.item.benchmark, job.item.category)
+                job.item.prompt,
+                job.seed,
+                job.item.benchmark,
+                job.item.category,
+            )
             assert row["policy_version"] == version and row["cot"]
             assert decode_png((folder / row["file"]).read_bytes()).shape == (16, 16, 3)
         for job in jobs:
@@ -211,8 +268,9 @@ def test_an_image_is_its_seeds_alone(generated, tiny_model_cfg):
         assert sample.cot_text == row["cot"]
 
 
-def test_a_rerun_redraws_corrupt_and_missing_images_and_refuses_other_settings(generated, tiny_model_cfg,
-                                                                               shared_data, tmp_path):
+def test_a_rerun_redraws_corrupt_and_missing_images_and_refuses_other_settings(
+    generated, tiny_model_cfg, shared_data, tmp_path
+):
     out = tmp_path / "eval"
     shutil.copytree(generated / "initial", out / "initial")
     folder = out / "initial"
@@ -224,20 +282,23 @@ def test_a_rerun_redraws_corrupt_and_missing_images_and_refuses_other_settings(g
     cfg = _cfg(tiny_model_cfg, shared_data, out, f"eval.benchmarks=[{','.join(SELECTION)}]")
     ev = prepare(cfg.eval, cfg.model, cfg.rollout)
     (result,) = ev.generate().values()
-    assert (result.drawn, result.kept, sorted(result.redrawn)) == (2, len(rows) - 2, sorted([rows[0]["file"],
-                                                                                             rows[5]["file"]]))
+    assert (result.drawn, result.kept, sorted(result.redrawn)) == (
+        2,
+        len(rows) - 2,
+        sorted([rows[0]["file"], rows[5]["file"]]),
+    )
     assert corrupt.read_bytes() == before  # the same image: it was drawn again with its own seed
     assert [r["file"] for r in read_manifest(folder).values()] == [r["file"] for r in rows]
     assert _png_files(folder) == sorted(r["file"] for r in rows)
     # the same folder with other sampling settings: refused, with the difference named
-    other = _cfg(tiny_model_cfg, shared_data, out, f"eval.benchmarks=[{','.join(SELECTION)}]",
-                 "rollout.image.cfg_weight=3.0")
+    other = _cfg(
+        tiny_model_cfg, shared_data, out, f"eval.benchmarks=[{','.join(SELECTION)}]", "rollout.image.cfg_weight=3.0"
+    )
     with pytest.raises(GenerationMismatch, match=r"image\.cfg_weight: 5\.0 -> 3\.0.*Use another eval\.output_dir"):
         prepare(other.eval, other.model, other.rollout).generate()
     # scoring an image that changed after generation: a clear error, not a silent score
     corrupt.write_bytes(before[:40])
-    scoring = _cfg(tiny_model_cfg, shared_data, out, f"eval.benchmarks=[{','.join(SELECTION)}]",
-                   "eval.stages=[score]")
+    scoring = _cfg(tiny_model_cfg, shared_data, out, f"eval.benchmarks=[{','.join(SELECTION)}]", "eval.stages=[score]")
     with pytest.raises(ScoringError, match="changed since it was generated"):
         prepare(scoring.eval, scoring.model, scoring.rollout).score()
 
@@ -248,12 +309,25 @@ def test_a_killed_generation_continues_where_it_stopped(ray_local, tiny_model_cf
     are written; the rerun draws the rest: every planned file exactly once, the manifest complete and in order,
     the images those of an uninterrupted run (each is its seed's alone)."""
     out = tmp_path / "eval"
-    args = _overrides(tiny_model_cfg, shared_data, out, "eval.benchmarks=[t2i_compbench/color]",
-                      "eval.max_prompts=10", "eval.batch_size=2", "eval.stages=[generate]")
+    args = _overrides(
+        tiny_model_cfg,
+        shared_data,
+        out,
+        "eval.benchmarks=[t2i_compbench/color]",
+        "eval.max_prompts=10",
+        "eval.batch_size=2",
+        "eval.stages=[generate]",
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "evaluation.run", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evaluation.run", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     manifest = out / "initial" / "manifest.jsonl"
     deadline = time.monotonic() + 300
     try:
@@ -292,8 +366,9 @@ def _images_and_items(folder: Path, category: str) -> tuple[list[np.ndarray], li
     return [decode_png((folder / r["file"]).read_bytes()) for r in rows], items, [r["file"] for r in rows]
 
 
-def test_a_real_evaluator_scores_through_the_score_stage_and_the_report(generated, tiny_model_cfg, shared_data,
-                                                                       trained_run, tmp_path):
+def test_a_real_evaluator_scores_through_the_score_stage_and_the_report(
+    generated, tiny_model_cfg, shared_data, trained_run, tmp_path
+):
     """CompBench non-spatial by ClipScoreEvaluator on a tiny random CLIP, through its Ray actor, against the same
     evaluator called directly; a scoring run cut short continues; the report's rows are the images' means."""
     from evaluation.compbench.clipscore import ClipScoreEvaluator
@@ -302,9 +377,17 @@ def test_a_real_evaluator_scores_through_the_score_stage_and_the_report(generate
     for label in ("initial", "run"):
         shutil.copytree(generated / label, out / label)
     clip = tiny_clip_dir(tmp_path / "clip")
-    cfg = _cfg(tiny_model_cfg, shared_data, out, "eval.benchmarks=[t2i_compbench/non_spatial]",
-               "eval.scoring=official", f"eval.models.clip_b32={clip}", f"eval.policies=[model,{trained_run}]",
-               "eval.scorer.batch_size=3", "eval.stages=[score,report]")
+    cfg = _cfg(
+        tiny_model_cfg,
+        shared_data,
+        out,
+        "eval.benchmarks=[t2i_compbench/non_spatial]",
+        "eval.scoring=official",
+        f"eval.models.clip_b32={clip}",
+        f"eval.policies=[model,{trained_run}]",
+        "eval.scorer.batch_size=3",
+        "eval.stages=[score,report]",
+    )
     ev = prepare(cfg.eval, cfg.model, cfg.rollout)
     assert ev.score() == {"clipscore": 8}
     direct = ClipScoreEvaluator.load(clip)
@@ -343,8 +426,9 @@ def test_embedded_proxies_score_colour_and_objects(generated, tiny_model_cfg, sh
 
     out = tmp_path / "eval"
     shutil.copytree(generated / "initial", out / "initial")
-    cfg = _cfg(tiny_model_cfg, shared_data, out, f"eval.benchmarks=[{','.join(SELECTION)}]",
-               "eval.stages=[score,report]")
+    cfg = _cfg(
+        tiny_model_cfg, shared_data, out, f"eval.benchmarks=[{','.join(SELECTION)}]", "eval.stages=[score,report]"
+    )
     ev = prepare(cfg.eval, cfg.model, cfg.rollout)
     # 2 prompts x 2 images each; colour: CompBench colour, GenEval colours; objects: the other two
     assert ev.score() == {"color@embedded": 8, "objects@embedded": 8}
@@ -360,8 +444,12 @@ def test_embedded_proxies_score_colour_and_objects(generated, tiny_model_cfg, sh
     assert bench["score"] == pytest.approx(bench["details"]["presence"]["bench"], abs=1e-6) and 0 < bench["score"] < 1
     # CompBench's are the prompt's nouns; none of these has an ImageNet class: 0 (the scorer's rule)
     person = next(r for f, r in objects.items() if "rainbow" in f)
-    assert person["score"] == 0.0 and person["details"]["unmatched_nouns"] == ["person", "rainbow", "marveling",
-                                                                                "beauty"]
+    assert person["score"] == 0.0 and person["details"]["unmatched_nouns"] == [
+        "person",
+        "rainbow",
+        "marveling",
+        "beauty",
+    ]
     ev.report()
     report = json.loads((out / "report.json").read_text())
     for bench, cat in (("t2i_compbench", "color"), ("t2i_compbench", "non_spatial"), ("geneval", "colors")):
@@ -373,13 +461,19 @@ def test_embedded_proxies_score_colour_and_objects(generated, tiny_model_cfg, sh
 # ------------------------------------------------------------------------------------------------ training
 
 
-def test_training_evaluation_draws_with_the_runs_actors_and_returns_metric_columns(ray_local, tiny_model_cfg,
-                                                                                  shared_data, tmp_path):
+def test_training_evaluation_draws_with_the_runs_actors_and_returns_metric_columns(
+    ray_local, tiny_model_cfg, shared_data, tmp_path
+):
     from evaluation.training import TrainingEvaluation
     from rollout.actor import create_rollout_actors
 
-    cfg = _cfg(tiny_model_cfg, shared_data, tmp_path, "eval.during_training.max_prompts=3",
-               "eval.during_training.benchmarks=[t2i_compbench/color,geneval/colors]")
+    cfg = _cfg(
+        tiny_model_cfg,
+        shared_data,
+        tmp_path,
+        "eval.during_training.max_prompts=3",
+        "eval.during_training.benchmarks=[t2i_compbench/color,geneval/colors]",
+    )
     hook = TrainingEvaluation(cfg.eval, cfg.rollout, tmp_path / "run", every=5)
     assert [s for s in range(1, 13) if hook.due(s)] == [5, 10]  # steps count from 1
     (actor,) = create_rollout_actors(cfg.model, cfg.rollout, count=1)
@@ -394,9 +488,11 @@ def test_training_evaluation_draws_with_the_runs_actors_and_returns_metric_colum
     manifest = read_manifest(folder)
     by_cat = {c: [s for f, s in scores.items() if manifest[f]["category"] == c] for c in ("color", "colors")}
     assert len(by_cat["color"]) == 3 and len(by_cat["colors"]) == 3  # 3 prompts x 1 image
-    assert row == {"eval_t2i_compbench_color": pytest.approx(np.mean(by_cat["color"])),
-                   "eval_geneval_colors": pytest.approx(np.mean(by_cat["colors"])),
-                   "eval_geneval_overall": pytest.approx(np.mean(by_cat["colors"]))}
+    assert row == {
+        "eval_t2i_compbench_color": pytest.approx(np.mean(by_cat["color"])),
+        "eval_geneval_colors": pytest.approx(np.mean(by_cat["colors"])),
+        "eval_geneval_overall": pytest.approx(np.mean(by_cat["colors"])),
+    }
     assert all(math.isfinite(v) for v in row.values())
 
 
@@ -407,7 +503,9 @@ def test_eval_every_is_checked_with_the_training_config():
     assert cfg.trainer.eval_every == 5 and cfg.eval.during_training.benchmarks == ["t2i_compbench/color"]
     with pytest.raises(ConfigError, match=r"trainer\.eval_every: must be >= 0"):
         load_training(None, ["trainer.eval_every=-1"])
-    with pytest.raises(ConfigError, match=r"eval\.during_training\.benchmarks: unknown t2i_compbench category "
-                                          r"'colr'.*did you mean 'color'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"eval\.during_training\.benchmarks: unknown t2i_compbench category "
+        r"'colr'.*did you mean 'color'",
+    ):
         load_training(None, ["eval.during_training.benchmarks=[t2i_compbench/colr]"])
-

@@ -25,11 +25,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # The rewired judges' answers (the generation prompt ends in a newline, Ċ):
 # "<think> hmm</think>Score: 1" -> "Score: 1" once the think block is stripped
-VERIFIED_CHAIN = {"Ċ": "<think>", "<think>": "Ġhmm", "Ġhmm": "</think>", "</think>": "Score:", "Score:": "Ġ1",
-                  "Ġ1": "<|im_end|>"}
+VERIFIED_CHAIN = {
+    "Ċ": "<think>",
+    "<think>": "Ġhmm",
+    "Ġhmm": "</think>",
+    "</think>": "Score:",
+    "Score:": "Ġ1",
+    "Ġ1": "<|im_end|>",
+}
 # "Consistency: 2\nRealism: 1\nAesthetic Quality: 0"
-LEGACY_CHAIN = {"Ċ": "Consistency:", "Consistency:": "Ġ2", "Ġ2": "ĊRealism:", "ĊRealism:": "Ġ1",
-                "Ġ1": "ĊAestheticĠQuality:", "ĊAestheticĠQuality:": "Ġ0", "Ġ0": "<|im_end|>"}
+LEGACY_CHAIN = {
+    "Ċ": "Consistency:",
+    "Consistency:": "Ġ2",
+    "Ġ2": "ĊRealism:",
+    "ĊRealism:": "Ġ1",
+    "Ġ1": "ĊAestheticĠQuality:",
+    "ĊAestheticĠQuality:": "Ġ0",
+    "Ġ0": "<|im_end|>",
+}
 UNPARSABLE_CHAIN = {"Ċ": "Ġmaybe", "Ġmaybe": "<|im_end|>"}
 
 
@@ -94,8 +107,10 @@ def test_batched_forward_equals_one_conversation_at_a_time(random_judge, checkou
 @pytest.fixture(scope="module")
 def judge_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("judges")
-    return {name: tiny_judge_dir(root / name, chain=chain) for name, chain in
-            [("verified", VERIFIED_CHAIN), ("legacy", LEGACY_CHAIN), ("unparsable", UNPARSABLE_CHAIN)]}
+    return {
+        name: tiny_judge_dir(root / name, chain=chain)
+        for name, chain in [("verified", VERIFIED_CHAIN), ("legacy", LEGACY_CHAIN), ("unparsable", UNPARSABLE_CHAIN)]
+    }
 
 
 def test_verified_evaluator_end_to_end(judge_dirs, checkout):
@@ -132,7 +147,9 @@ def test_unparsable_answer_scores_nan(judge_dirs, checkout):
 
 
 def test_missing_judge_files(tmp_path, judge_dirs, checkout):
-    with pytest.raises(MissingFilesError, match=r"WISE_Verified judge .* model directory .*does not exist.*Qwen/Qwen3\.5-35B-A3B"):
+    with pytest.raises(
+        MissingFilesError, match=r"WISE_Verified judge .* model directory .*does not exist.*Qwen/Qwen3\.5-35B-A3B"
+    ):
         QwenJudge.load(tmp_path / "nowhere")
     partial = tmp_path / "partial"
     shutil.copytree(judge_dirs["verified"], partial)

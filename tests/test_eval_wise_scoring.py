@@ -17,34 +17,40 @@ def test_strip_think():
     assert strip_think("  Score: 0  ") == "Score: 0"
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ("Score: 1", 1.0),
-    ("Score: 0", 0.0),
-    ("**Score**: 1", 1.0),  # markdown bold around the word
-    ("**Score:** 0", None),  # bold closes after the colon: the official pattern does not match
-    ("score 1", 1.0),  # case-insensitive, colon optional
-    ("The image fits.\nScore:0\nScore: 1", 0.0),  # the first match
-    ("Score: 10", None),  # \b after the digit
-    ("Score: 2", None),
-    ("Score：1", None),  # full-width colon: the official class [::] is ASCII only
-    ("The answer is\n1\n", 1.0),  # a lone 0/1 line when there is exactly one
-    ("0\n1", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("Score: 1", 1.0),
+        ("Score: 0", 0.0),
+        ("**Score**: 1", 1.0),  # markdown bold around the word
+        ("**Score:** 0", None),  # bold closes after the colon: the official pattern does not match
+        ("score 1", 1.0),  # case-insensitive, colon optional
+        ("The image fits.\nScore:0\nScore: 1", 0.0),  # the first match
+        ("Score: 10", None),  # \b after the digit
+        ("Score: 2", None),
+        ("Score：1", None),  # full-width colon: the official class [::] is ASCII only
+        ("The answer is\n1\n", 1.0),  # a lone 0/1 line when there is exactly one
+        ("0\n1", None),
+        ("", None),
+    ],
+)
 def test_parse_verified(answer, expected):
     assert parse_verified(answer) == expected
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ("Consistency: 2\nRealism: 1\nAesthetic Quality: 0", (2, 1, 0)),
-    ("**Consistency**: 1\n**Realism**: 1\n**Aesthetic Quality**: 2", (1, 1, 2)),
-    ("consistency 1, REALISM 0, aesthetic quality 1", (1, 0, 1)),
-    ("Consistency: 1\nRealism: 2\nAesthetic Quality: 2\nConsistency: 0", (0, 2, 2)),  # the last one wins
-    ("2\n1\n0\n", (2, 1, 0)),  # three lone 0-2 lines, in rubric order
-    ("Consistency: 2\nRealism: 1", None),  # one missing
-    ("Consistency: 2\n1\n0\n1", None),  # a named score found: no fall-back to lone lines
-    ("nothing here", None),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("Consistency: 2\nRealism: 1\nAesthetic Quality: 0", (2, 1, 0)),
+        ("**Consistency**: 1\n**Realism**: 1\n**Aesthetic Quality**: 2", (1, 1, 2)),
+        ("consistency 1, REALISM 0, aesthetic quality 1", (1, 0, 1)),
+        ("Consistency: 1\nRealism: 2\nAesthetic Quality: 2\nConsistency: 0", (0, 2, 2)),  # the last one wins
+        ("2\n1\n0\n", (2, 1, 0)),  # three lone 0-2 lines, in rubric order
+        ("Consistency: 2\nRealism: 1", None),  # one missing
+        ("Consistency: 2\n1\n0\n1", None),  # a named score found: no fall-back to lone lines
+        ("nothing here", None),
+    ],
+)
 def test_parse_legacy(answer, expected):
     got = parse_legacy(answer)
     assert (None if got is None else (got["consistency"], got["realism"], got["aesthetic_quality"])) == expected
@@ -57,13 +63,44 @@ def test_wiscore():
     assert wiscore(0, 0, 0) == 0.0
 
 
-@pytest.mark.parametrize("v, bounds", [
-    (VERIFIED, [(1, "Culture"), (400, "Culture"), (401, "Time"), (520, "Time"), (521, "Space"), (640, "Space"),
-                (641, "Biology"), (760, "Biology"), (761, "Physics"), (880, "Physics"), (881, "Chemistry"),
-                (1000, "Chemistry")]),
-    (LEGACY, [(400, "Culture"), (401, "Time"), (567, "Time"), (568, "Space"), (700, "Space"), (701, "Biology"),
-              (800, "Biology"), (801, "Physics"), (900, "Physics"), (901, "Chemistry"), (1000, "Chemistry")]),
-])
+@pytest.mark.parametrize(
+    "v, bounds",
+    [
+        (
+            VERIFIED,
+            [
+                (1, "Culture"),
+                (400, "Culture"),
+                (401, "Time"),
+                (520, "Time"),
+                (521, "Space"),
+                (640, "Space"),
+                (641, "Biology"),
+                (760, "Biology"),
+                (761, "Physics"),
+                (880, "Physics"),
+                (881, "Chemistry"),
+                (1000, "Chemistry"),
+            ],
+        ),
+        (
+            LEGACY,
+            [
+                (400, "Culture"),
+                (401, "Time"),
+                (567, "Time"),
+                (568, "Space"),
+                (700, "Space"),
+                (701, "Biology"),
+                (800, "Biology"),
+                (801, "Physics"),
+                (900, "Physics"),
+                (901, "Chemistry"),
+                (1000, "Chemistry"),
+            ],
+        ),
+    ],
+)
 def test_category_ranges(v, bounds):
     assert [v.category(pid) for pid, _ in bounds] == [c for _, c in bounds]
     with pytest.raises(ValueError, match="outside 1-1000"):
@@ -79,8 +116,14 @@ SCORES = [1, 0, 1, 1, math.nan, 0, 1, 1, 0, 1, 1, 0, 1]
 
 def test_summary_verified_weights():
     s = summarize(VERIFIED, VERIFIED_IDS, SCORES)
-    assert s["categories"] == {"Culture": 0.75, "Time": 0.5, "Space": 1.0, "Biology": 0.0, "Physics": 1.0,
-                               "Chemistry": 0.5}
+    assert s["categories"] == {
+        "Culture": 0.75,
+        "Time": 0.5,
+        "Space": 1.0,
+        "Biology": 0.0,
+        "Physics": 1.0,
+        "Chemistry": 0.5,
+    }
     assert s["overall"] == pytest.approx(0.4 * 0.75 + 0.12 * (0.5 + 1.0 + 0.0 + 1.0 + 0.5))  # 0.66
     assert s["unparsed"] == [5] and s["images"]["Culture"] == 4 and not s["complete"]
     assert s["metric"] == "wise_verified@qwen3.5"

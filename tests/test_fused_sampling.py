@@ -48,8 +48,9 @@ def _kernel_runs_here() -> bool:
 
 KERNEL_HERE = _kernel_runs_here()
 needs_kernel = pytest.mark.skipif(
-    not KERNEL_HERE, reason="triton missing, or imported before this module without TRITON_INTERPRET=1 "
-    "(the subprocess test runs these)")
+    not KERNEL_HERE,
+    reason="triton missing, or imported before this module without TRITON_INTERPRET=1 (the subprocess test runs these)",
+)
 
 
 def params(**kw) -> ImageSamplingConfig:
@@ -233,8 +234,9 @@ def _interpreter_tests() -> tuple[list[str], int]:
     return names, items
 
 
-@pytest.mark.skipif(KERNEL_HERE or CUDA or not triton_available(),
-                    reason="the kernel tests run in this process (or triton is missing)")
+@pytest.mark.skipif(
+    KERNEL_HERE or CUDA or not triton_available(), reason="the kernel tests run in this process (or triton is missing)"
+)
 def test_kernel_tests_under_the_interpreter_in_a_subprocess():
     """A fresh interpreter with ``TRITON_INTERPRET=1`` from the start runs this module's kernel tests: every one
     of them passes (none skipped, failed or in error)."""
@@ -243,8 +245,14 @@ def test_kernel_tests_under_the_interpreter_in_a_subprocess():
     names, expected = _interpreter_tests()
     assert expected >= len(names) > 0
     node_ids = [f"{__file__}::{n}" for n in names]
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *node_ids],
-                         cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *node_ids],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     summary = out.stdout.strip().splitlines()[-1]  # e.g. "14 passed, 2 warnings in 31.02s"
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (\w+)", summary) if k not in ("warning", "warnings")}

@@ -16,15 +16,17 @@ from benchmarks import gpu_check, results_io
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 STAGES = ["tests", "bench_gpu_1b", "step_1b", "bench_gpu_7b", "step_7b"]
-ENTRIES = {f"gpu_sampler_image_tokens_per_s_{s}" for s in ("1b", "7b")} | {f"gpu_step_images_per_s_{s}"
-                                                                           for s in ("1b", "7b")}
+ENTRIES = {f"gpu_sampler_image_tokens_per_s_{s}" for s in ("1b", "7b")} | {
+    f"gpu_step_images_per_s_{s}" for s in ("1b", "7b")
+}
 
 
 def _run(out: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     # TMPDIR: the carried wheels (if any) install under the test's folder, not a shared /tmp path
     full_env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(out.parent), **env}
-    return subprocess.run(["bash", str(SCRIPT), str(out), *args], cwd="/", env=full_env, capture_output=True,
-                          text=True, timeout=3600)
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(out), *args], cwd="/", env=full_env, capture_output=True, text=True, timeout=3600
+    )
 
 
 def _stages(out: Path) -> list[list[str]]:
@@ -36,8 +38,13 @@ def test_dry_run_runs_every_stage_and_writes_logs_and_entries(tmp_path):
     out = tmp_path / "out"
     res = _run(out, "--dry-run", GPU_CHECK_SECONDS="3000", GPU_CHECK_BUDGET_SCALE="10")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["entries.json", "gpu_check.log", "stages.tsv", "summary.txt",
-                                                     "tests.xml"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "entries.json",
+        "gpu_check.log",
+        "stages.tsv",
+        "summary.txt",
+        "tests.xml",
+    ]
     assert [row[:2] for row in _stages(out)] == [[s, "0"] for s in STAGES]
     log = (out / "gpu_check.log").read_text()
     assert all(f"==== {s} (budget " in log for s in STAGES)
@@ -59,8 +66,12 @@ def test_stages_without_time_left_are_skipped_and_the_run_fails(tmp_path):
     assert res.returncode == 1
     assert [row[:2] for row in _stages(out)] == [[s, "skipped"] for s in STAGES]
     assert not (out / "entries.json").exists()
-    assert (out / "summary.txt").read_text().splitlines()[-1].startswith(
-        "gpu_check: 0/5 stages ok (not ok: tests, bench_gpu_1b, step_1b, bench_gpu_7b, step_7b); 0 entries")
+    assert (
+        (out / "summary.txt")
+        .read_text()
+        .splitlines()[-1]
+        .startswith("gpu_check: 0/5 stages ok (not ok: tests, bench_gpu_1b, step_1b, bench_gpu_7b, step_7b); 0 entries")
+    )
 
 
 def test_bad_arguments_print_the_usage(tmp_path):
@@ -70,8 +81,9 @@ def test_bad_arguments_print_the_usage(tmp_path):
 
 
 def _entry(name: str, **details) -> dict:
-    return results_io.Entry(name, 12.0, 1.5, "images/s per GPU", target=10.0,
-                            details={"device": "NVIDIA H200", **details}).to_json()
+    return results_io.Entry(
+        name, 12.0, 1.5, "images/s per GPU", target=10.0, details={"device": "NVIDIA H200", **details}
+    ).to_json()
 
 
 def test_record_merges_gpu_entries_and_refuses_dry_runs(tmp_path, monkeypatch):

@@ -216,7 +216,7 @@ def _teacher_forced(model, ids: SpecialIds, prompt: list[int], tokens: torch.Ten
     rows = torch.stack([cond, uncond])
     image = model.prepare_embeddings_for_image_generation(tokens[None, :-1]).expand(2, -1, -1)
     x = torch.cat([model.get_input_embeddings()(rows), image], dim=1)
-    h = model.model.language_model(inputs_embeds=x).last_hidden_state[:, len(prompt) - 1:]
+    h = model.model.language_model(inputs_embeds=x).last_hidden_state[:, len(prompt) - 1 :]
     logits = model.model.generation_head(h).float()
     return logits[0], logits[1]
 
@@ -287,8 +287,9 @@ def test_token_frequencies_match_model_probabilities():
     model, ids = _lively_janus(image_grid=1)
     prompt = _prompts(ids, [2], seed=7)[0]
     n = 2000
-    out = ImageSampler(model, ids).sample([prompt] * n, params(cfg_weight=1.0, temperature=0.25, max_batch=n),
-                                          list(range(n)))
+    out = ImageSampler(model, ids).sample(
+        [prompt] * n, params(cfg_weight=1.0, temperature=0.25, max_batch=n), list(range(n))
+    )
     cond, _ = _teacher_forced(model, ids, prompt, out.tokens[0])
     probs = torch.softmax(cond[0] / 0.25, -1).double()
     assert probs.max() > 0.1  # peaked enough for the check to have power

@@ -32,8 +32,13 @@ def _semantic_reference(model, s):
 
 
 def _image_hidden(model, prompt, image):
-    x = torch.cat([model.get_input_embeddings()(torch.tensor([prompt])),
-                   model.prepare_embeddings_for_image_generation(torch.tensor([image[:-1]]))], 1)
+    x = torch.cat(
+        [
+            model.get_input_embeddings()(torch.tensor([prompt])),
+            model.prepare_embeddings_for_image_generation(torch.tensor([image[:-1]])),
+        ],
+        1,
+    )
     return model.model.language_model(inputs_embeds=x).last_hidden_state[0]
 
 
@@ -80,8 +85,8 @@ def test_guided_logprobs_match_hand_built_cfg_distribution(tiny_policy):
         for i, s in enumerate(samples):
             p = len(s["image_prompt"])
             uncond_prompt = [ids.bos] + [ids.pad] * (p - 2) + [ids.boi]
-            cond = model.model.generation_head(_image_hidden(model, s["image_prompt"], s["image"]))[p - 1:].float()
-            uncond = model.model.generation_head(_image_hidden(model, uncond_prompt, s["image"]))[p - 1:].float()
+            cond = model.model.generation_head(_image_hidden(model, s["image_prompt"], s["image"]))[p - 1 :].float()
+            uncond = model.model.generation_head(_image_hidden(model, uncond_prompt, s["image"]))[p - 1 :].float()
             logits = (uncond + 3.0 * (cond - uncond)) / 0.7
             kth = logits.topk(20, dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -94,8 +99,10 @@ def test_guided_logprobs_match_hand_built_cfg_distribution(tiny_policy):
 def test_heads_only_see_their_own_positions(tiny_policy):
     model, samples = tiny_policy.model, _samples(tiny_policy)
     seen = {"lm_head": [], "generation_head": []}
-    hooks = [model.lm_head.register_forward_hook(lambda m, i, o: seen["lm_head"].append(i[0].shape)),
-             model.model.generation_head.register_forward_hook(lambda m, i, o: seen["generation_head"].append(i[0].shape))]
+    hooks = [
+        model.lm_head.register_forward_hook(lambda m, i, o: seen["lm_head"].append(i[0].shape)),
+        model.model.generation_head.register_forward_hook(lambda m, i, o: seen["generation_head"].append(i[0].shape)),
+    ]
     try:
         sem, img = _levels(tiny_policy, samples)
         with torch.no_grad():
@@ -104,13 +111,18 @@ def test_heads_only_see_their_own_positions(tiny_policy):
         for h in hooks:
             h.remove()
     assert seen["lm_head"] == [torch.Size([sum(len(s["cot"]) for s in samples), model.config.text_config.hidden_size])]
-    assert seen["generation_head"] == [torch.Size([len(samples) * tiny_policy.image_tokens, model.config.text_config.hidden_size])]
+    assert seen["generation_head"] == [
+        torch.Size([len(samples) * tiny_policy.image_tokens, model.config.text_config.hidden_size])
+    ]
 
 
 def test_gradients_of_padded_batch_equal_sum_of_single_sample_gradients(tiny_policy):
     model, samples = tiny_policy.model, _samples(tiny_policy, seed=3)
-    params = [model.lm_head.weight, model.model.language_model.layers[0].self_attn.q_proj.weight,
-              model.model.language_model.embed_tokens.weight]
+    params = [
+        model.lm_head.weight,
+        model.model.language_model.layers[0].self_attn.q_proj.weight,
+        model.model.language_model.embed_tokens.weight,
+    ]
     sem, img = _levels(tiny_policy, samples)
     out = PolicyLogProbs(model)({"semantic": sem, "token": img})
     weights = torch.linspace(0.5, 1.5, len(samples))  # different per-row weights catch row mix-ups

@@ -24,14 +24,31 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow,  # a Ray head, a driver and Prometheus: ~30 s
-              pytest.mark.skipif(shutil.which("prometheus") is None,
-                                 reason="needs the prometheus binary (`make prometheus` installs it)")]
+pytestmark = [
+    pytest.mark.slow,  # a Ray head, a driver and Prometheus: ~30 s
+    pytest.mark.skipif(
+        shutil.which("prometheus") is None, reason="needs the prometheus binary (`make prometheus` installs it)"
+    ),
+]
 
-ROW = {"reward_mean": 0.42, "reward_color_mean": 0.5, "kl": 0.01, "rollout_s": 1.5, "reward_s": 0.25,
-       "learner_s": 2.0, "sync_s": 0.1, "step_s": 4.0, "images_per_s": 4.0, "version_lag_mean": 0.0,
-       "version_lag_max": 0, "reward_color_latency_s": 0.02, "reward_color_retries": 0,
-       "reward_color_encode_s": 0.001, "reward_color_wire_s": 0.005, "reward_color_score_s": 0.01}
+ROW = {
+    "reward_mean": 0.42,
+    "reward_color_mean": 0.5,
+    "kl": 0.01,
+    "rollout_s": 1.5,
+    "reward_s": 0.25,
+    "learner_s": 2.0,
+    "sync_s": 0.1,
+    "step_s": 4.0,
+    "images_per_s": 4.0,
+    "version_lag_mean": 0.0,
+    "version_lag_max": 0,
+    "reward_color_latency_s": 0.02,
+    "reward_color_retries": 0,
+    "reward_color_encode_s": 0.001,
+    "reward_color_wire_s": 0.005,
+    "reward_color_score_s": 0.01,
+}
 DRIVER = f"""
 import time, ray
 from cluster.metrics import RayMetrics
@@ -69,16 +86,38 @@ def _query(port: int, expr: str) -> dict:
 def test_prometheus_serves_the_t2i_gauges_of_a_ray_session():
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
     gcs, prom = _free_port(), _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_metrics_report_interval_ms": "500", "RAY_AUTH_MODE": "disabled"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_metrics_report_interval_ms": "500",
+        "RAY_AUTH_MODE": "disabled",
+    }
     env.pop("RAY_ADDRESS", None)
     ray_bin = str(Path(sys.executable).parent / "ray")
     head = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=1",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={_free_port()}",
-         f"--metrics-export-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
-         f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp}", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--num-cpus=1",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--ray-client-server-port={_free_port()}",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     driver = monitor = None
     session = Path(temp) / "session_latest"
     try:
@@ -86,12 +125,29 @@ def test_prometheus_serves_the_t2i_gauges_of_a_ray_session():
         while not (session / "metrics" / "prometheus" / "prometheus.yml").is_file():  # the dashboard writes it
             assert time.monotonic() < deadline and head.poll() is None, "Ray head did not come up"
             time.sleep(0.5)
-        driver = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=REPO,
-                                  env={**env, "RAY_ADDRESS": f"127.0.0.1:{gcs}"}, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        driver = subprocess.Popen(
+            [sys.executable, "-c", DRIVER],
+            cwd=REPO,
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{gcs}"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         monitor = subprocess.Popen(
-            [sys.executable, "-m", "cluster.monitor", f"--session-dir={session}", f"--prometheus-port={prom}",
-             "--scrape-interval=1s"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "cluster.monitor",
+                f"--session-dir={session}",
+                f"--prometheus-port={prom}",
+                "--scrape-interval=1s",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         result: list = []
         while not result:
             assert time.monotonic() < deadline + 60, "ray_t2i_reward_mean never reached Prometheus"

@@ -43,8 +43,9 @@ def _step(step: int):
 
 
 def _cfg(out: Path, *overrides: str):
-    return load_config(None, [f"output_dir={out}", "trainer.steps=6", "logging.image_every=1",
-                              "logging.plot_every=0", *overrides])
+    return load_config(
+        None, [f"output_dir={out}", "trainer.steps=6", "logging.image_every=1", "logging.plot_every=0", *overrides]
+    )
 
 
 def test_writer_runs_jobs_in_order_and_submit_waits_when_full():
@@ -116,8 +117,13 @@ def _read_tensorboard(log_dir: Path):
 
 def test_writer_killed_mid_step_then_resume_loses_nothing_and_doubles_nothing(tmp_path):
     out_dir, marker = tmp_path / "run", tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(per_step=PROMPTS * GROUP), str(out_dir), str(marker)],
-                             cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""}, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(per_step=PROMPTS * GROUP), str(out_dir), str(marker)],
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert child.poll() is None, child.stderr.read()
@@ -159,8 +165,16 @@ def test_writer_killed_mid_step_then_resume_loses_nothing_and_doubles_nothing(tm
 
 def test_per_sample_images_are_thinned_but_every_record_is_kept(tmp_path):
     out = RunOutputs(tmp_path / "run")
-    outputs = StepOutputs(_cfg(out.root, "logging.sample_images_every=2", "logging.tensorboard=false",
-                               "logging.image_every=0", "trainer.steps=7"), out)
+    outputs = StepOutputs(
+        _cfg(
+            out.root,
+            "logging.sample_images_every=2",
+            "logging.tensorboard=false",
+            "logging.image_every=0",
+            "trainer.steps=7",
+        ),
+        out,
+    )
     for step in range(1, 8):
         outputs.submit(step, *_step(step))
     outputs.close()
@@ -180,16 +194,26 @@ def test_wandb_offline_run_holds_the_scalars_and_grids(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = RunOutputs(tmp_path / "run")
-    outputs = StepOutputs(_cfg(out.root, "logging.wandb=true", "logging.tensorboard=false",
-                               "logging.sample_images_every=0", "trainer.steps=3"), out)
+    outputs = StepOutputs(
+        _cfg(
+            out.root,
+            "logging.wandb=true",
+            "logging.tensorboard=false",
+            "logging.sample_images_every=0",
+            "trainer.steps=3",
+        ),
+        out,
+    )
     for step in range(1, 4):
         outputs.submit(step, *_step(step))
     outputs.close()
     (run_dir,) = (out.root / "wandb").glob("offline-run-*")
     assert next(run_dir.glob("run-*.wandb")).stat().st_size > 0  # the record log (compressed: read by `wandb sync`)
     # each step's grid, as W&B stored it, holds the pixels of the grid written to images/
-    logged = sorted((run_dir / "files" / "media" / "images" / "rollouts").glob("grid_*.png"),
-                    key=lambda f: int(f.name.split("_")[1]))
+    logged = sorted(
+        (run_dir / "files" / "media" / "images" / "rollouts").glob("grid_*.png"),
+        key=lambda f: int(f.name.split("_")[1]),
+    )
     assert len(logged) == 3
     for step, f in enumerate(logged, start=1):
         with Image.open(f) as a, Image.open(out.images / f"step_{step:06d}.png") as b:

@@ -12,7 +12,11 @@ def test_metric_rows_replace_and_truncate(tmp_path):
     for step in (0, 1, 2):
         out.write_metrics({"step": step, "reward_mean": step / 10})
     out.write_metrics({"step": 1, "reward_mean": 0.5})  # step 1 again (a resumed run): replaced, not added
-    assert [(r["step"], r["reward_mean"]) for r in pq.read_table(out.metrics_path).to_pylist()] == [(0, 0.0), (1, 0.5), (2, 0.2)]
+    assert [(r["step"], r["reward_mean"]) for r in pq.read_table(out.metrics_path).to_pylist()] == [
+        (0, 0.0),
+        (1, 0.5),
+        (2, 0.2),
+    ]
     out.truncate_after(0)
     assert pq.read_table(out.metrics_path).to_pylist() == [{"step": 0, "reward_mean": 0.0}]
     assert out.metric_rows() == [{"step": 0, "reward_mean": 0.0}]

@@ -69,13 +69,20 @@ def test_trainable_is_the_llama_backbone(tiny_model_cfg):
     llm = {n for n in all_names if n.startswith("model.language_model.")} | {"lm_head.weight"}
     assert names == llm
     # docs/ALGORITHM.md §8: everything on the image / understanding side is frozen.
-    for frozen in ("model.vision_model.", "model.aligner.", "model.vqmodel.", "model.generation_embeddings.",
-                   "model.generation_aligner.", "model.generation_head."):
+    for frozen in (
+        "model.vision_model.",
+        "model.aligner.",
+        "model.vqmodel.",
+        "model.generation_embeddings.",
+        "model.generation_aligner.",
+        "model.generation_head.",
+    ):
         assert any(n.startswith(frozen) for n in all_names)
         assert not any(n.startswith(frozen) for n in names)
     assert all(p.requires_grad == (n in names) for n, p in p.model.named_parameters())
-    assert [n for n, _ in named_trainable_parameters(p.model, tiny_model_cfg.trainable)] == \
-        [n for n, _ in p.model.named_parameters() if n in names]
+    assert [n for n, _ in named_trainable_parameters(p.model, tiny_model_cfg.trainable)] == [
+        n for n, _ in p.model.named_parameters() if n in names
+    ]
     with pytest.raises(ValueError, match="matches no parameter"):
         set_trainable(p.model, ["model.lang_model."])
 
@@ -126,5 +133,5 @@ def test_tiny_decoder_lets_each_token_choose_its_pixels_colour(tiny_policy, tiny
     with torch.no_grad():
         ia, ib = p.model.decode_image_tokens(a)[0], p.model.decode_image_tokens(b)[0]
     side = t.image_grid * patch
-    torch.testing.assert_close(ib[:patch, :patch], ia[side - patch:, side - patch:], atol=1e-5, rtol=0)
-    torch.testing.assert_close(ib[patch:side - patch], ia[patch:side - patch], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ib[:patch, :patch], ia[side - patch :, side - patch :], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ib[patch : side - patch], ia[patch : side - patch], atol=1e-5, rtol=0)

@@ -25,10 +25,18 @@ from cluster.run import main
 from core.prompt_file import DataError
 
 GOOD = {"prompt": "a red car", "nouns": ["car"], "task_type": "color"}
-SPATIAL = {"prompt": "a cat left of a dog", "nouns": ["cat", "dog"], "task_type": "spatial",
-           "spatial_info": {"obj1": "cat", "obj2": "dog", "locality": "left of"}}
-NUMERACY = {"prompt": "two cats", "nouns": ["cat"], "task_type": "numeracy",
-            "numeracy_info": [{"obj_name": "cat", "num": 2}]}
+SPATIAL = {
+    "prompt": "a cat left of a dog",
+    "nouns": ["cat", "dog"],
+    "task_type": "spatial",
+    "spatial_info": {"obj1": "cat", "obj2": "dog", "locality": "left of"},
+}
+NUMERACY = {
+    "prompt": "two cats",
+    "nouns": ["cat"],
+    "task_type": "numeracy",
+    "numeracy_info": [{"obj_name": "cat", "num": 2}],
+}
 
 
 def _write(path: Path, rows: list) -> str:
@@ -55,15 +63,18 @@ def root_handlers():
 
 
 def test_every_unusable_row_is_reported_at_once(tmp_path):
-    path = _write(tmp_path / "d.jsonl", [
-        GOOD,
-        _without(SPATIAL, "spatial_info"),  # line 2: the reward service refuses a spatial row without it
-        "{broken",  # line 3
-        _without(NUMERACY, "numeracy_info"),  # line 4
-        SPATIAL,
-        {"prompt": "a cat", "nouns": ["cat"]},  # line 6: no task_type
-        {"prompt": "a cat", "task_type": "object"},  # line 7: no nouns
-    ])
+    path = _write(
+        tmp_path / "d.jsonl",
+        [
+            GOOD,
+            _without(SPATIAL, "spatial_info"),  # line 2: the reward service refuses a spatial row without it
+            "{broken",  # line 3
+            _without(NUMERACY, "numeracy_info"),  # line 4
+            SPATIAL,
+            {"prompt": "a cat", "nouns": ["cat"]},  # line 6: no task_type
+            {"prompt": "a cat", "task_type": "object"},  # line 7: no nouns
+        ],
+    )
     cfg = load_config(None, [f"data.path={path}"])
     with pytest.raises(DataError) as info:
         load_data(cfg)

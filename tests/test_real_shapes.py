@@ -96,8 +96,9 @@ def rollout_resident(p: Params, cfg) -> dict[str, float]:
 def sampler_kv_bytes(cfg, image_prompt_tokens: int) -> int:
     t = cfg.model.tiny
     capacity = -(-(image_prompt_tokens + t.image_grid**2) // ImageSampler.CACHE_ROUND) * ImageSampler.CACHE_ROUND
-    return kv_cache_bytes(t.num_layers, 2 * cfg.rollout.group_size, t.num_kv_heads, capacity,
-                          t.hidden_size // t.num_heads, 2)
+    return kv_cache_bytes(
+        t.num_layers, 2 * cfg.rollout.group_size, t.num_kv_heads, capacity, t.hidden_size // t.num_heads, 2
+    )
 
 
 def decode_activation_bytes(cfg) -> int:
@@ -187,23 +188,51 @@ def test_one_step_at_janus_pro_1b_shapes(tmp_path, record_property):
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     shutil.rmtree(cache)
-    image_prompt = max(len(tok(f"User: {r['prompt']}. {r['cot']}".strip() + "\n\nAssistant:",
-                               add_special_tokens=False)["input_ids"]) + 2 for r in rollouts)
+    image_prompt = max(
+        len(tok(f"User: {r['prompt']}. {r['cot']}".strip() + "\n\nAssistant:", add_special_tokens=False)["input_ids"])
+        + 2
+        for r in rollouts
+    )
     cot_tokens = max(r["cot_tokens"] for r in rollouts)
 
-    seconds = {k: row[k] for k in ("rollout_cot_s", "rollout_image_s", "rollout_decode_s", "rollout_s", "reward_s",
-                                   "learner_s", "sync_s", "step_s")}
-    peaks = {k: row[k] for k in ("rollout_cot_peak_mib", "rollout_image_peak_mib", "rollout_decode_peak_mib",
-                                 "learner_peak_mib")}
+    seconds = {
+        k: row[k]
+        for k in (
+            "rollout_cot_s",
+            "rollout_image_s",
+            "rollout_decode_s",
+            "rollout_s",
+            "reward_s",
+            "learner_s",
+            "sync_s",
+            "step_s",
+        )
+    }
+    peaks = {
+        k: row[k]
+        for k in ("rollout_cot_peak_mib", "rollout_image_peak_mib", "rollout_decode_peak_mib", "learner_peak_mib")
+    }
     resident, learn = rollout_resident(params, cfg), learner_peak(params, cfg, cot_tokens)
     kv, decode, repack = sampler_kv_bytes(cfg, image_prompt), decode_activation_bytes(cfg), vocab_matrices_bytes(cfg)
-    formulas_mib = {"rollout_cot": resident["formula"] / MIB, "rollout_image": (resident["formula"] + kv) / MIB,
-                    "rollout_decode": (resident["formula"] + decode) / MIB, "learner": learn["formula"] / MIB,
-                    "rollout_lifetime": (resident["formula"] + max(kv, decode, repack)) / MIB,
-                    "reward_lifetime": RUNTIME_REWARD / MIB}
-    report = {"wall_s": wall, "seconds": seconds, "peak_mib": peaks, "lifetime_peak_mib": lifetime,
-              "formula_mib": formulas_mib, "params": vars(params), "image_prompt_tokens": image_prompt,
-              "cot_tokens": cot_tokens, "sampler_kv_mib": kv / MIB}
+    formulas_mib = {
+        "rollout_cot": resident["formula"] / MIB,
+        "rollout_image": (resident["formula"] + kv) / MIB,
+        "rollout_decode": (resident["formula"] + decode) / MIB,
+        "learner": learn["formula"] / MIB,
+        "rollout_lifetime": (resident["formula"] + max(kv, decode, repack)) / MIB,
+        "reward_lifetime": RUNTIME_REWARD / MIB,
+    }
+    report = {
+        "wall_s": wall,
+        "seconds": seconds,
+        "peak_mib": peaks,
+        "lifetime_peak_mib": lifetime,
+        "formula_mib": formulas_mib,
+        "params": vars(params),
+        "image_prompt_tokens": image_prompt,
+        "cot_tokens": cot_tokens,
+        "sampler_kv_mib": kv / MIB,
+    }
     record_property("real_shapes", json.dumps(report))
     print("\nreal-shapes step:", json.dumps(report, indent=1))
 

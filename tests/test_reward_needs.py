@@ -68,7 +68,8 @@ def test_row_problems_name_the_request_and_the_scorer():
     ok = PromptRecord("a black cat", "color", ["cat"], attr_nouns=["black cat"])
     assert row_problems(ok, ["color", "gdino", "git", "objects", "hps"]) == []
     assert row_problems(PromptRecord("a cat", "", ["cat"]), ["color"]) == [
-        f"unknown task_type ''; expected one of {', '.join(TASK_TYPES)}"]
+        f"unknown task_type ''; expected one of {', '.join(TASK_TYPES)}"
+    ]
     # every scorer of the registry declares its needs
     from rewards.config import SCORER_NAMES
 

@@ -33,8 +33,10 @@ def det(*boxes_scores):
     """PhraseBoxes from ((cx, cy, w, h), score) pairs."""
     if not boxes_scores:
         return PhraseBoxes()
-    return PhraseBoxes(torch.tensor([b for b, _ in boxes_scores], dtype=torch.float32),
-                       torch.tensor([s for _, s in boxes_scores], dtype=torch.float32))
+    return PhraseBoxes(
+        torch.tensor([b for b, _ in boxes_scores], dtype=torch.float32),
+        torch.tensor([s for _, s in boxes_scores], dtype=torch.float32),
+    )
 
 
 # Two 0.2 x 0.2 boxes; obj1's placement relative to obj2 (at the image centre), no overlap.
@@ -47,10 +49,15 @@ PLACED = {
 }
 # locality -> (where obj1 must be, the opposite placement)
 DIRECTIONAL = {
-    "left of": ("left", "right"), "on the left of": ("left", "right"),
-    "right of": ("right", "left"), "on the right of": ("right", "left"),
-    "above": ("above", "below"), "on the top of": ("above", "below"), "on top of": ("above", "below"),
-    "below": ("below", "above"), "on the bottom of": ("below", "above"),
+    "left of": ("left", "right"),
+    "on the left of": ("left", "right"),
+    "right of": ("right", "left"),
+    "on the right of": ("right", "left"),
+    "above": ("above", "below"),
+    "on the top of": ("above", "below"),
+    "on top of": ("above", "below"),
+    "below": ("below", "above"),
+    "on the bottom of": ("below", "above"),
 }
 NEAR = ("next to", "near", "on side of")
 BROKEN_IN_REFERENCE = ("above", "on top of")
@@ -107,7 +114,11 @@ def test_nms_by_hand():
 
 
 def spatial_meta(locality, obj1="dog", obj2="cat"):
-    return {"task_type": "spatial", "nouns": [obj1, obj2], "spatial_info": {"obj1": obj1, "obj2": obj2, "locality": locality}}
+    return {
+        "task_type": "spatial",
+        "nouns": [obj1, obj2],
+        "spatial_info": {"obj1": obj1, "obj2": obj2, "locality": locality},
+    }
 
 
 CAT = ((0.5, 0.5, 0.2, 0.2), 0.8)
@@ -143,8 +154,11 @@ def test_spatial_same_noun():
 
 
 def test_numeracy_scores():
-    meta = {"task_type": "numeracy", "nouns": ["apple", "pear"],
-            "numeracy_info": [{"obj_name": "apple", "num": 3}, {"obj_name": "pear", "num": 1}]}
+    meta = {
+        "task_type": "numeracy",
+        "nouns": ["apple", "pear"],
+        "numeracy_info": [{"obj_name": "apple", "num": 3}, {"obj_name": "pear", "num": 1}],
+    }
     apples = det(((0.2, 0.2, 0.1, 0.1), 0.9), ((0.5, 0.5, 0.1, 0.1), 0.8), ((0.8, 0.8, 0.1, 0.1), 0.7))
     pear = det(((0.5, 0.2, 0.2, 0.2), 0.9))
     assert detection_score(meta, {"apple": apples, "pear": pear}, FIXED)[0] == pytest.approx(1.0)
@@ -176,32 +190,50 @@ def test_object_scores(task):
 
 
 def test_complex_row_with_spatial_info_uses_object_rule():
-    meta = {"task_type": "complex", "nouns": ["umbrella", "umbrella"],
-            "spatial_info": {"obj1": "umbrella", "obj2": "umbrella", "locality": "on top of"}}
+    meta = {
+        "task_type": "complex",
+        "nouns": ["umbrella", "umbrella"],
+        "spatial_info": {"obj1": "umbrella", "obj2": "umbrella", "locality": "on top of"},
+    }
     assert detection_score(meta, {"umbrella": det(CAT)})[0] == 1.0
 
 
 def test_detector_phrases():
     assert detector_phrases(spatial_meta("near")) == ["dog", "cat"]
-    meta = {"task_type": "spatial", "nouns": ["dog", "dog", "ball"],
-            "spatial_info": {"obj1": "dog", "obj2": "cat", "locality": "near"}}
+    meta = {
+        "task_type": "spatial",
+        "nouns": ["dog", "dog", "ball"],
+        "spatial_info": {"obj1": "dog", "obj2": "cat", "locality": "near"},
+    }
     assert detector_phrases(meta) == ["dog", "ball", "cat"]
     meta = {"task_type": "numeracy", "nouns": ["apple"], "numeracy_info": [{"obj_name": "pear", "num": 2}]}
     assert detector_phrases(meta) == ["apple", "pear"]
 
 
-@pytest.mark.parametrize("meta, message", [
-    ({"task_type": "painting", "nouns": ["cat"]}, "unknown task_type 'painting'"),
-    ({"task_type": "", "nouns": ["cat"]}, "unknown task_type ''"),
-    ({"task_type": "object", "nouns": []}, "'nouns'"),
-    ({"task_type": "object"}, "'nouns'"),
-    ({"task_type": "spatial", "nouns": ["cat"]}, "'spatial_info'"),
-    ({"task_type": "spatial", "nouns": ["cat"], "spatial_info": {"obj1": "cat", "locality": "near"}}, "obj2"),
-    ({"task_type": "spatial", "nouns": ["cat"], "spatial_info": {"obj1": "cat", "obj2": "dog", "locality": "inside"}},
-     "locality 'inside'"),
-    ({"task_type": "numeracy", "nouns": ["cat"]}, "'numeracy_info'"),
-    ({"task_type": "numeracy", "nouns": ["cat"], "numeracy_info": [{"obj_name": "cat", "num": "two"}]}, "integer num"),
-])
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ({"task_type": "painting", "nouns": ["cat"]}, "unknown task_type 'painting'"),
+        ({"task_type": "", "nouns": ["cat"]}, "unknown task_type ''"),
+        ({"task_type": "object", "nouns": []}, "'nouns'"),
+        ({"task_type": "object"}, "'nouns'"),
+        ({"task_type": "spatial", "nouns": ["cat"]}, "'spatial_info'"),
+        ({"task_type": "spatial", "nouns": ["cat"], "spatial_info": {"obj1": "cat", "locality": "near"}}, "obj2"),
+        (
+            {
+                "task_type": "spatial",
+                "nouns": ["cat"],
+                "spatial_info": {"obj1": "cat", "obj2": "dog", "locality": "inside"},
+            },
+            "locality 'inside'",
+        ),
+        ({"task_type": "numeracy", "nouns": ["cat"]}, "'numeracy_info'"),
+        (
+            {"task_type": "numeracy", "nouns": ["cat"], "numeracy_info": [{"obj_name": "cat", "num": "two"}]},
+            "integer num",
+        ),
+    ],
+)
 def test_bad_metadata(meta, message):
     with pytest.raises(ScorerInputError, match=message):
         detection_score(meta, {})

@@ -55,8 +55,27 @@ def token_config(tmp_path):
 
 
 def test_scores_every_image_with_every_server(servers, images, token_config, capsys):
-    assert main(["--server", servers[0], "--server", servers[1], "--prompt", "a red car", "--task-type", "color",
-                 "--nouns", "car", "--config", token_config, "--json", *images]) == 0
+    assert (
+        main(
+            [
+                "--server",
+                servers[0],
+                "--server",
+                servers[1],
+                "--prompt",
+                "a red car",
+                "--task-type",
+                "color",
+                "--nouns",
+                "car",
+                "--config",
+                token_config,
+                "--json",
+                *images,
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["image"] for r in rows] == images
     # pure red is the red prototype: fully red, score 1; brightness by hand: (255 + 0 + 0) / 3 / 255
@@ -72,10 +91,30 @@ def test_scores_every_image_with_every_server(servers, images, token_config, cap
 
 
 def test_plain_output_and_metadata_json(servers, images, token_config, capsys):
-    meta = json.dumps({"task_type": "spatial", "nouns": ["car", "tree"],
-                       "spatial_info": {"obj1": "car", "obj2": "tree", "locality": "left of"}})
-    assert main(["--server", servers[1], "--prompt", "a car left of a tree", "--metadata", meta,
-                 "--config", token_config, "rewards.deadline_s=10", images[0]]) == 0
+    meta = json.dumps(
+        {
+            "task_type": "spatial",
+            "nouns": ["car", "tree"],
+            "spatial_info": {"obj1": "car", "obj2": "tree", "locality": "left of"},
+        }
+    )
+    assert (
+        main(
+            [
+                "--server",
+                servers[1],
+                "--prompt",
+                "a car left of a tree",
+                "--metadata",
+                meta,
+                "--config",
+                token_config,
+                "rewards.deadline_s=10",
+                images[0],
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{images[0]}  brightness 0.3333" and out[1].strip() == 'brightness: {"pixels": 64.0}'
 
@@ -87,10 +126,12 @@ def test_clear_errors(servers, images, token_config, tmp_path, capsys):
 
     base = ["--prompt", "a red car", "--nouns", "car"]
     assert "requires its token" in error("--server", servers[0], *base, images[0])
-    assert "no reward server answers at 127.0.0.1:9" in error("--server", "127.0.0.1:9", *base, "--config",
-                                                              token_config, images[0])
-    assert "cannot read image" in error("--server", servers[0], *base, "--config", token_config,
-                                        str(tmp_path / "none.png"))
+    assert "no reward server answers at 127.0.0.1:9" in error(
+        "--server", "127.0.0.1:9", *base, "--config", token_config, images[0]
+    )
+    assert "cannot read image" in error(
+        "--server", servers[0], *base, "--config", token_config, str(tmp_path / "none.png")
+    )
     assert "give --nouns" in error("--server", servers[0], "--prompt", "a red car", images[0])
     assert "is not one of object, color" in error("--server", servers[0], *base, "--task-type", "colour", images[0])
     assert "spatial_info" in error("--server", servers[0], *base, "--metadata", '{"spatial_info": 3}', images[0])

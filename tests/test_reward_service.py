@@ -32,8 +32,13 @@ from rewards.server import RewardServer, ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
 RED_CAR = PromptRecord("a photo of a red car", "color", ["car"], ["red car"], index=7)
-BLUE_CUP = PromptRecord("a blue cup left of a dog", "spatial", ["cup", "dog"],
-                        spatial_info={"obj1": "cup", "obj2": "dog", "locality": "left of"}, index=8)
+BLUE_CUP = PromptRecord(
+    "a blue cup left of a dog",
+    "spatial",
+    ["cup", "dog"],
+    spatial_info={"obj1": "cup", "obj2": "dog", "locality": "left of"},
+    index=8,
+)
 
 
 # ------------------------------------------------------------------------------- test-only scorers
@@ -135,8 +140,9 @@ def test_group_scores_equal_the_in_process_scorer(color, color_server, transport
     groups = [images(4, seed=1), images(3, seed=2)]
     with RewardClient(RewardsConfig(retries=0, transport=transport), {"color": [color_server.address]}) as client:
         batch = client.score([RED_CAR, BLUE_CUP], groups)
-    np.testing.assert_allclose(batch.scores("color"),
-                               expected(color, RED_CAR, groups[0]) + expected(color, BLUE_CUP, groups[1]), atol=1e-12)
+    np.testing.assert_allclose(
+        batch.scores("color"), expected(color, RED_CAR, groups[0]) + expected(color, BLUE_CUP, groups[1]), atol=1e-12
+    )
     g0 = batch.groups[0].replies["color"]
     assert (g0.scorer, g0.version, g0.replica, g0.attempts) == ("color", color.version, color_server.address, 1)
     assert g0.details == [s.details for s in color.score(RED_CAR, groups[0])]
@@ -161,8 +167,9 @@ def test_time_split_puts_model_time_in_score_and_waiting_in_queue():
     try:
         with RewardClient(RewardsConfig(retries=0), {"color": [server.address]}) as c:
             result = {}
-            caller = threading.Thread(target=lambda: result.setdefault("batch", c.score([RED_CAR] * 2,
-                                                                                         [images(2), images(2)])))
+            caller = threading.Thread(
+                target=lambda: result.setdefault("batch", c.score([RED_CAR] * 2, [images(2), images(2)]))
+            )
             caller.start()
             stub = raw_stub(server.address)
             assert hanging.entered.wait(60)
@@ -201,8 +208,12 @@ def test_replica_of_another_scorer_is_a_bad_reply(color_server):
 def test_health_and_info(color_server, color):
     stub = raw_stub(color_server.address)
     info = stub.Info(reward_pb2.InfoRequest(), timeout=10)
-    assert (info.scorer, info.version, info.replica, info.pid) == ("color", color.version, color_server.address,
-                                                                   os.getpid())
+    assert (info.scorer, info.version, info.replica, info.pid) == (
+        "color",
+        color.version,
+        color_server.address,
+        os.getpid(),
+    )
     assert info.max_message_bytes == 256 * 2**20 and not info.requires_token
     assert tuple(info.task_types) == TASK_TYPES
     health = stub.Health(reward_pb2.HealthRequest(), timeout=10)
@@ -228,21 +239,28 @@ def raw(height, width, n_bytes):
     return reward_pb2.RawImage(height=height, width=width, rgb=bytes(n_bytes))
 
 
-@pytest.mark.parametrize("transport, request_kw, message", [
-    ("png", dict(images=[b"GIF89a not a png at all"]), "request 'bad-1': image 0 (23 bytes): not PNG data"),
-    ("png", dict(images=[encode_png(images(1)[0])[:60]]), "request 'bad-1': image 0 (60 bytes): corrupt PNG"),
-    ("png", dict(num_images=3), "num_images says 3 but the request carries 2 images"),
-    ("png", dict(images=[]), "empty group"),
-    ("raw", dict(raw_images=[raw(16, 16, 768), raw(16, 16, 767)]),
-     "request 'bad-1': raw image 1: 767 bytes of pixels, but a 16x16 RGB image needs height x width x 3 = 768"),
-    ("raw", dict(raw_images=[raw(4, 8, 4 * 8 * 4)]), "128 bytes of pixels, but a 8x4 RGB image needs"),
-    ("raw", dict(raw_images=[raw(0, 16, 0)]), "raw image 0: height 0 and width 16: both must be >= 1"),
-    ("raw", dict(raw_images=[raw(100_000, 100_000, 3)]), "raw image 0: 100000x100000 pixels is more than"),
-    ("raw", dict(num_images=3), "num_images says 3 but the request carries 2 images"),
-    ("raw", dict(images=[encode_png(images(1)[0])]), "carries both PNG images (1) and raw_images (2)"),
-])
-def test_bad_images_are_invalid_argument_and_the_server_stays_up(color_server, client, color, transport,
-                                                                 request_kw, message):
+@pytest.mark.parametrize(
+    "transport, request_kw, message",
+    [
+        ("png", dict(images=[b"GIF89a not a png at all"]), "request 'bad-1': image 0 (23 bytes): not PNG data"),
+        ("png", dict(images=[encode_png(images(1)[0])[:60]]), "request 'bad-1': image 0 (60 bytes): corrupt PNG"),
+        ("png", dict(num_images=3), "num_images says 3 but the request carries 2 images"),
+        ("png", dict(images=[]), "empty group"),
+        (
+            "raw",
+            dict(raw_images=[raw(16, 16, 768), raw(16, 16, 767)]),
+            "request 'bad-1': raw image 1: 767 bytes of pixels, but a 16x16 RGB image needs height x width x 3 = 768",
+        ),
+        ("raw", dict(raw_images=[raw(4, 8, 4 * 8 * 4)]), "128 bytes of pixels, but a 8x4 RGB image needs"),
+        ("raw", dict(raw_images=[raw(0, 16, 0)]), "raw image 0: height 0 and width 16: both must be >= 1"),
+        ("raw", dict(raw_images=[raw(100_000, 100_000, 3)]), "raw image 0: 100000x100000 pixels is more than"),
+        ("raw", dict(num_images=3), "num_images says 3 but the request carries 2 images"),
+        ("raw", dict(images=[encode_png(images(1)[0])]), "carries both PNG images (1) and raw_images (2)"),
+    ],
+)
+def test_bad_images_are_invalid_argument_and_the_server_stays_up(
+    color_server, client, color, transport, request_kw, message
+):
     req = good_request(transport, **request_kw)
     with pytest.raises(grpc.RpcError) as info:
         raw_stub(color_server.address).Score(req, timeout=10)
@@ -251,20 +269,32 @@ def test_bad_images_are_invalid_argument_and_the_server_stays_up(color_server, c
     assert_still_serves(client, color)
 
 
-@pytest.mark.parametrize("prompt, message", [
-    (PromptRecord("a red car", "landscape", ["car"]),
-     "unknown task_type 'landscape'; expected one of object, color, shape"),
-    (PromptRecord("a red car", "", ["car"]), "unknown task_type ''"),
-    (PromptRecord("a red car", "color", []), "metadata.nouns is missing"),
-    (PromptRecord("a cup left of a dog", "spatial", ["cup", "dog"]),
-     "task_type 'spatial' needs metadata.spatial_info with obj1, obj2 and locality; missing obj1, obj2, locality"),
-    (PromptRecord("a cup left of a dog", "spatial", ["cup", "dog"], spatial_info={"obj1": "cup", "obj2": "dog"}),
-     "missing locality"),
-    (PromptRecord("four coasters", "numeracy", ["coaster"]), "task_type 'numeracy' needs metadata.numeracy_info"),
-    (PromptRecord("four coasters", "numeracy", ["coaster"], numeracy_info=[{"obj_name": "coaster", "num": 0}]),
-     "numeracy_info item 0 needs a non-empty obj_name and num >= 1"),
-    (PromptRecord("   ", "color", ["car"]), "empty prompt"),
-])
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        (
+            PromptRecord("a red car", "landscape", ["car"]),
+            "unknown task_type 'landscape'; expected one of object, color, shape",
+        ),
+        (PromptRecord("a red car", "", ["car"]), "unknown task_type ''"),
+        (PromptRecord("a red car", "color", []), "metadata.nouns is missing"),
+        (
+            PromptRecord("a cup left of a dog", "spatial", ["cup", "dog"]),
+            "task_type 'spatial' needs metadata.spatial_info with obj1, obj2 and locality; "
+            "missing obj1, obj2, locality",
+        ),
+        (
+            PromptRecord("a cup left of a dog", "spatial", ["cup", "dog"], spatial_info={"obj1": "cup", "obj2": "dog"}),
+            "missing locality",
+        ),
+        (PromptRecord("four coasters", "numeracy", ["coaster"]), "task_type 'numeracy' needs metadata.numeracy_info"),
+        (
+            PromptRecord("four coasters", "numeracy", ["coaster"], numeracy_info=[{"obj_name": "coaster", "num": 0}]),
+            "numeracy_info item 0 needs a non-empty obj_name and num >= 1",
+        ),
+        (PromptRecord("   ", "color", ["car"]), "empty prompt"),
+    ],
+)
 def test_bad_metadata_is_invalid_argument_and_not_retried(client, color, prompt, message):
     attempts = call_fails(client, prompt, images(2), "INVALID_ARGUMENT", message)
     assert len(attempts) == 1
@@ -312,12 +342,14 @@ def test_oversized_message_is_refused_by_the_server(color, client):
     small = start(color, RewardsConfig(max_message_mb=4))
     try:
         with RewardClient(RewardsConfig(retries=2), {"color": [small.address]}) as big_client:
-            attempts = call_fails(big_client, RED_CAR, noise(2, 900), "RESOURCE_EXHAUSTED",
-                                  "Received message larger than max")
+            attempts = call_fails(
+                big_client, RED_CAR, noise(2, 900), "RESOURCE_EXHAUSTED", "Received message larger than max"
+            )
             assert len(attempts) == 1  # a size error is not retried
             imgs = images(2)
-            np.testing.assert_allclose(big_client.score([RED_CAR], [imgs]).scores("color"),
-                                       expected(color, RED_CAR, imgs))
+            np.testing.assert_allclose(
+                big_client.score([RED_CAR], [imgs]).scores("color"), expected(color, RED_CAR, imgs)
+            )
     finally:
         small.stop(0)
 
@@ -334,10 +366,13 @@ def test_oversized_message_is_refused_by_the_client_before_sending(color_server,
 # ------------------------------------------------------------------------------- faulty scorers
 
 
-@pytest.mark.parametrize("scorer_cls, status, message", [
-    (RaisingScorerForTests, "INTERNAL", "scorer 'color' failed: RuntimeError: model exploded on purpose"),
-    (NaNScorerForTests, "INTERNAL", "scorer 'color' returned a non-finite score (nan) for image 0"),
-])
+@pytest.mark.parametrize(
+    "scorer_cls, status, message",
+    [
+        (RaisingScorerForTests, "INTERNAL", "scorer 'color' failed: RuntimeError: model exploded on purpose"),
+        (NaNScorerForTests, "INTERNAL", "scorer 'color' returned a non-finite score (nan) for image 0"),
+    ],
+)
 def test_faulty_scorer_raises_in_the_client_never_a_zero(scorer_cls, status, message):
     server = start(scorer_cls())
     try:
@@ -358,7 +393,7 @@ def test_error_message_names_scorer_request_replica_and_status():
                 c.score([RED_CAR, RED_CAR], [images(2), images(2)])
         text = str(info.value)
         assert text.startswith("2 of 2 reward calls failed (no reward is made up for them):")
-        assert f"scorer 'color', request '" in text and f"{server.address}: INTERNAL: request '" in text
+        assert "scorer 'color', request '" in text and f"{server.address}: INTERNAL: request '" in text
     finally:
         server.stop(0)
 
@@ -428,8 +463,9 @@ def test_token_is_required_when_configured(color):
         with RewardClient(RewardsConfig(token="s3cret"), {"color": [server.address]}) as c:
             imgs = images(3)
             np.testing.assert_allclose(c.score([RED_CAR], [imgs]).scores("color"), expected(color, RED_CAR, imgs))
-        info = raw_stub(server.address).Info(reward_pb2.InfoRequest(), timeout=10,
-                                             metadata=((wire.AUTH_HEADER, wire.auth_value("s3cret")),))
+        info = raw_stub(server.address).Info(
+            reward_pb2.InfoRequest(), timeout=10, metadata=((wire.AUTH_HEADER, wire.auth_value("s3cret")),)
+        )
         assert info.requires_token
     finally:
         server.stop(0)
@@ -440,10 +476,23 @@ def test_token_is_required_when_configured(color):
 
 def test_standalone_serve_command(color):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rewards.serve", "--scorer", "color", "--port", "0", "rewards.token=tok",
-         "rewards.max_message_mb=8"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "rewards.serve",
+            "--scorer",
+            "color",
+            "--port",
+            "0",
+            "rewards.token=tok",
+            "rewards.max_message_mb=8",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 120)
         assert ready, "rewards.serve printed nothing in 120 s"
@@ -453,8 +502,9 @@ def test_standalone_serve_command(color):
         with RewardClient(RewardsConfig(token="tok", max_message_mb=8), {"color": [address]}) as c:
             imgs = images(4)
             np.testing.assert_allclose(c.score([RED_CAR], [imgs]).scores("color"), expected(color, RED_CAR, imgs))
-        info = raw_stub(address).Info(reward_pb2.InfoRequest(), timeout=10,
-                                      metadata=((wire.AUTH_HEADER, wire.auth_value("tok")),))
+        info = raw_stub(address).Info(
+            reward_pb2.InfoRequest(), timeout=10, metadata=((wire.AUTH_HEADER, wire.auth_value("tok")),)
+        )
         assert info.max_message_bytes == 8 * 2**20 and info.pid == proc.pid
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0

@@ -36,28 +36,38 @@ def test_standardize_by_hand():
 
 
 def test_standardized_sum_and_weighted():
-    np.testing.assert_allclose(combine({"a": A, "b": B}, "sum", standardize_each=True),
-                               [-3 / S5, -1 / S5, 1 / S5 + S2, 3 / S5 - S2])
-    np.testing.assert_allclose(combine({"a": A, "b": B}, "weighted", {"a": 0.5, "b": 2.0}, standardize_each=True),
-                               [-1.5 / S5, -0.5 / S5, 0.5 / S5 + 2 * S2, 1.5 / S5 - 2 * S2])
+    np.testing.assert_allclose(
+        combine({"a": A, "b": B}, "sum", standardize_each=True), [-3 / S5, -1 / S5, 1 / S5 + S2, 3 / S5 - S2]
+    )
+    np.testing.assert_allclose(
+        combine({"a": A, "b": B}, "weighted", {"a": 0.5, "b": 2.0}, standardize_each=True),
+        [-1.5 / S5, -0.5 / S5, 0.5 / S5 + 2 * S2, 1.5 / S5 - 2 * S2],
+    )
 
 
 def test_config_supplies_mode_weights_and_standardisation():
-    cfg = RewardsConfig(color=ColorScorerConfig(enabled=True, weight=3.0),
-                        objects=ScorerConfig(enabled=True, weight=0.5), ensemble="weighted")
+    cfg = RewardsConfig(
+        color=ColorScorerConfig(enabled=True, weight=3.0),
+        objects=ScorerConfig(enabled=True, weight=0.5),
+        ensemble="weighted",
+    )
     np.testing.assert_allclose(combine_for({"color": A, "objects": B}, cfg), [3.25, 6.25, 9.5, 12.0])
     cfg.ensemble, cfg.standardize = "mean", True
-    np.testing.assert_allclose(combine_for({"color": A, "objects": B}, cfg),
-                               [-1.5 / S5, -0.5 / S5, (1 / S5 + S2) / 2, (3 / S5 - S2) / 2])
+    np.testing.assert_allclose(
+        combine_for({"color": A, "objects": B}, cfg), [-1.5 / S5, -0.5 / S5, (1 / S5 + S2) / 2, (3 / S5 - S2) / 2]
+    )
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(per_scorer={"a": A, "b": B[:3]}), "one score per sample"),
-    (dict(per_scorer={"a": A, "b": [1.0, float("nan"), 0.0, 0.0]}), "non-finite scores from b"),
-    (dict(per_scorer={}), "no scorer results"),
-    (dict(per_scorer={"a": A}, mode="median"), "unknown ensemble mode 'median'"),
-    (dict(per_scorer={"a": A, "b": B}, mode="weighted", weights={"a": 1.0}), r"missing \['b'\]"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(per_scorer={"a": A, "b": B[:3]}), "one score per sample"),
+        (dict(per_scorer={"a": A, "b": [1.0, float("nan"), 0.0, 0.0]}), "non-finite scores from b"),
+        (dict(per_scorer={}), "no scorer results"),
+        (dict(per_scorer={"a": A}, mode="median"), "unknown ensemble mode 'median'"),
+        (dict(per_scorer={"a": A, "b": B}, mode="weighted", weights={"a": 1.0}), r"missing \['b'\]"),
+    ],
+)
 def test_refuses_what_it_cannot_combine(kw, message):
     with pytest.raises(ValueError, match=message):
         combine(**kw)

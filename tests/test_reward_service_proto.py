@@ -99,7 +99,10 @@ def test_details_typed_fields_and_extra_round_trip():
     details = {
         "boxes": [{"label": "cat", "box": [0.1, 0.2, 0.5, 0.75], "score": 0.875}],
         "questions": [{"question": "red car?", "p_yes": 0.625, "p_no": 0.25}],
-        "colors": ["red"], "coverage": np.array([0.5, 0.25]), "n": np.int64(3), "note": None,
+        "colors": ["red"],
+        "coverage": np.array([0.5, 0.25]),
+        "n": np.int64(3),
+        "note": None,
         "nested": {"a": [1, {"b": True}]},
     }
     msg = wire.details_to_proto(details)
@@ -110,15 +113,20 @@ def test_details_typed_fields_and_extra_round_trip():
     assert back == {
         "boxes": [{"label": "cat", "box": [0.1, 0.2, 0.5, 0.75], "score": 0.875}],
         "questions": [{"question": "red car?", "p_yes": 0.625, "p_no": 0.25}],
-        "colors": ["red"], "coverage": [0.5, 0.25], "n": 3.0, "note": None, "nested": {"a": [1.0, {"b": True}]},
+        "colors": ["red"],
+        "coverage": [0.5, 0.25],
+        "n": 3.0,
+        "note": None,
+        "nested": {"a": [1.0, {"b": True}]},
     }
 
 
 def test_boxes_of_another_shape_travel_untyped():
     details = {"boxes": [{"label": "cat", "box": [1, 2, 3], "score": 0.5}]}  # 3 coordinates: not the typed form
     msg = wire.details_to_proto(details)
-    assert not msg.boxes and wire.details_from_proto(msg) == {"boxes": [{"label": "cat", "box": [1.0, 2.0, 3.0],
-                                                                        "score": 0.5}]}
+    assert not msg.boxes and wire.details_from_proto(msg) == {
+        "boxes": [{"label": "cat", "box": [1.0, 2.0, 3.0], "score": 0.5}]
+    }
 
 
 def test_details_that_are_not_json_are_named():
@@ -126,17 +134,22 @@ def test_details_that_are_not_json_are_named():
         wire.details_to_proto({"obj": object()})
 
 
-@pytest.mark.parametrize("scores, message", [
-    ([ImageScore(1.0)], "returned 1 scores for 2 images"),
-    ([ImageScore(1.0), ImageScore(float("nan"))], r"non-finite score \(nan\) for image 1"),
-    ([ImageScore(1.0), ImageScore(float("inf"))], r"non-finite score \(inf\) for image 1"),
-    ([ImageScore(1.0), 0.5], "returned float for image 1"),
-])
+@pytest.mark.parametrize(
+    "scores, message",
+    [
+        ([ImageScore(1.0)], "returned 1 scores for 2 images"),
+        ([ImageScore(1.0), ImageScore(float("nan"))], r"non-finite score \(nan\) for image 1"),
+        ([ImageScore(1.0), ImageScore(float("inf"))], r"non-finite score \(inf\) for image 1"),
+        ([ImageScore(1.0), 0.5], "returned float for image 1"),
+    ],
+)
 def test_check_scores(scores, message):
     with pytest.raises(ValueError, match=message):
         wire.check_scores(scores, 2, "x")
 
 
 def test_channel_options_raise_both_limits():
-    assert wire.channel_options(8) == [("grpc.max_send_message_length", 8 * 2**20),
-                                       ("grpc.max_receive_message_length", 8 * 2**20)]
+    assert wire.channel_options(8) == [
+        ("grpc.max_send_message_length", 8 * 2**20),
+        ("grpc.max_receive_message_length", 8 * 2**20),
+    ]

@@ -90,8 +90,9 @@ def test_fleet_starts_the_configured_replicas_on_the_node_address(ray_local):
         assert len(addresses) == 2 and all(a.startswith("127.0.0.1:") for a in addresses)
         pids = set()
         for a in addresses:
-            info = reward_pb2_grpc.RewardServiceStub(grpc.insecure_channel(a)).Info(reward_pb2.InfoRequest(),
-                                                                                    timeout=10)
+            info = reward_pb2_grpc.RewardServiceStub(grpc.insecure_channel(a)).Info(
+                reward_pb2.InfoRequest(), timeout=10
+            )
             assert info.scorer == "color" and info.replica == a
             pids.add(info.pid)
         assert len(pids) == 2 and os.getpid() not in pids  # two actor processes, not this one
@@ -119,9 +120,22 @@ def test_replica_count_changes_between_calls_without_restarting(ray_local):
 
         # Another process scales the running fleet up (the operator's command); the same client keeps going.
         cli = subprocess.run(
-            [sys.executable, "-m", "rewards.pool", "--address", ray_local.get_runtime_context().gcs_address,
-             "scale", "color", "3"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-            text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "rewards.pool",
+                "--address",
+                ray_local.get_runtime_context().gcs_address,
+                "scale",
+                "color",
+                "3",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert cli.returncode == 0, cli.stderr
         up = ray_local.get(get_fleet(FLEET_ACTOR).endpoints.remote())["color"]
         assert len(up) == 3 and up[0] == original
@@ -197,9 +211,13 @@ def test_the_pool_command_finds_the_running_fleet_or_asks_which(ray_local):
 
     with pytest.raises(LookupError, match="no reward fleet runs on this cluster"):
         find_fleet()
+
     def fleet(name: str):  # a fleet actor as a job starts it, hosting no scorer (so no replica processes)
-        return ray_local.remote(RewardFleet).options(name=name, namespace=FLEET_NAMESPACE, num_cpus=0).remote(
-            RewardsConfig(), {})
+        return (
+            ray_local.remote(RewardFleet)
+            .options(name=name, namespace=FLEET_NAMESPACE, num_cpus=0)
+            .remote(RewardsConfig(), {})
+        )
 
     handles = [fleet("reward_fleet_101")]
     try:
@@ -207,16 +225,21 @@ def test_the_pool_command_finds_the_running_fleet_or_asks_which(ray_local):
         assert ray_local.get(find_fleet().endpoints.remote()) == {}  # the only one: no name needed
         handles.append(fleet("reward_fleet_202"))
         ray_local.get(handles[1].endpoints.remote())
-        with pytest.raises(LookupError, match="2 reward fleets .*reward_fleet_101, reward_fleet_202; choose one "
-                                              "with --name"):
+        with pytest.raises(
+            LookupError, match="2 reward fleets .*reward_fleet_101, reward_fleet_202; choose one with --name"
+        ):
             find_fleet()
         assert ray_local.get(find_fleet("reward_fleet_202").endpoints.remote()) == {}
         with pytest.raises(LookupError, match="no reward fleet named 'reward_fleet_9'"):
             find_fleet("reward_fleet_9")
         cli = subprocess.run(
-            [sys.executable, "-m", "rewards.pool", "--address", ray_local.get_runtime_context().gcs_address,
-             "status"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-            timeout=300)
+            [sys.executable, "-m", "rewards.pool", "--address", ray_local.get_runtime_context().gcs_address, "status"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert cli.returncode == 2 and "reward_fleet_101, reward_fleet_202" in cli.stderr, cli.stderr
     finally:
         for h in handles:

@@ -65,8 +65,14 @@ def test_resume_reloads_the_saved_config_and_takes_allowed_changes(tmp_path):
     # the saved run's fields, not the defaults (40 steps, group 4, seed 0)
     assert (cfg.trainer.steps, cfg.rollout.group_size, cfg.seed, cfg.resume) == (7, 3, 5, True) and notes == []
 
-    cfg, notes, _ = _prepare(f"output_dir={root}", "resume=true", "trainer.steps=12", "rewards.color.replicas=2",
-                          "logging.image_every=1", "cluster.dashboard_port=9999")
+    cfg, notes, _ = _prepare(
+        f"output_dir={root}",
+        "resume=true",
+        "trainer.steps=12",
+        "rewards.color.replicas=2",
+        "logging.image_every=1",
+        "cluster.dashboard_port=9999",
+    )
     assert (cfg.trainer.steps, cfg.rewards.color.replicas, cfg.logging.image_every) == (12, 2, 1)
     assert (cfg.rollout.group_size, cfg.seed) == (3, 5)
     assert any(n.startswith("resume: trainer.steps 7 -> 12") for n in notes) and len(notes) == 4
@@ -102,13 +108,36 @@ def test_resume_needs_a_saved_run_and_excludes_overwrite(tmp_path):
 def test_the_allow_list_keeps_meaning_fields_out():
     from cluster.run_dir import _reason
 
-    for key in ("trainer.steps", "logging.image_every", "cluster.address", "rewards.gdino.replicas",
-                "rewards.color.num_cpus", "rollout.workers", "rollout.cot.engine", "learner.logprob_chunk_tokens"):
+    for key in (
+        "trainer.steps",
+        "logging.image_every",
+        "cluster.address",
+        "rewards.gdino.replicas",
+        "rewards.color.num_cpus",
+        "rollout.workers",
+        "rollout.cot.engine",
+        "learner.logprob_chunk_tokens",
+    ):
         assert _reason(key), key
-    for key in ("seed", "data.path", "data.shuffle", "model.path", "rollout.group_size", "rollout.cot.temperature",
-                "trainer.prompts_per_step", "trainer.mode", "rewards.color.enabled", "rewards.gdino.path",
-                "rewards.ensemble", "learner.ranks", "learner.optim.lr", "learner.loss.beta", "learner.loss.is_cap",
-                "learner.loss.is_correction", "learner.zero3_persistence_threshold"):
+    for key in (
+        "seed",
+        "data.path",
+        "data.shuffle",
+        "model.path",
+        "rollout.group_size",
+        "rollout.cot.temperature",
+        "trainer.prompts_per_step",
+        "trainer.mode",
+        "rewards.color.enabled",
+        "rewards.gdino.path",
+        "rewards.ensemble",
+        "learner.ranks",
+        "learner.optim.lr",
+        "learner.loss.beta",
+        "learner.loss.is_cap",
+        "learner.loss.is_correction",
+        "learner.zero3_persistence_threshold",
+    ):
         assert _reason(key) is None, key
     assert all(reason for reason in RESUMABLE.values())  # every allowed field says why
 
@@ -119,12 +148,13 @@ def test_relative_output_dir_inside_a_ray_job_goes_under_home(tmp_path, monkeypa
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
     assert resolve_output_dir("outputs/run") == (tmp_path / "outputs" / "run", "")
     # what the job supervisor hands a job's driver (ray job submit --working-dir .)
-    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(
-        {"runtime_env": {"working_dir": "gcs://_ray_pkg_0123.zip"}, "metadata": {}}))
+    monkeypatch.setenv(
+        "RAY_JOB_CONFIG_JSON_ENV_VAR",
+        json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_0123.zip"}, "metadata": {}}),
+    )
     path, note = resolve_output_dir("outputs/run")
     assert path == tmp_path / "home" / "t2i-r1-ray" / "outputs" / "run" and "temporary copy" in note
     assert resolve_output_dir(str(tmp_path / "abs")) == (tmp_path / "abs", "")  # an absolute one is kept
     # a job without a working directory runs where it was started: relative stays relative to it
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}, "metadata": {}}))
     assert resolve_output_dir("outputs/run") == (tmp_path / "outputs" / "run", "")
-

@@ -20,11 +20,28 @@ STEP_S = [4.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
 
 
 def _rows() -> list[dict]:
-    return [{"step": i, "reward_mean": REWARD[i], "reward_color_mean": COLOR[i], "reward_objects_mean": OBJECTS[i],
-             "reward_color_latency_s": 0.01, "reward_color_std": 0.1, "images": 16, "step_s": STEP_S[i],
-             "kl": 0.01 * i, "loss": 0.001 * (i % 3), "rollout_s": 1.0, "reward_s": 0.5, "learner_s": 0.5,
-             "sync_s": 0.1, "images_per_s": 16 / STEP_S[i], "version_lag_mean": 0.0, "version_lag_max": 0}
-            for i in range(8)]
+    return [
+        {
+            "step": i,
+            "reward_mean": REWARD[i],
+            "reward_color_mean": COLOR[i],
+            "reward_objects_mean": OBJECTS[i],
+            "reward_color_latency_s": 0.01,
+            "reward_color_std": 0.1,
+            "images": 16,
+            "step_s": STEP_S[i],
+            "kl": 0.01 * i,
+            "loss": 0.001 * (i % 3),
+            "rollout_s": 1.0,
+            "reward_s": 0.5,
+            "learner_s": 0.5,
+            "sync_s": 0.1,
+            "images_per_s": 16 / STEP_S[i],
+            "version_lag_mean": 0.0,
+            "version_lag_max": 0,
+        }
+        for i in range(8)
+    ]
 
 
 def test_summary_numbers_from_a_metrics_file(tmp_path):

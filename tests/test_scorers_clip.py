@@ -29,8 +29,11 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(width)
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(width, 4 * width)), ("gelu", nn.GELU()),
-                                              ("c_proj", nn.Linear(4 * width, width))]))
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                [("c_fc", nn.Linear(width, 4 * width)), ("gelu", nn.GELU()), ("c_proj", nn.Linear(4 * width, width))]
+            )
+        )
 
     def forward(self, x, mask=None):  # x: [L, N, D], as open_clip runs it
         h = self.ln_1(x)
@@ -139,8 +142,7 @@ def test_clip_scorer_matches_model_forward(tmp_path):
     got = [s.score for s in scorer.score(prompt, imgs)]
     # Independent path: the model's joint forward on all images at once (no batching, no feature helpers).
     model = CLIPModel.from_pretrained(path).eval()
-    pix = scorer.image_processor(images=[Image.fromarray(a) for a in imgs],
-                                 return_tensors="pt").pixel_values
+    pix = scorer.image_processor(images=[Image.fromarray(a) for a in imgs], return_tensors="pt").pixel_values
     ids = scorer.tokenizer(["a red apple"], return_tensors="pt")
     with torch.no_grad():
         out = model(input_ids=ids.input_ids, attention_mask=ids.attention_mask, pixel_values=pix)

@@ -54,7 +54,7 @@ def split_threshold(scores: torch.Tensor) -> float:
     in their middle half, so that no score sits within rounding of it."""
     v = scores.flatten().sort().values
     lo, hi = len(v) // 4, 3 * len(v) // 4
-    i = lo + int((v[lo + 1:hi + 1] - v[lo:hi]).argmax())
+    i = lo + int((v[lo + 1 : hi + 1] - v[lo:hi]).argmax())
     return float(v[i] + v[i + 1]) / 2
 
 
@@ -76,7 +76,17 @@ def test_phrase_weights_on_hand_built_probabilities(gdino_dir):
     caption, _ = caption_and_spans(phrases)
     enc = tokenizer([caption], return_tensors="pt", return_offsets_mapping=True)
     assert tokenizer.convert_ids_to_tokens(enc.input_ids[0]) == [
-        "[CLS]", "cat", ".", "b", "##i", "##g", "red", "apple", ".", "[SEP]"]
+        "[CLS]",
+        "cat",
+        ".",
+        "b",
+        "##i",
+        "##g",
+        "red",
+        "apple",
+        ".",
+        "[SEP]",
+    ]
     prob = torch.tensor([[0.0, 0.9, 0.05, 0.1, 0.2, 0.3, 0.8, 0.4, 0.05, 0.0]], dtype=torch.float64)
     offsets = enc.offset_mapping[0]
     default = prob @ phrase_weights(offsets, phrases).double().T
@@ -84,8 +94,12 @@ def test_phrase_weights_on_hand_built_probabilities(gdino_dir):
     # Default: every token of the phrase. T2I-R1: the tokens of "big" and "apple" ("red" left out), normalised
     # by their count + 1e-6 as GroundingDINO's create_positive_map_from_span does.
     torch.testing.assert_close(default, torch.tensor([[0.9, (0.1 + 0.2 + 0.3 + 0.8 + 0.4) / 5]], dtype=torch.float64))
-    torch.testing.assert_close(compat, torch.tensor([[0.9 / (1 + 1e-6), (0.1 + 0.2 + 0.3 + 0.4) / (4 + 1e-6)]],
-                                                    dtype=torch.float64), rtol=1e-7, atol=0)
+    torch.testing.assert_close(
+        compat,
+        torch.tensor([[0.9 / (1 + 1e-6), (0.1 + 0.2 + 0.3 + 0.4) / (4 + 1e-6)]], dtype=torch.float64),
+        rtol=1e-7,
+        atol=0,
+    )
 
 
 @pytest.mark.parametrize("compat", [False, True])
@@ -114,8 +128,12 @@ def test_detections_match_manual_forward(gdino_dir, compat):
 
 def test_batching_does_not_change_scores(gdino_dir):
     imgs = images(4, seed=1)
-    prompt = PromptRecord(prompt="a dog left of a cat", task_type="spatial", nouns=["dog", "cat"],
-                          spatial_info={"obj1": "dog", "obj2": "cat", "locality": "left of"})
+    prompt = PromptRecord(
+        prompt="a dog left of a cat",
+        task_type="spatial",
+        nouns=["dog", "cat"],
+        spatial_info={"obj1": "dog", "obj2": "cat", "locality": "left of"},
+    )
     one = build_scorer("gdino", rewards_cfg(gdino_dir, box_threshold=0.0, batch_size=1)).score(prompt, imgs)
     four = build_scorer("gdino", rewards_cfg(gdino_dir, box_threshold=0.0, batch_size=4)).score(prompt, imgs)
     assert [s.score for s in one] == pytest.approx([s.score for s in four], abs=1e-6)
@@ -131,8 +149,12 @@ def test_compat_switch_reaches_the_rules(gdino_dir):
     assert compat.params == RuleParams(t2i_r1_compat=True) and fixed.params == RuleParams()
     assert compat.version != fixed.version
     # "above" never gets position credit in compat mode: exactly the 0.4 presence score.
-    prompt = PromptRecord(prompt="a dog above a cat", task_type="spatial", nouns=["dog", "cat"],
-                          spatial_info={"obj1": "dog", "obj2": "cat", "locality": "above"})
+    prompt = PromptRecord(
+        prompt="a dog above a cat",
+        task_type="spatial",
+        nouns=["dog", "cat"],
+        spatial_info={"obj1": "dog", "obj2": "cat", "locality": "above"},
+    )
     assert [s.score for s in compat.score(prompt, images(2))] == pytest.approx([0.4, 0.4])
 
 
@@ -153,5 +175,7 @@ def test_missing_directory(tmp_path):
     with pytest.raises(ModelDirError, match="rewards.gdino.path"):
         build_scorer("gdino", RewardsConfig())
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ModelDirError, match="missing preprocessor_config.json or processor_config.json; tokenizer.json or vocab.json"):
+    with pytest.raises(
+        ModelDirError, match="missing preprocessor_config.json or processor_config.json; tokenizer.json or vocab.json"
+    ):
         build_scorer("gdino", rewards_cfg(tmp_path))

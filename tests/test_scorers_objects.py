@@ -43,8 +43,14 @@ def clock() -> np.ndarray:
     d.ellipse([c - r, c - r, c + r, c + r], fill="white", outline="black", width=8)
     for k in range(12):
         a = k * math.pi / 6
-        d.line([(c + 0.8 * r * math.sin(a), c - 0.8 * r * math.cos(a)),
-                (c + 0.95 * r * math.sin(a), c - 0.95 * r * math.cos(a))], fill="black", width=6)
+        d.line(
+            [
+                (c + 0.8 * r * math.sin(a), c - 0.8 * r * math.cos(a)),
+                (c + 0.95 * r * math.sin(a), c - 0.95 * r * math.cos(a)),
+            ],
+            fill="black",
+            width=6,
+        )
     d.line([(c, c), (c + 0.5 * r * math.sin(1.0), c - 0.5 * r * math.cos(1.0))], fill="black", width=10)
     d.line([(c, c), (c + 0.8 * r * math.sin(4.0), c - 0.8 * r * math.cos(4.0))], fill="black", width=6)
     return np.asarray(im)
@@ -65,6 +71,7 @@ def test_class_list_and_strict_weights():
     assert len(classes) == 1000 and classes[0].lemmas[0] == "tench" and classes[918].lemmas[0] == "crossword puzzle"
     assert "taxi" in classes[468].lemmas
     import torch
+
     state = torch.load(packaged_weights(), map_location="cpu", weights_only=True)
     ours = EfficientNetLite0().state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in ours.items()}
@@ -125,6 +132,7 @@ def test_unjudgeable_and_bad_prompts(scorer):
 
 def test_loader_is_strict(tmp_path):
     import torch
+
     state = torch.load(packaged_weights(), map_location="cpu", weights_only=True)
     del state["_fc.bias"]
     torch.save(state, tmp_path / "broken.pth")

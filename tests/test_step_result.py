@@ -29,9 +29,20 @@ def _result() -> StepResult:
         RolloutGroup(prompts[0], [_sample(prompts[0], 0, 4, 2, 0.2), _sample(prompts[0], 1, 4, 4, 0.2)]),
         RolloutGroup(prompts[1], [_sample(prompts[1], 0, 3, 6, 0.6), _sample(prompts[1], 1, 3, 8, 0.6)]),
     ]
-    reply = lambda scores, latency, attempts: ScorerReply("color", "1", scores, [{}, {}], "r", latency, attempts,
-                                                         encode_s=0.01, wire_s=0.02 * attempts, queue_s=0.0,
-                                                         decode_s=0.03, score_s=0.1)
+    reply = lambda scores, latency, attempts: ScorerReply(
+        "color",
+        "1",
+        scores,
+        [{}, {}],
+        "r",
+        latency,
+        attempts,
+        encode_s=0.01,
+        wire_s=0.02 * attempts,
+        queue_s=0.0,
+        decode_s=0.03,
+        score_s=0.1,
+    )
     batch = RewardBatch(
         [
             GroupRewards(prompts[0], "0", {"color": reply([0.0, 1.0], 0.3, 1)}),

@@ -77,7 +77,7 @@ def reference_greedy(policy, prompt: list[int], max_new: int) -> list[int]:
         seq.append(nxt)
         if nxt == policy.ids.eos:
             break
-    return seq[len(prompt):]
+    return seq[len(prompt) :]
 
 
 @torch.no_grad()
@@ -112,8 +112,11 @@ def test_weight_update_changes_greedy_identically(policy, engines, prompts, roll
     before = [reference_greedy(policy, p, max_new) for p in prompts]
     params = dict(policy.model.named_parameters())
     # Only q_proj of one fused qkv module, an MLP matrix and lm_head: a partial update of fused vLLM modules.
-    names = ["model.language_model.layers.0.self_attn.q_proj.weight",
-             "model.language_model.layers.1.mlp.up_proj.weight", "lm_head.weight"]
+    names = [
+        "model.language_model.layers.0.self_attn.q_proj.weight",
+        "model.language_model.layers.1.mlp.up_proj.weight",
+        "lm_head.weight",
+    ]
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for n in names:
@@ -143,7 +146,7 @@ def test_greedy_stops_at_eos(policy, engines, prompts, rollout_cfg, restore_weig
     assert expected[-1] == policy.ids.eos and len(expected) <= 4
     for name in ENGINES:
         engines[name].update_weights(update)
-        (c,), = engines[name].generate(prompts[:1], 1, [0], rollout_cfg.cot, greedy=True)
+        ((c,),) = engines[name].generate(prompts[:1], 1, [0], rollout_cfg.cot, greedy=True)
         assert c.token_ids == expected and c.finish_reason == "stop", name
 
 
@@ -217,14 +220,20 @@ def test_transformers_batch_equals_the_per_prompt_full_score_computation(policy,
     """One left-padded generate for all prompts gives, per prompt, the greedy tokens and log-probs of what the
     engine did before: one unpadded generate per prompt with ``output_logits`` (every step's raw logits kept)."""
     out = HFTextEngine(policy.model, policy.ids).generate(prompts, 2, [0, 1, 2], rollout_cfg.cot, greedy=True)
-    config = GenerationConfig(do_sample=False, max_new_tokens=rollout_cfg.cot.max_new_tokens, guidance_scale=1.0,
-                              eos_token_id=policy.ids.eos, pad_token_id=policy.ids.pad, return_dict_in_generate=True,
-                              output_logits=True)
+    config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=rollout_cfg.cot.max_new_tokens,
+        guidance_scale=1.0,
+        eos_token_id=policy.ids.eos,
+        pad_token_id=policy.ids.pad,
+        return_dict_in_generate=True,
+        output_logits=True,
+    )
     for prompt, group in zip(prompts, out):
         x = torch.tensor([prompt])
         with torch.no_grad():
             res = GenerationMixin.generate(policy.model, x, attention_mask=torch.ones_like(x), generation_config=config)
-        new = res.sequences[0, len(prompt):]
+        new = res.sequences[0, len(prompt) :]
         full = torch.log_softmax(torch.stack(res.logits, dim=1)[0].float(), dim=-1)  # [T, V]
         logp = full.gather(-1, new[:, None])[:, 0]
         end = new.tolist().index(policy.ids.eos) + 1 if policy.ids.eos in new.tolist() else len(new)

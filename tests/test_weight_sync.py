@@ -28,8 +28,10 @@ def _run(layout, named, version, receivers=2, timeout_s=20.0):
         group = SyncGroup.join(HOST, rdzv.port, rank, receivers + 1, "gloo", "cpu", timeout_s)
         return WeightReceiver(group, layout).receive()
 
-    threads = [threading.Thread(target=lambda r=r: results.__setitem__(r, _catch(receiver, r)))
-               for r in range(1, receivers + 1)]
+    threads = [
+        threading.Thread(target=lambda r=r: results.__setitem__(r, _catch(receiver, r)))
+        for r in range(1, receivers + 1)
+    ]
     for t in threads:
         t.start()
     group = SyncGroup.join(HOST, rdzv.port, 0, receivers + 1, "gloo", "cpu", timeout_s, store=rdzv.store)
@@ -53,8 +55,9 @@ def test_layout_chunks_are_fixed_size_buckets_over_one_stream():
     assert SyncLayout.build([(n, t.shape) for n, t in named], "bfloat16", 64 * 2 / 2**20).bucket_numel == 64
 
 
-@pytest.mark.parametrize("bucket_elems,dtype", [(0, "float32"), (7, "float32"), (64, "float32"), (10_000, "float32"),
-                                                (50, "bfloat16")])
+@pytest.mark.parametrize(
+    "bucket_elems,dtype", [(0, "float32"), (7, "float32"), (64, "float32"), (10_000, "float32"), (50, "bfloat16")]
+)
 def test_round_trip_is_bit_exact(bucket_elems, dtype):
     named = _params(1)
     itemsize = 2 if dtype == "bfloat16" else 4
@@ -260,4 +263,3 @@ def test_sync_to_a_dead_worker_fails_loudly_and_the_survivor_keeps_its_version(c
     survivors = WeightSyncCoordinator(learner, workers[:1])
     survivors.connect()
     assert survivors.sync() == learner.version() == version_before + 1
-

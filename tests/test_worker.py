@@ -24,13 +24,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
 G = 3
 MAX_NEW = 8
-PROMPTS = [PromptRecord(prompt="a red cat", task_type="color", nouns=["cat"], index=0),
-           PromptRecord(prompt="two dogs on a bench", task_type="numeracy", nouns=["dog", "bench"], index=1)]
+PROMPTS = [
+    PromptRecord(prompt="a red cat", task_type="color", nouns=["cat"], index=0),
+    PromptRecord(prompt="two dogs on a bench", task_type="numeracy", nouns=["dog", "bench"], index=1),
+]
 
 
 def _overrides(tiny_model_cfg, *extra: str) -> list[str]:
-    return [f"model.cache_dir={tiny_model_cfg.cache_dir}", f"rollout.group_size={G}",
-            f"rollout.cot.max_new_tokens={MAX_NEW}", "rollout.prompt.max_prompt_tokens=1024", *extra]
+    return [
+        f"model.cache_dir={tiny_model_cfg.cache_dir}",
+        f"rollout.group_size={G}",
+        f"rollout.cot.max_new_tokens={MAX_NEW}",
+        "rollout.prompt.max_prompt_tokens=1024",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +65,10 @@ def _cond_image_logprobs(model, prompt_ids: list[int], image_ids: list[int]) -> 
     """Teacher-forced log_softmax of the generation head on the conditional context (T2I-R1's learner)."""
     prompt = torch.tensor([prompt_ids])
     codes = torch.tensor([image_ids])
-    x = torch.cat([model.get_input_embeddings()(prompt), model.prepare_embeddings_for_image_generation(codes)[:, :-1]], 1)
-    h = model.model.language_model(inputs_embeds=x).last_hidden_state[:, len(prompt_ids) - 1:]
+    x = torch.cat(
+        [model.get_input_embeddings()(prompt), model.prepare_embeddings_for_image_generation(codes)[:, :-1]], 1
+    )
+    h = model.model.language_model(inputs_embeds=x).last_hidden_state[:, len(prompt_ids) - 1 :]
     logp = torch.log_softmax(model.model.generation_head(h).float(), -1)
     return logp.gather(-1, codes.unsqueeze(-1))[0, :, 0].tolist()
 
@@ -80,7 +89,9 @@ def test_records_hold_what_the_learner_needs(worker):
             assert len(s.cot_logprobs) == len(s.cot_ids) and all(lp <= 0 for lp in s.cot_logprobs)
             assert s.cot_text == tok.decode(s.cot_ids, skip_special_tokens=True)
             expected_image_prompt = "User: " + f"{g.prompt.prompt}. {s.cot_text}".strip() + "\n\nAssistant:"
-            assert s.image_prompt_ids == [ids.bos] + tok(expected_image_prompt, add_special_tokens=False)["input_ids"] + [ids.boi]
+            assert s.image_prompt_ids == [ids.bos] + tok(expected_image_prompt, add_special_tokens=False)[
+                "input_ids"
+            ] + [ids.boi]
             assert len(s.image_ids) == policy.image_tokens and all(0 <= c < policy.codebook_size for c in s.image_ids)
             assert s.image.dtype == np.uint8 and s.image.shape == (side, side, 3)
             assert s.image_logprob_mode == "conditional"
@@ -109,7 +120,9 @@ def test_update_weights_changes_both_stages_and_the_version(worker, restore_weig
     before = worker.rollout(PROMPTS, seed=0, greedy=True)
     assert all(s.cot_ids == g.samples[0].cot_ids for g in before for s in g.samples)  # greedy: G equal samples
     gen = torch.Generator().manual_seed(1)
-    update = [(n, p.detach() + 0.5 * torch.randn(p.shape, generator=gen)) for n, p in worker.named_trainable_parameters()]
+    update = [
+        (n, p.detach() + 0.5 * torch.randn(p.shape, generator=gen)) for n, p in worker.named_trainable_parameters()
+    ]
     worker.update_weights(update, version=5)
     assert worker.version == 5
     after = worker.rollout(PROMPTS, seed=0, greedy=True)
@@ -124,7 +137,7 @@ def test_update_weights_changes_both_stages_and_the_version(worker, restore_weig
             seq.append(int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
             if seq[-1] == worker.policy.ids.eos:
                 break
-    assert after[0].samples[0].cot_ids == seq[len(prompt):]
+    assert after[0].samples[0].cot_ids == seq[len(prompt) :]
 
 
 def test_update_weights_rejects_unknown_names_and_shapes(worker):
@@ -178,14 +191,20 @@ def test_a_prompt_draws_the_same_samples_on_any_worker(tiny_model_cfg):
         workers[0].rollout([PromptRecord(prompt="a red cat")], seed=5)
 
 
-
-
 # --------------------------------------------------------------------------------------------------- generate
 
 
 def _generate_args(tiny_model_cfg, out, *extra: str) -> list[str]:
-    return ["--config", "tiny", "--out", str(out), *extra, f"model.cache_dir={tiny_model_cfg.cache_dir}",
-            "rollout.cot.engine=transformers", "rollout.cot.max_new_tokens=4"]
+    return [
+        "--config",
+        "tiny",
+        "--out",
+        str(out),
+        *extra,
+        f"model.cache_dir={tiny_model_cfg.cache_dir}",
+        "rollout.cot.engine=transformers",
+        "rollout.cot.max_new_tokens=4",
+    ]
 
 
 def test_generate_writes_images_cots_and_a_grid(tiny_model_cfg, tmp_path, capsys):
@@ -195,13 +214,22 @@ def test_generate_writes_images_cots_and_a_grid(tiny_model_cfg, tmp_path, capsys
     from rollout.generate import main
 
     out = tmp_path / "a"
-    assert main(_generate_args(tiny_model_cfg, out, "--prompt", "a red cat", "--prompt", "two dogs",
-                               "--images", "2", "--seed", "3")) == 0
+    assert (
+        main(
+            _generate_args(
+                tiny_model_cfg, out, "--prompt", "a red cat", "--prompt", "two dogs", "--images", "2", "--seed", "3"
+            )
+        )
+        == 0
+    )
     assert f"wrote 4 images of 2 prompts to {out}" in capsys.readouterr().out
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert [(r["prompt"], r["file"], r["seed"]) for r in rows] == [
-        ("a red cat", "images/0000_00.png", 3), ("a red cat", "images/0000_01.png", 4),
-        ("two dogs", "images/0001_00.png", 3), ("two dogs", "images/0001_01.png", 4)]
+        ("a red cat", "images/0000_00.png", 3),
+        ("a red cat", "images/0000_01.png", 4),
+        ("two dogs", "images/0001_00.png", 3),
+        ("two dogs", "images/0001_01.png", 4),
+    ]
     assert all(r["cot"] and r["policy_version"] == 0 for r in rows)
     with Image.open(out / "grid.png") as im:
         assert im.size[0] == 2 * 192  # one column per image of a prompt
@@ -211,8 +239,23 @@ def test_generate_writes_images_cots_and_a_grid(tiny_model_cfg, tmp_path, capsys
     export.parent.mkdir(parents=True)
     export.symlink_to(tiny_janus_dir(tiny_model_cfg))
     again = tmp_path / "b"
-    assert main(_generate_args(tiny_model_cfg, again, "--checkpoint", str(tmp_path / "run"), "--prompt", "two dogs",
-                               "--images", "1", "--seed", "4")) == 0
+    assert (
+        main(
+            _generate_args(
+                tiny_model_cfg,
+                again,
+                "--checkpoint",
+                str(tmp_path / "run"),
+                "--prompt",
+                "two dogs",
+                "--images",
+                "1",
+                "--seed",
+                "4",
+            )
+        )
+        == 0
+    )
     (row,) = [json.loads(line) for line in (again / "generations.jsonl").read_text().splitlines()]
     assert row["policy"] == str(export) and row["cot"] == rows[3]["cot"]
     assert (again / "images/0000_00.png").read_bytes() == (out / "images/0001_01.png").read_bytes()
@@ -224,7 +267,10 @@ def test_generate_reads_a_prompt_file_and_rejects_bad_input(tiny_model_cfg, tmp_
     txt = tmp_path / "prompts.txt"
     txt.write_text("a red cat\n\n two dogs \n")
     assert [(p.prompt, p.index) for p in read_prompts(["first"], str(txt))] == [
-        ("first", 0), ("a red cat", 1), ("two dogs", 2)]
+        ("first", 0),
+        ("a red cat", 1),
+        ("two dogs", 2),
+    ]
     assert main(_generate_args(tiny_model_cfg, tmp_path, "--prompt", "x", "--checkpoint", str(tmp_path))) == 2
     assert "is neither an HF-format Janus directory" in capsys.readouterr().err
     assert main(_generate_args(tiny_model_cfg, tmp_path, "--prompt", "x", "rollout.cot.top_p=2")) == 2
@@ -237,8 +283,21 @@ def test_generate_reads_a_prompt_file_and_rejects_bad_input(tiny_model_cfg, tmp_
 def test_generate_end_to_end_through_vllm(tiny_model_cfg, tmp_path):
     """The command as a user runs it, with the vLLM text engine (or its announced fallback)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "rollout.generate", "--config", "tiny", "--prompt", "a red cat", "--images", "2",
-           "--out", str(tmp_path), f"model.cache_dir={tiny_model_cfg.cache_dir}", "rollout.cot.max_new_tokens=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rollout.generate",
+        "--config",
+        "tiny",
+        "--prompt",
+        "a red cat",
+        "--images",
+        "2",
+        "--out",
+        str(tmp_path),
+        f"model.cache_dir={tiny_model_cfg.cache_dir}",
+        "rollout.cot.max_new_tokens=4",
+    ]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     engine = "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"

@@ -19,11 +19,25 @@ def tiny_blip_vqa_dir(path: Path, seed: int = 0) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     bert_tokenizer().save_pretrained(path)
     config = BlipConfig(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=BLIP_NATIVE_SIZE, patch_size=8, initializer_range=0.5),
-        text_config=dict(vocab_size=BLIP_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, encoder_hidden_size=32,
-                         initializer_range=0.5),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=BLIP_NATIVE_SIZE,
+            patch_size=8,
+            initializer_range=0.5,
+        ),
+        text_config=dict(
+            vocab_size=BLIP_VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            encoder_hidden_size=32,
+            initializer_range=0.5,
+        ),
     )
     torch.manual_seed(seed)
     BlipForQuestionAnswering(config).save_pretrained(path)
@@ -37,12 +51,29 @@ def tiny_dpt_hybrid_config():
     from transformers import DPTConfig
 
     return DPTConfig(
-        is_hybrid=True, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-        image_size=32, patch_size=16, backbone_featmap_shape=[1, 64, 2, 2], neck_hidden_sizes=[8, 16, 32, 32],
-        fusion_hidden_size=16, backbone_out_indices=[0, 1, 2, 3], reassemble_factors=[1, 1, 1, 0.5],
-        backbone_config=dict(model_type="bit", global_padding="same", layer_type="bottleneck", depths=[1, 1, 1],
-                             out_features=["stage1", "stage2", "stage3"], embedding_dynamic_padding=True,
-                             hidden_sizes=[8, 16, 64], embedding_size=8, num_groups=2),
+        is_hybrid=True,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=16,
+        backbone_featmap_shape=[1, 64, 2, 2],
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        backbone_out_indices=[0, 1, 2, 3],
+        reassemble_factors=[1, 1, 1, 0.5],
+        backbone_config=dict(
+            model_type="bit",
+            global_padding="same",
+            layer_type="bottleneck",
+            depths=[1, 1, 1],
+            out_features=["stage1", "stage2", "stage3"],
+            embedding_dynamic_padding=True,
+            hidden_sizes=[8, 16, 64],
+            embedding_size=8,
+            num_groups=2,
+        ),
     )
 
 

@@ -18,10 +18,25 @@ def tiny_mask2former_config(num_labels: int = len(TINY_DETECTOR_CLASSES)):
 
     # GroupNorm(32) in the pixel decoder needs feature sizes that are multiples of 32.
     return Mask2FormerConfig(
-        backbone_config=dict(model_type="swin", embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                             window_size=7, image_size=224, out_features=["stage1", "stage2", "stage3", "stage4"]),
-        feature_size=32, mask_feature_size=32, hidden_dim=32, encoder_feedforward_dim=32, encoder_layers=1,
-        decoder_layers=2, num_attention_heads=2, dim_feedforward=32, num_queries=8, num_labels=num_labels,
+        backbone_config=dict(
+            model_type="swin",
+            embed_dim=16,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            window_size=7,
+            image_size=224,
+            out_features=["stage1", "stage2", "stage3", "stage4"],
+        ),
+        feature_size=32,
+        mask_feature_size=32,
+        hidden_dim=32,
+        encoder_feedforward_dim=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        dim_feedforward=32,
+        num_queries=8,
+        num_labels=num_labels,
     )
 
 
@@ -50,7 +65,7 @@ def block_scene(h: int, w: int, seed: int) -> np.ndarray:
     im = np.empty((h, w, 3), np.uint8)
     im[:] = rng.integers(0, 256, 3)
     im[: h // 2, : w // 2] = rng.integers(0, 256, 3)
-    im[h // 3:, 2 * w // 3:] = rng.integers(0, 256, 3)
+    im[h // 3 :, 2 * w // 3 :] = rng.integers(0, 256, 3)
     return im
 
 
@@ -58,10 +73,16 @@ def block_scene(h: int, w: int, seed: int) -> np.ndarray:
 
 # Whole-answer pieces as single tokens, in byte-level symbols (Ġ = space, Ċ = newline); decoding reaches them, which
 # is all the rewired judge below needs.
-JUDGE_PIECES = ["Score:", "Ġ1", "Ġ0", "Consistency:", "Ġ2", "ĊRealism:", "ĊAestheticĠQuality:",
-                "Ġhmm", "Ġmaybe"]
-JUDGE_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                 "<|image_pad|>", "<|video_pad|>"]
+JUDGE_PIECES = ["Score:", "Ġ1", "Ġ0", "Consistency:", "Ġ2", "ĊRealism:", "ĊAestheticĠQuality:", "Ġhmm", "Ġmaybe"]
+JUDGE_SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 # Our own minimal chat template in the shape of Qwen's: ChatML turns, an image item as vision-start / image-pad /
 # vision-end, and with enable_thinking=False an empty think block after the generation prompt.
 JUDGE_TEMPLATE = (
@@ -83,8 +104,13 @@ def judge_tokenizer():
     from transformers.models.qwen3_5.tokenization_qwen3_5 import Qwen3_5Tokenizer
 
     symbols = list(bytes_to_unicode().values()) + JUDGE_PIECES
-    tok = Qwen3_5Tokenizer(vocab={s: i for i, s in enumerate(symbols)}, merges=[], eos_token="<|im_end|>",
-                           pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    tok = Qwen3_5Tokenizer(
+        vocab={s: i for i, s in enumerate(symbols)},
+        merges=[],
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
     tok.add_special_tokens({"additional_special_tokens": JUDGE_SPECIAL})
     tok.add_tokens(["<think>", "</think>"])
     tok.chat_template = JUDGE_TEMPLATE
@@ -97,17 +123,47 @@ def tiny_judge_config(tok):
     ids = tok.convert_tokens_to_ids
     return Qwen3_5MoeConfig(
         text_config=dict(
-            vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, full_attention_interval=2,  # one of each
-            num_attention_heads=2, num_key_value_heads=1, head_dim=16, linear_key_head_dim=8, linear_value_head_dim=8,
-            linear_num_key_heads=2, linear_num_value_heads=2, moe_intermediate_size=16,
-            shared_expert_intermediate_size=16, num_experts=4, num_experts_per_tok=2, max_position_embeddings=2048,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
-                             "mrope_section": [2, 1, 1], "mrope_interleaved": True}),
-        vision_config=dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, patch_size=8,
-                           spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=64),
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+            vocab_size=len(tok),
+            hidden_size=64,
+            num_hidden_layers=2,
+            full_attention_interval=2,  # one of each
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            linear_key_head_dim=8,
+            linear_value_head_dim=8,
+            linear_num_key_heads=2,
+            linear_num_value_heads=2,
+            moe_intermediate_size=16,
+            shared_expert_intermediate_size=16,
+            num_experts=4,
+            num_experts_per_tok=2,
+            max_position_embeddings=2048,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "partial_rotary_factor": 0.5,
+                "mrope_section": [2, 1, 1],
+                "mrope_interleaved": True,
+            },
+        ),
+        vision_config=dict(
+            depth=1,
+            hidden_size=16,
+            intermediate_size=32,
+            num_heads=2,
+            patch_size=8,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=64,
+            num_position_embeddings=64,
+        ),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
     )
 
 
@@ -123,8 +179,9 @@ def tiny_judge_dir(path: Path, seed: int = 0, chain: dict[str, str] | None = Non
     path.mkdir(parents=True, exist_ok=True)
     tok = judge_tokenizer()
     tok.save_pretrained(path)
-    Qwen2VLImageProcessorPil(patch_size=8, temporal_patch_size=2, merge_size=2,
-                             size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64}).save_pretrained(path)
+    Qwen2VLImageProcessorPil(
+        patch_size=8, temporal_patch_size=2, merge_size=2, size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+    ).save_pretrained(path)
     torch.manual_seed(seed)
     model = Qwen3_5MoeForConditionalGeneration(tiny_judge_config(tok))
     if chain:
@@ -176,21 +233,31 @@ Reply with one line.""",
 
 # Made-up prompt records: (prompt_id, prompt, explanation); ids pick one or two per category of each protocol.
 FAKE_VERIFIED = {
-    "data_verified/cultural_common_sense_verified.json": [(1, "a lantern for the autumn fair", "paper lantern"),
-                                                          (2, "the dish of the harvest day", "a bread loaf")],
-    "data_verified/spatio-temporal_reasoning_verified.json": [(401, "a garden at dawn", "low warm light"),
-                                                              (521, "the view from below a bridge", "arch above")],
-    "data_verified/natural_science_verified.json": [(641, "a seed after a week in water", "a sprout"),
-                                                    (761, "ice left in the sun", "a puddle"),
-                                                    (881, "iron left in the rain", "rust")],
+    "data_verified/cultural_common_sense_verified.json": [
+        (1, "a lantern for the autumn fair", "paper lantern"),
+        (2, "the dish of the harvest day", "a bread loaf"),
+    ],
+    "data_verified/spatio-temporal_reasoning_verified.json": [
+        (401, "a garden at dawn", "low warm light"),
+        (521, "the view from below a bridge", "arch above"),
+    ],
+    "data_verified/natural_science_verified.json": [
+        (641, "a seed after a week in water", "a sprout"),
+        (761, "ice left in the sun", "a puddle"),
+        (881, "iron left in the rain", "rust"),
+    ],
 }
 FAKE_LEGACY = {
     "WISE_legacy/data/cultural_common_sense.json": [(1, "a lantern for the autumn fair", "paper lantern")],
-    "WISE_legacy/data/spatio-temporal_reasoning.json": [(401, "a garden at dawn", "low warm light"),
-                                                        (568, "the view from below a bridge", "arch above")],
-    "WISE_legacy/data/natural_science.json": [(701, "a seed after a week in water", "a sprout"),
-                                              (801, "ice left in the sun", "a puddle"),
-                                              (901, "iron left in the rain", "rust")],
+    "WISE_legacy/data/spatio-temporal_reasoning.json": [
+        (401, "a garden at dawn", "low warm light"),
+        (568, "the view from below a bridge", "arch above"),
+    ],
+    "WISE_legacy/data/natural_science.json": [
+        (701, "a seed after a week in water", "a sprout"),
+        (801, "ice left in the sun", "a puddle"),
+        (901, "iron left in the rain", "rust"),
+    ],
 }
 
 
@@ -201,10 +268,22 @@ def fake_wise_checkout(root: Path) -> Path:
     for files in (FAKE_VERIFIED, FAKE_LEGACY):
         for rel, rows in files.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(json.dumps([
-                {"prompt_id": pid, "Prompt": p, "Explanation": e, "Category": "made up", "Subcategory": "made up"}
-                for pid, p, e in rows]))
+            (root / rel).write_text(
+                json.dumps(
+                    [
+                        {
+                            "prompt_id": pid,
+                            "Prompt": p,
+                            "Explanation": e,
+                            "Category": "made up",
+                            "Subcategory": "made up",
+                        }
+                        for pid, p, e in rows
+                    ]
+                )
+            )
     (root / "vllm_eval.py").write_text(FAKE_JUDGE_SCRIPT.replace("{RUBRIC_LINE}", "Give Score: 0 or Score: 1."))
     (root / "WISE_legacy" / "gpt_eval.py").write_text(
-        FAKE_JUDGE_SCRIPT.replace("{RUBRIC_LINE}", "Rate Consistency, Realism and Aesthetic Quality from 0 to 2."))
+        FAKE_JUDGE_SCRIPT.replace("{RUBRIC_LINE}", "Rate Consistency, Realism and Aesthetic Quality from 0 to 2.")
+    )
     return root

@@ -98,8 +98,9 @@ class SyncLayout:
         ours = dict(zip(self.names, self.shapes))
         missing = [n for n in ours if n not in theirs]
         extra = [n for n in theirs if n not in ours]
-        wrong = [f"{n}: {theirs[n]} here vs {ours[n]} in the learner"
-                 for n in ours if n in theirs and theirs[n] != ours[n]]
+        wrong = [
+            f"{n}: {theirs[n]} here vs {ours[n]} in the learner" for n in ours if n in theirs and theirs[n] != ours[n]
+        ]
         if missing or extra or wrong:
             raise ValueError(
                 "weight sync layout mismatch between learner and rollout worker "
@@ -115,8 +116,17 @@ class SyncGroup:
         self.pg, self.rank, self.world_size, self.device = pg, rank, world_size, torch.device(device)
 
     @classmethod
-    def join(cls, host: str, port: int, rank: int, world_size: int, backend: str, device, timeout_s: float,
-             store: Optional[dist.Store] = None) -> SyncGroup:
+    def join(
+        cls,
+        host: str,
+        port: int,
+        rank: int,
+        world_size: int,
+        backend: str,
+        device,
+        timeout_s: float,
+        store: Optional[dist.Store] = None,
+    ) -> SyncGroup:
         """Blocks until all ``world_size`` members joined. Rank 0 passes the store it hosts."""
         store = store if store is not None else connect_store(host, port, world_size, timeout_s)
         return cls(standalone_group(store, rank, world_size, backend, host, timeout_s), rank, world_size, device)
@@ -135,8 +145,9 @@ def _header(version: int, layout: SyncLayout) -> torch.Tensor:
     return torch.tensor([MAGIC, version, layout.digest(), layout.total_numel], dtype=torch.int64)
 
 
-def send_weights(group: SyncGroup, layout: SyncLayout, version: int,
-                 tensors: Iterator[tuple[str, torch.Tensor]]) -> dict[str, float]:
+def send_weights(
+    group: SyncGroup, layout: SyncLayout, version: int, tensors: Iterator[tuple[str, torch.Tensor]]
+) -> dict[str, float]:
     """Rank 0: broadcast one version. ``tensors`` yields (name, full tensor) in layout order.
 
     On failure the group is closed and ``tensors`` is still drained (under ZeRO-3 the other learner ranks
@@ -159,7 +170,7 @@ def send_weights(group: SyncGroup, layout: SyncLayout, version: int,
                 pos = 0
                 while pos < flat.numel():
                     take = min(flat.numel() - pos, layout.bucket_numel - fill)
-                    bucket[fill:fill + take].copy_(flat[pos:pos + take])
+                    bucket[fill : fill + take].copy_(flat[pos : pos + take])
                     fill, pos = fill + take, pos + take
                     if fill == layout.bucket_numel:
                         group.broadcast(bucket)
@@ -188,8 +199,9 @@ def _checked(tensors: Iterator[tuple[str, torch.Tensor]], layout: SyncLayout) ->
             raise WeightSyncError(f"more parameters than the layout's {len(layout.names)} (extra: {name})")
         expected, numel = layout.names[count], layout.numels[count]
         if name != expected or t.numel() != numel:
-            raise WeightSyncError(f"parameter {count} is {name} with {t.numel()} elements; layout says {expected} "
-                                  f"with {numel}")
+            raise WeightSyncError(
+                f"parameter {count} is {name} with {t.numel()} elements; layout says {expected} with {numel}"
+            )
         count += 1
         yield name, t
     if count != len(layout.names):
@@ -214,17 +226,21 @@ class WeightReceiver:
             self.group.broadcast(header)
             magic, version, digest, total = (int(x) for x in header.cpu())
             if magic != MAGIC or digest != layout.digest() or total != layout.total_numel:
-                raise WeightSyncError(f"header {header.tolist()} does not match this receiver's layout "
-                                      f"(digest {layout.digest()}, {layout.total_numel} elements)")
+                raise WeightSyncError(
+                    f"header {header.tolist()} does not match this receiver's layout "
+                    f"(digest {layout.digest()}, {layout.total_numel} elements)"
+                )
             for k, (a, b) in enumerate(chunks):  # noqa: B007 (k counts the chunks received, for the error)
                 self.group.broadcast(self.staging[a:b])
         except Exception as e:
             self.group.close()
-            raise WeightSyncError(f"rollout worker (sync rank {self.group.rank}): receiving failed after {k} of "
-                                  f"{len(chunks)} chunks, nothing applied: {e}") from e
+            raise WeightSyncError(
+                f"rollout worker (sync rank {self.group.rank}): receiving failed after {k} of "
+                f"{len(chunks)} chunks, nothing applied: {e}"
+            ) from e
         out, offset = [], 0
         for name, shape, n in zip(layout.names, layout.shapes, layout.numels):
-            out.append((name, self.staging[offset:offset + n].view(shape)))
+            out.append((name, self.staging[offset : offset + n].view(shape)))
             offset += n
         return version, out
 

@@ -31,14 +31,21 @@ class Rendezvous:
         self.port = int(sock.getsockname()[1])
         # The store takes the descriptor over (detach: Python must not close it under the store's daemon).
         self.store = dist.TCPStore(
-            host, self.port, world_size, is_master=True, timeout=datetime.timedelta(seconds=timeout_s),
-            wait_for_workers=False, master_listen_fd=sock.detach(), use_libuv=False,
+            host,
+            self.port,
+            world_size,
+            is_master=True,
+            timeout=datetime.timedelta(seconds=timeout_s),
+            wait_for_workers=False,
+            master_listen_fd=sock.detach(),
+            use_libuv=False,
         )
 
 
 def connect_store(host: str, port: int, world_size: int, timeout_s: float = 300.0) -> dist.TCPStore:
-    return dist.TCPStore(host, port, world_size, is_master=False, timeout=datetime.timedelta(seconds=timeout_s),
-                         use_libuv=False)
+    return dist.TCPStore(
+        host, port, world_size, is_master=False, timeout=datetime.timedelta(seconds=timeout_s), use_libuv=False
+    )
 
 
 def init_default_group(
@@ -49,8 +56,13 @@ def init_default_group(
         raise RuntimeError("torch.distributed is already initialised in this process; one learner rank per process")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), str(world_size)
-    dist.init_process_group(backend or default_backend(), store=store, rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        backend or default_backend(),
+        store=store,
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
 
 
 def shutdown_default_group() -> None:

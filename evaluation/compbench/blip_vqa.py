@@ -15,7 +15,7 @@ original's hard-coded ones (bert-base-uncased + BLIP's two added tokens).
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,24 +35,37 @@ MAX_QUESTION_TOKENS = 35  # models/blip_vqa.py:44
 SAME_WEIGHTS_NOTE = (
     "same weights as the original model_base_vqa_capfilt_large.pth, but the hub checkpoint was converted at 384 px "
     "(position embedding resampled 30x30 -> 24x24) and is re-interpolated (bicubic) to 30x30 to run at 480 px as "
-    "the original does: a small, unmeasured deviation; noun chunks from spaCy 3.8 (the original pins 3.5)")
-EXACT_NOTE = ("weights converted from the original checkpoint at 480 px (no position-embedding resampling); noun "
-              "chunks from spaCy 3.8 (the original pins 3.5)")
+    "the original does: a small, unmeasured deviation; noun chunks from spaCy 3.8 (the original pins 3.5)"
+)
+EXACT_NOTE = (
+    "weights converted from the original checkpoint at 480 px (no position-embedding resampling); noun "
+    "chunks from spaCy 3.8 (the original pins 3.5)"
+)
 
 
 class BlipVqaEvaluator(Evaluator):
     name = "blip_vqa"
 
-    def __init__(self, model: BlipForQuestionAnswering, tokenizer, image_size: int = BLIP_IMAGE_SIZE,
-                 batch_size: int = 8, parse: Callable[[str], spacy_parse.ParsedPrompt] = spacy_parse.parse):
+    def __init__(
+        self,
+        model: BlipForQuestionAnswering,
+        tokenizer,
+        image_size: int = BLIP_IMAGE_SIZE,
+        batch_size: int = 8,
+        parse: Callable[[str], spacy_parse.ParsedPrompt] = spacy_parse.parse,
+    ):
         vocab = model.config.text_config.vocab_size
         if vocab <= ENC_ID:
-            raise ValueError(f"BLIP text vocab_size is {vocab}; BLIP-VQA needs its [DEC]={DEC_ID} and [ENC]={ENC_ID} "
-                             f"tokens (vocab_size 30524, as in {BLIP_VQA.hub_id})")
+            raise ValueError(
+                f"BLIP text vocab_size is {vocab}; BLIP-VQA needs its [DEC]={DEC_ID} and [ENC]={ENC_ID} "
+                f"tokens (vocab_size 30524, as in {BLIP_VQA.hub_id})"
+            )
         got = tokenizer.convert_tokens_to_ids(["yes", "no"])
         if got != [YES_ID, NO_ID]:
-            raise ValueError(f"the tokenizer maps yes/no to {got}, not the bert-base-uncased ids {[YES_ID, NO_ID]} "
-                             "that BLIP-VQA reads its answer at")
+            raise ValueError(
+                f"the tokenizer maps yes/no to {got}, not the bert-base-uncased ids {[YES_ID, NO_ID]} "
+                "that BLIP-VQA reads its answer at"
+            )
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_size = image_size
@@ -64,8 +77,9 @@ class BlipVqaEvaluator(Evaluator):
         self.fidelity_note = EXACT_NOTE if native else SAME_WEIGHTS_NOTE
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None, device: str = "cpu", batch_size: int = 8,
-             image_size: int = BLIP_IMAGE_SIZE) -> "BlipVqaEvaluator":
+    def load(
+        cls, path: str | os.PathLike | None, device: str = "cpu", batch_size: int = 8, image_size: int = BLIP_IMAGE_SIZE
+    ) -> BlipVqaEvaluator:
         """From a local copy of Salesforce/blip-vqa-capfilt-large (or a conversion of the original checkpoint)."""
         p = BLIP_VQA.require(path)
         spacy_parse.load_spacy()
@@ -85,11 +99,18 @@ class BlipVqaEvaluator(Evaluator):
         pixels = blip_pixels(images, self.image_size).to(self.device, self.model.dtype)
         image_embeds = self.model.vision_model(pixel_values=pixels, interpolate_pos_encoding=True).last_hidden_state
         image_embeds = image_embeds[torch.tensor([i for i, _ in pairs], device=self.device)]
-        q = self.tokenizer([q for _, q in pairs], padding="longest", truncation=True,
-                           max_length=MAX_QUESTION_TOKENS, return_tensors="pt").to(self.device)
+        q = self.tokenizer(
+            [q for _, q in pairs],
+            padding="longest",
+            truncation=True,
+            max_length=MAX_QUESTION_TOKENS,
+            return_tensors="pt",
+        ).to(self.device)
         q.input_ids[:, 0] = ENC_ID
         question_states = self.model.text_encoder(
-            input_ids=q.input_ids, attention_mask=q.attention_mask, encoder_hidden_states=image_embeds,
+            input_ids=q.input_ids,
+            attention_mask=q.attention_mask,
+            encoder_hidden_states=image_embeds,
             encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device),
         ).last_hidden_state
         # transformers 5.19's BLIP text cross-attention drops encoder_attention_mask (BlipTextAttention never
@@ -101,7 +122,8 @@ class BlipVqaEvaluator(Evaluator):
             rows = (lengths == n).nonzero().squeeze(1)
             logits = self.model.text_decoder(
                 input_ids=torch.full((len(rows), 1), DEC_ID, device=self.device),
-                encoder_hidden_states=question_states[rows, :n], encoder_attention_mask=q.attention_mask[rows, :n],
+                encoder_hidden_states=question_states[rows, :n],
+                encoder_attention_mask=q.attention_mask[rows, :n],
             ).logits[:, 0, :]
             prob = torch.softmax(logits.float(), dim=1)
             p[rows.cpu()] = (prob[:, YES_ID] / (prob[:, YES_ID] + prob[:, NO_ID])).cpu()

@@ -9,7 +9,7 @@ preprocess (preprocess.clip_pixels), each distinct text through the text tower o
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,8 +26,14 @@ from evaluation.models import CLIP_B32
 class ClipScoreEvaluator(Evaluator):
     fidelity = Fidelity.exact
 
-    def __init__(self, model: CLIPModel, tokenizer, complex_text: bool = False, batch_size: int = 32,
-                 parse: Callable[[str], spacy_parse.ParsedPrompt] = spacy_parse.parse):
+    def __init__(
+        self,
+        model: CLIPModel,
+        tokenizer,
+        complex_text: bool = False,
+        batch_size: int = 32,
+        parse: Callable[[str], spacy_parse.ParsedPrompt] = spacy_parse.parse,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.complex_text = complex_text
@@ -41,11 +47,13 @@ class ClipScoreEvaluator(Evaluator):
             "same weights and preprocessing as the original; it runs CLIP in fp16 on GPU, this in the loaded "
             "model's dtype (fp32 by default), a difference of about 1e-3 in the cosine; prompts longer than 77 "
             "tokens are truncated where the original raises"
-            + ("; adjectives from spaCy 3.8 (the original pins 3.5)" if complex_text else ""))
+            + ("; adjectives from spaCy 3.8 (the original pins 3.5)" if complex_text else "")
+        )
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None, complex_text: bool = False, device: str = "cpu",
-             batch_size: int = 32) -> "ClipScoreEvaluator":
+    def load(
+        cls, path: str | os.PathLike | None, complex_text: bool = False, device: str = "cpu", batch_size: int = 32
+    ) -> ClipScoreEvaluator:
         """From a local copy of openai/clip-vit-base-patch32."""
         p = CLIP_B32.require(path)
         if complex_text:
@@ -64,8 +72,9 @@ class ClipScoreEvaluator(Evaluator):
 
     @torch.no_grad()
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
-        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_text_len,
-                             return_tensors="pt").to(self.device)
+        tok = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_text_len, return_tensors="pt"
+        ).to(self.device)
         feats = self.model.get_text_features(input_ids=tok.input_ids, attention_mask=tok.attention_mask).pooler_output
         return torch.nn.functional.normalize(feats.float(), dim=-1)
 

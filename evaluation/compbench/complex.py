@@ -9,7 +9,7 @@ can instead score with the three evaluators separately and call three_in_one.com
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,34 +25,50 @@ from evaluation.compbench.three_in_one import ComplexSubsets, combine
 class ComplexEvaluator(Evaluator):
     name = "complex@gdino"
     fidelity = FIDELITY
-    fidelity_note = ("the spatial part (58 + 30 of the 300 val prompts) uses GroundingDINO for UniDet: "
-                     + FIDELITY_NOTE + "; the 212 action prompts use only BLIP-VQA and CLIP (same weights)")
+    fidelity_note = (
+        "the spatial part (58 + 30 of the 300 val prompts) uses GroundingDINO for UniDet: "
+        + FIDELITY_NOTE
+        + "; the 212 action prompts use only BLIP-VQA and CLIP (same weights)"
+    )
 
-    def __init__(self, blip: BlipVqaEvaluator, clip: ClipScoreEvaluator, spatial: Spatial2DEvaluator,
-                 subsets: ComplexSubsets):
+    def __init__(
+        self, blip: BlipVqaEvaluator, clip: ClipScoreEvaluator, spatial: Spatial2DEvaluator, subsets: ComplexSubsets
+    ):
         if not clip.complex_text or not spatial.complex_parse:
-            raise ValueError("the complex score needs the complex-mode CLIPScore (complex_text=True) and 2D spatial "
-                             "(complex_parse=True) evaluators")
+            raise ValueError(
+                "the complex score needs the complex-mode CLIPScore (complex_text=True) and 2D spatial "
+                "(complex_parse=True) evaluators"
+            )
         self.blip, self.clip, self.spatial, self.subsets = blip, clip, spatial, subsets
 
     @classmethod
-    def load(cls, blip_path: str | os.PathLike | None, clip_path: str | os.PathLike | None,
-             gdino_path: str | os.PathLike | None, labels_path: str | os.PathLike,
-             spatial_list_path: str | os.PathLike, action_list_path: str | os.PathLike, device: str = "cpu",
-             batch_size: int = 4) -> "ComplexEvaluator":
+    def load(
+        cls,
+        blip_path: str | os.PathLike | None,
+        clip_path: str | os.PathLike | None,
+        gdino_path: str | os.PathLike | None,
+        labels_path: str | os.PathLike,
+        spatial_list_path: str | os.PathLike,
+        action_list_path: str | os.PathLike,
+        device: str = "cpu",
+        batch_size: int = 4,
+    ) -> ComplexEvaluator:
         subsets = ComplexSubsets.load(spatial_list_path, action_list_path)
-        return cls(BlipVqaEvaluator.load(blip_path, device, batch_size),
-                   ClipScoreEvaluator.load(clip_path, complex_text=True, device=device, batch_size=batch_size),
-                   Spatial2DEvaluator.load(gdino_path, labels_path, complex_parse=True, device=device,
-                                           batch_size=batch_size),
-                   subsets)
+        return cls(
+            BlipVqaEvaluator.load(blip_path, device, batch_size),
+            ClipScoreEvaluator.load(clip_path, complex_text=True, device=device, batch_size=batch_size),
+            Spatial2DEvaluator.load(gdino_path, labels_path, complex_parse=True, device=device, batch_size=batch_size),
+            subsets,
+        )
 
     def score(self, images: Sequence[np.ndarray], items: Sequence[EvalItem]) -> list[ImageResult]:
         check_batch(images, items)
         kinds = [self.subsets.kind(it.prompt) for it in items]
-        parts = {"attribute": (self.blip, range(len(items))),
-                 "spatial": (self.spatial, [i for i, k in enumerate(kinds) if k != "action"]),
-                 "action": (self.clip, [i for i, k in enumerate(kinds) if k != "spatial"])}
+        parts = {
+            "attribute": (self.blip, range(len(items))),
+            "spatial": (self.spatial, [i for i, k in enumerate(kinds) if k != "action"]),
+            "action": (self.clip, [i for i, k in enumerate(kinds) if k != "spatial"]),
+        }
         scored: dict[str, dict[int, ImageResult]] = {}
         for part, (evaluator, idx) in parts.items():
             res = evaluator.score([images[i] for i in idx], [items[i] for i in idx]) if idx else []

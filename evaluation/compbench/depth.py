@@ -10,7 +10,7 @@ result is indexed with the detections' boxes by detection_rules.depth_position.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ class DptDepth:
             model.dpt.embeddings.image_size = (image_size, image_size)
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None, device: str = "cpu", **kw) -> "DptDepth":
+    def load(cls, path: str | os.PathLike | None, device: str = "cpu", **kw) -> DptDepth:
         """From a local copy of Intel/dpt-hybrid-midas."""
         p = DPT_HYBRID.require(path)
         return cls(DPTForDepthEstimation.from_pretrained(p, local_files_only=True).to(device), **kw)
@@ -58,8 +58,9 @@ class DptDepth:
 def to_frame(depth: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """One raw depth map through the script's normalise / resize / 8-bit PNG / reload / frame-resize round trip."""
     depth = (depth - depth.min()) / (depth.max() - depth.min())
-    depth = torch.nn.functional.interpolate(depth[None, None], size=(height, width), mode="bilinear",
-                                            align_corners=True)[0, 0]
+    depth = torch.nn.functional.interpolate(
+        depth[None, None], size=(height, width), mode="bilinear", align_corners=True
+    )[0, 0]
     png = Image.fromarray(255 * depth.numpy()).convert("L")
     png = png.resize(unidet_frame_size(width, height), Image.BILINEAR)
     return torch.tensor(np.array(png)).float() / 255.0

@@ -9,8 +9,9 @@ only the first instance of a label counts, and the 2D score is floored at 0.5.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -62,8 +63,9 @@ def _centre(box: Box) -> tuple[float, float]:
 # ----------------------------------------------------------------------------------------------- 2D
 
 
-def determine_position(locality: Optional[str], box1: Box, box2: Box, iou_threshold: float = 0.1,
-                       distance_threshold: float = 150.0) -> float:
+def determine_position(
+    locality: Optional[str], box1: Box, box2: Box, iou_threshold: float = 0.1, distance_threshold: float = 150.0
+) -> float:
     """How well obj1 (``box1``) stands ``locality`` obj2 (``box2``) (2D_spatial_eval.py:23-78).
 
     dx, dy = centre2 - centre1 (y grows downwards). near / next to / on side of: 1 if |dx| or |dy| is below the
@@ -77,8 +79,12 @@ def determine_position(locality: Optional[str], box1: Box, box2: Box, iou_thresh
         if abs(dx) < distance_threshold or abs(dy) < distance_threshold:
             return 1.0
         return distance_threshold / max(abs(dx), abs(dy))
-    axis = {"on the right of": (dx, dy, -1), "on the left of": (dx, dy, +1),
-            "on the bottom of": (dy, dx, -1), "on the top of": (dy, dx, +1)}.get(locality or "")
+    axis = {
+        "on the right of": (dx, dy, -1),
+        "on the left of": (dx, dy, +1),
+        "on the bottom of": (dy, dx, -1),
+        "on the top of": (dy, dx, +1),
+    }.get(locality or "")
     if axis is None:
         return 0.0
     along, across, sign = axis
@@ -91,8 +97,9 @@ def determine_position(locality: Optional[str], box1: Box, box2: Box, iou_thresh
 SPATIAL_2D_FLOOR = 0.5  # 2D_spatial_eval.py:260: a 2D score below 0.5 counts as 0
 
 
-def spatial_2d_score(obj1: Optional[str], obj2: Optional[str], locality: Optional[str],
-                     detections: Sequence[Detection]) -> tuple[float, dict[str, Any]]:
+def spatial_2d_score(
+    obj1: Optional[str], obj2: Optional[str], locality: Optional[str], detections: Sequence[Detection]
+) -> tuple[float, dict[str, Any]]:
     """2D_spatial_eval.py:233-261: both objects found (first, i.e. most confident, instance of each label)
     -> 0.25 s1 + 0.25 s2 + determine_position / 2; one found -> 0.25 s; then below 0.5 -> 0."""
     labels = [d.label for d in detections]
@@ -118,11 +125,12 @@ def spatial_2d_score(obj1: Optional[str], obj2: Optional[str], locality: Optiona
 def region_mean(depth: torch.Tensor, box: Box) -> torch.Tensor:
     """Mean depth of a box region indexed as the script does, ``depth[x_min:x_max, y_min:y_max]``: x indexes rows,
     so the region is the box's transpose (3D_spatial_eval.py:111-112). An empty region gives NaN."""
-    return depth[int(box[0]):int(box[2]), int(box[1]):int(box[3])].mean()
+    return depth[int(box[0]) : int(box[2]), int(box[1]) : int(box[3])].mean()
 
 
-def depth_position(locality: Optional[str], box1: Box, box2: Box, depth: torch.Tensor,
-                   iou_threshold: float = 0.5) -> tuple[float, float, float]:
+def depth_position(
+    locality: Optional[str], box1: Box, box2: Box, depth: torch.Tensor, iou_threshold: float = 0.5
+) -> tuple[float, float, float]:
     """3D_spatial_eval.py:108-152. ``depth`` is the 8-bit-rounded relative inverse depth in [0, 1] (larger =
     closer) in the detection frame. in front of: IoU > 0.5 and mean1 > mean2 -> 1; 0 < IoU < 0.5 and
     mean1 > mean2 -> IoU / 0.5; else 0. behind / hidden: the same with mean1 < mean2. Returns the score and the
@@ -143,16 +151,23 @@ def depth_position(locality: Optional[str], box1: Box, box2: Box, depth: torch.T
     return 0.0, *means
 
 
-def spatial_3d_score(obj1: Optional[str], obj2: Optional[str], locality: Optional[str],
-                     detections: Sequence[Detection], depth: torch.Tensor) -> tuple[float, dict[str, Any]]:
+def spatial_3d_score(
+    obj1: Optional[str],
+    obj2: Optional[str],
+    locality: Optional[str],
+    detections: Sequence[Detection],
+    depth: torch.Tensor,
+) -> tuple[float, dict[str, Any]]:
     """3D_spatial_eval.py:297-344: objects matched as substrings of the detection labels; no floor.
 
     When both are present the script scans the detections in order, setting obj1's index at every match and
     stopping once both indices are set, so obj1 may take a later instance than its first (kept as is)."""
     labels = [d.label for d in detections]
     joined = " ".join(labels)
-    details: dict[str, Any] = {"obj1_found": obj1 is not None and obj1 in joined,
-                               "obj2_found": obj2 is not None and obj2 in joined}
+    details: dict[str, Any] = {
+        "obj1_found": obj1 is not None and obj1 in joined,
+        "obj2_found": obj2 is not None and obj2 in joined,
+    }
     if details["obj1_found"] and details["obj2_found"]:
         i1 = i2 = None
         for i, label in enumerate(labels):
@@ -177,8 +192,9 @@ def spatial_3d_score(obj1: Optional[str], obj2: Optional[str], locality: Optiona
 
 def same_object(box1: Box, box2: Box) -> bool:
     """numeracy_eval.py:48-66: IoU > 0.9 or either box > 90 % inside the other, with +1-pixel areas."""
-    inter = (max(0.0, min(box1[2], box2[2]) - max(box1[0], box2[0]) + 1)
-             * max(0.0, min(box1[3], box2[3]) - max(box1[1], box2[1]) + 1))
+    inter = max(0.0, min(box1[2], box2[2]) - max(box1[0], box2[0]) + 1) * max(
+        0.0, min(box1[3], box2[3]) - max(box1[1], box2[1]) + 1
+    )
     area1 = (box1[2] - box1[0] + 1) * (box1[3] - box1[1] + 1)
     area2 = (box2[2] - box2[0] + 1) * (box2[3] - box2[1] + 1)
     return inter / (area1 + area2 - inter) > 0.9 or inter / area1 > 0.9 or inter / area2 > 0.9
@@ -194,8 +210,9 @@ def dedupe(detections: Sequence[Detection]) -> list[Detection]:
     return kept
 
 
-def numeracy_score(objects: Sequence[str], counts: Sequence[int], detections: Sequence[Detection]
-                   ) -> tuple[float, dict[str, Any]]:
+def numeracy_score(
+    objects: Sequence[str], counts: Sequence[int], detections: Sequence[Detection]
+) -> tuple[float, dict[str, Any]]:
     """numeracy_eval.py:162-185 on the de-duplicated detections. ``objects`` (non-empty) are the parsed names after
     NUMERACY_RENAMES, ``counts`` the parsed counts (possibly fewer, see prompt_rules.numeracy_objects). Each
     object weighs 1/n: +0.5 if its name is a label (a name that is a substring of a label first renames every
@@ -212,8 +229,10 @@ def numeracy_score(objects: Sequence[str], counts: Sequence[int], detections: Se
         if found:
             score += 0.5 * weight
             if wanted is None:
-                raise PromptRuleError(f"object {obj!r} has no parsed count: the official numeracy score indexes past "
-                                 "the end of its count list here")
+                raise PromptRuleError(
+                    f"object {obj!r} has no parsed count: the official numeracy score indexes past "
+                    "the end of its count list here"
+                )
             if found == wanted:
                 score += 0.5 * weight
         per_object.append({"object": obj, "wanted": wanted, "found": found})

@@ -17,7 +17,7 @@ their detections; which nouns to ask about (the 722-label gate) is the metric's 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -38,13 +38,21 @@ FIDELITY = Fidelity.substitute
 FIDELITY_NOTE = (
     "GroundingDINO stands in for UniDet (no transformers port): a different detector with a different score "
     "scale and recall, so a correct image can score anywhere from 0.75 to 1.0 and the success rate moves too; "
-    "not comparable to published numbers, compare only runs scored by this same evaluator (e.g. spatial@gdino)")
+    "not comparable to published numbers, compare only runs scored by this same evaluator (e.g. spatial@gdino)"
+)
 
 
 class GdinoDetector:
-    def __init__(self, model: GroundingDinoForObjectDetection, tokenizer, image_processor,
-                 score_threshold: float = SCORE_THRESHOLD, nms_iou: float = NMS_IOU,
-                 max_detections: int = MAX_DETECTIONS, batch_size: int = 4):
+    def __init__(
+        self,
+        model: GroundingDinoForObjectDetection,
+        tokenizer,
+        image_processor,
+        score_threshold: float = SCORE_THRESHOLD,
+        nms_iou: float = NMS_IOU,
+        max_detections: int = MAX_DETECTIONS,
+        batch_size: int = 4,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -55,12 +63,16 @@ class GdinoDetector:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None, device: str = "cpu", **kw) -> "GdinoDetector":
+    def load(cls, path: str | os.PathLike | None, device: str = "cpu", **kw) -> GdinoDetector:
         """From a local copy of IDEA-Research/grounding-dino-base (its processor resizes to 800 px, max 1333)."""
         p = GDINO.require(path)
         model = GroundingDinoForObjectDetection.from_pretrained(p, local_files_only=True).to(device)
-        return cls(model, AutoTokenizer.from_pretrained(p, local_files_only=True),
-                   GroundingDinoImageProcessorPil.from_pretrained(p, local_files_only=True), **kw)
+        return cls(
+            model,
+            AutoTokenizer.from_pretrained(p, local_files_only=True),
+            GroundingDinoImageProcessorPil.from_pretrained(p, local_files_only=True),
+            **kw,
+        )
 
     def detect(self, images: Sequence[np.ndarray], nouns: Sequence[Sequence[str]]) -> list[list[Detection]]:
         """Per image, the detections of its nouns (each asked once), most confident first."""
@@ -82,26 +94,34 @@ class GdinoDetector:
             self._detect_group(images, nouns, group, found)
         for dets in found:
             dets.sort(key=lambda d: -d.score)
-            del dets[self.max_detections:]
+            del dets[self.max_detections :]
         return found
 
-    def _detect_group(self, images: Sequence[np.ndarray], nouns: Sequence[Sequence[str]], group: list[int],
-                      found: list[list[Detection]]) -> None:
+    def _detect_group(
+        self,
+        images: Sequence[np.ndarray],
+        nouns: Sequence[Sequence[str]],
+        group: list[int],
+        found: list[list[Detection]],
+    ) -> None:
         pairs = [(i, n) for i in group for n in dict.fromkeys(nouns[i])]
         px = self.image_processor(images=[to_pil(images[i]) for i in group], return_tensors="pt")
         rows = torch.tensor([group.index(i) for i, _ in pairs])
         text = self.tokenizer([f"{n}." for _, n in pairs], padding=True, return_tensors="pt")
-        res = self.model(pixel_values=px.pixel_values[rows].to(self.device, self.model.dtype),
-                         pixel_mask=px.pixel_mask[rows].to(self.device),
-                         **{k: v.to(self.device) for k, v in text.items()})
+        res = self.model(
+            pixel_values=px.pixel_values[rows].to(self.device, self.model.dtype),
+            pixel_mask=px.pixel_mask[rows].to(self.device),
+            **{k: v.to(self.device) for k, v in text.items()},
+        )
         scores = res.logits.float().sigmoid().max(-1).values.cpu()  # [P, Q]; padding logits are -inf
         boxes = res.pred_boxes.float().cpu()  # [P, Q, 4] normalised cx, cy, w, h
         w, h = unidet_frame_size(images[group[0]].shape[1], images[group[0]].shape[0])
         for p, (i, noun) in enumerate(pairs):
             cx, cy, bw, bh = boxes[p].unbind(-1)
             xyxy = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
-            xyxy = torch.stack([xyxy[:, 0].clamp(0, w), xyxy[:, 1].clamp(0, h),
-                                xyxy[:, 2].clamp(0, w), xyxy[:, 3].clamp(0, h)], -1)
+            xyxy = torch.stack(
+                [xyxy[:, 0].clamp(0, w), xyxy[:, 1].clamp(0, h), xyxy[:, 2].clamp(0, w), xyxy[:, 3].clamp(0, h)], -1
+            )
             # A box left with no area after clipping lies outside the image: not a detection.
             keep = (scores[p] > self.score_threshold) & (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
             b, sc = xyxy[keep], scores[p][keep]

@@ -29,18 +29,23 @@ def read_lines(path: str | os.PathLike, what: str, source: str = f"{COMPBENCH_RE
 
 def load_unidet_labels(path: str | os.PathLike) -> list[str]:
     """UniDet's 722 class names (``detection_features.pt['labels']``, e.g. ``"table, desk"``) as a JSON list."""
-    source = (f"the label list of {COMPBENCH_REPO} UniDet_eval/dataset/detection_features.pt "
-              "(torch.load(...)['labels'] written as a JSON list of 722 strings)")
+    source = (
+        f"the label list of {COMPBENCH_REPO} UniDet_eval/dataset/detection_features.pt "
+        "(torch.load(...)['labels'] written as a JSON list of 722 strings)"
+    )
     text = _read_text(path, "UniDet label list", source)
     try:
         labels = json.loads(text)
     except json.JSONDecodeError as e:
-        raise BenchmarkFileError(f"UniDet label list {str(path)!r} is not valid JSON ({e}); expected a JSON list "
-                                 f"of 722 strings, from {source}") from e
+        raise BenchmarkFileError(
+            f"UniDet label list {str(path)!r} is not valid JSON ({e}); expected a JSON list "
+            f"of 722 strings, from {source}"
+        ) from e
     if not isinstance(labels, list) or len(labels) != 722 or not all(isinstance(x, str) for x in labels):
         size = f" of length {len(labels)}" if isinstance(labels, list) else ""
-        raise BenchmarkFileError(f"UniDet label list {str(path)!r} must be a JSON list of 722 strings; got "
-                                 f"{type(labels).__name__}{size}")
+        raise BenchmarkFileError(
+            f"UniDet label list {str(path)!r} must be a JSON list of 722 strings; got {type(labels).__name__}{size}"
+        )
     return labels
 
 

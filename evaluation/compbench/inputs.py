@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -14,8 +14,7 @@ def check_batch(images: Sequence[np.ndarray], items: Sequence[EvalItem]) -> None
     if len(images) != len(items):
         raise ValueError(f"got {len(images)} images but {len(items)} items: one item per image")
     for i, im in enumerate(images):
-        if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3 \
-                or 0 in im.shape:
+        if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3 or 0 in im.shape:
             desc = f"{im.dtype} {im.shape}" if isinstance(im, np.ndarray) else type(im).__name__
             raise ValueError(f"image {i} ({items[i].prompt!r}): expected a uint8 H x W x 3 RGB array, got {desc}")
 

@@ -9,7 +9,7 @@ detection_rules.numeracy_score.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -27,8 +27,14 @@ class NumeracyEvaluator(Evaluator):
     fidelity = FIDELITY
     fidelity_note = FIDELITY_NOTE
 
-    def __init__(self, detector: GdinoDetector, gate: LabelGate, singular: Sequence[str], plural: Sequence[str],
-                 parse: Callable[[str], spacy_parse.ParsedPrompt] = spacy_parse.parse):
+    def __init__(
+        self,
+        detector: GdinoDetector,
+        gate: LabelGate,
+        singular: Sequence[str],
+        plural: Sequence[str],
+        parse: Callable[[str], spacy_parse.ParsedPrompt] = spacy_parse.parse,
+    ):
         self.detector = detector
         self.gate = gate
         self.singular = list(singular)
@@ -36,8 +42,14 @@ class NumeracyEvaluator(Evaluator):
         self.parse = parse
 
     @classmethod
-    def load(cls, gdino_path: str | os.PathLike | None, labels_path: str | os.PathLike,
-             new_objects_path: str | os.PathLike, device: str = "cpu", batch_size: int = 4) -> "NumeracyEvaluator":
+    def load(
+        cls,
+        gdino_path: str | os.PathLike | None,
+        labels_path: str | os.PathLike,
+        new_objects_path: str | os.PathLike,
+        device: str = "cpu",
+        batch_size: int = 4,
+    ) -> NumeracyEvaluator:
         gate = LabelGate(load_unidet_labels(labels_path))
         singular, plural = load_new_objects(new_objects_path)
         spacy_parse.load_spacy()

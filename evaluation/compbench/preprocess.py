@@ -4,7 +4,7 @@ these give the same pixels; ToTensor + Normalize are the same float32 operations
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -8,7 +8,8 @@ functions raise PromptRuleError naming the prompt's problem instead of inventing
 from __future__ import annotations
 
 import re
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from evaluation.compbench.spacy_parse import Token, span_text
 
@@ -51,8 +52,16 @@ def without_adjectives(tokens: Sequence[Token]) -> str:
 
 PERSON_WORDS = ("girl", "boy", "man", "woman")
 # 2D_spatial_eval.py:168, searched in this order as substrings of the prompt; "on top of" has no rule (scores 0).
-LOCALITIES_2D = ("on side of", "next to", "near", "on the left of", "on the right of", "on the bottom of",
-                 "on the top of", "on top of")
+LOCALITIES_2D = (
+    "on side of",
+    "next to",
+    "near",
+    "on the left of",
+    "on the right of",
+    "on the bottom of",
+    "on the top of",
+    "on top of",
+)
 LOCALITIES_3D = ("in front of", "behind", "hidden")  # 3D_spatial_eval.py:278
 # 2D_spatial_eval.py:184, the complex parse's prepositions.
 COMPLEX_PREPOSITIONS = ("on top of", "on bottom of", "on the left", "on the right", "next to", "on side of", "near")
@@ -72,8 +81,10 @@ def first_last_nouns(tokens: Sequence[Token]) -> tuple[str, str]:
     """The simple spatial parse: obj1, obj2 = the first and last NOUN token (2D_spatial_eval.py:225-226)."""
     nouns = [t.text for t in tokens if t.pos == "NOUN"]
     if not nouns:
-        raise PromptRuleError("no NOUN token in the prompt: the official spatial scripts index the first and last "
-                              "NOUN and raise IndexError here")
+        raise PromptRuleError(
+            "no NOUN token in the prompt: the official spatial scripts index the first and last "
+            "NOUN and raise IndexError here"
+        )
     return nouns[0], nouns[-1]
 
 
@@ -86,7 +97,7 @@ def complex_spatial_objects(tokens: Sequence[Token]) -> list[str]:
     for i in range(n):
         # Which span length matched, checked longest first on slices that may run past the end (as spaCy's
         # doc[i:i+3] does), so k can exceed the tokens left; the script then finds nothing after the preposition.
-        k = next((k for k in (3, 2, 1) if span_text(tokens[i:i + k]) in COMPLEX_PREPOSITIONS), None)
+        k = next((k for k in (3, 2, 1) if span_text(tokens[i : i + k]) in COMPLEX_PREPOSITIONS), None)
         if k is None:
             continue
         for j in range(i - 1, -1, -1):
@@ -115,12 +126,21 @@ SINGLE_WORDS = ("a", "an", "one")
 # word2number's values for the number words; it raises on "a" / "an", and the script then appends no count.
 WORD_VALUES = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
 # numeracy_eval.py:165-174: names the detector knows under another label.
-NUMERACY_RENAMES = {"boy": "person", "girl": "person", "man": "person", "woman": "person", "ship": "boat",
-                    "telivision": "tv", "goldfish": "fish", "painting": "picture"}
+NUMERACY_RENAMES = {
+    "boy": "person",
+    "girl": "person",
+    "man": "person",
+    "woman": "person",
+    "ship": "boat",
+    "telivision": "tv",
+    "goldfish": "fish",
+    "painting": "picture",
+}
 
 
-def numeracy_objects(tokens: Sequence[Token], singular: Sequence[str], plural: Sequence[str]
-                     ) -> tuple[list[str], list[int]]:
+def numeracy_objects(
+    tokens: Sequence[Token], singular: Sequence[str], plural: Sequence[str]
+) -> tuple[list[str], list[int]]:
     """The numeracy parse (numeracy_eval.py:136-161): after each number word, a two-word or one-word object of
     ``new_objects.txt`` (singular or plural; the singular is kept). Returns the object list and the count list
     exactly as the script builds them: a count is appended only when word2number reads the number word, so the
@@ -147,8 +167,10 @@ def numeracy_objects(tokens: Sequence[Token], singular: Sequence[str], plural: S
                 objs.append(two)
             continue
         if i + 1 >= n:
-            raise PromptRuleError(f"the prompt ends with the number word {word!r}: the official numeracy parse "
-                                  "reads the next token and raises IndexError here")
+            raise PromptRuleError(
+                f"the prompt ends with the number word {word!r}: the official numeracy parse "
+                "reads the next token and raises IndexError here"
+            )
         one = tokens[i + 1].text
         if one in singular or one in plural:
             if one in singular and word in SINGLE_WORDS:
@@ -156,13 +178,17 @@ def numeracy_objects(tokens: Sequence[Token], singular: Sequence[str], plural: S
                 objs.append(one)
             else:
                 if one not in plural:
-                    raise PromptRuleError(f"{word!r} {one!r}: a count above one with a singular noun; the official "
-                                          "numeracy parse looks it up among the plurals and raises ValueError here")
+                    raise PromptRuleError(
+                        f"{word!r} {one!r}: a count above one with a singular noun; the official "
+                        "numeracy parse looks it up among the plurals and raises ValueError here"
+                    )
                 objs.append(singular[plural.index(one)])
                 append_count(word)
     if not objs:
-        raise PromptRuleError("no counted object (a number word followed by a name of new_objects.txt): the "
-                              "official numeracy score divides by zero here")
+        raise PromptRuleError(
+            "no counted object (a number word followed by a name of new_objects.txt): the "
+            "official numeracy score divides by zero here"
+        )
     return objs, counts
 
 

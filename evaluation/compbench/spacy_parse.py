@@ -63,5 +63,6 @@ def parse(prompt: str) -> ParsedPrompt:
     """Tokens and noun chunks of ``prompt`` (cached: every prompt is scored on several images)."""
     nlp = _nlp()
     doc = nlp(prompt)
-    return ParsedPrompt(tuple(Token(t.text, t.pos_, t.whitespace_) for t in doc),
-                        tuple(chunk.text for chunk in doc.noun_chunks))
+    return ParsedPrompt(
+        tuple(Token(t.text, t.pos_, t.whitespace_) for t in doc), tuple(chunk.text for chunk in doc.noun_chunks)
+    )

@@ -11,7 +11,8 @@ rule on top.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -38,8 +39,9 @@ class Spatial2DEvaluator(Evaluator):
     fidelity = FIDELITY
     fidelity_note = FIDELITY_NOTE
 
-    def __init__(self, detector: GdinoDetector, gate: LabelGate, complex_parse: bool = False,
-                 parse: Parse = spacy_parse.parse):
+    def __init__(
+        self, detector: GdinoDetector, gate: LabelGate, complex_parse: bool = False, parse: Parse = spacy_parse.parse
+    ):
         self.detector = detector
         self.gate = gate
         self.complex_parse = complex_parse
@@ -47,8 +49,14 @@ class Spatial2DEvaluator(Evaluator):
         self.name = "spatial_complex@gdino" if complex_parse else "spatial@gdino"
 
     @classmethod
-    def load(cls, gdino_path: str | os.PathLike | None, labels_path: str | os.PathLike, complex_parse: bool = False,
-             device: str = "cpu", batch_size: int = 4) -> "Spatial2DEvaluator":
+    def load(
+        cls,
+        gdino_path: str | os.PathLike | None,
+        labels_path: str | os.PathLike,
+        complex_parse: bool = False,
+        device: str = "cpu",
+        batch_size: int = 4,
+    ) -> Spatial2DEvaluator:
         gate = LabelGate(load_unidet_labels(labels_path))
         spacy_parse.load_spacy()
         return cls(GdinoDetector.load(gdino_path, device, batch_size=batch_size), gate, complex_parse)
@@ -70,8 +78,7 @@ class Spatial2DEvaluator(Evaluator):
         results = []
         for (obj1, obj2, locality), nouns, dets in zip(parsed, asked, self.detector.detect(images, asked)):
             score, details = spatial_2d_score(obj1, obj2, locality, dets)
-            details.update(obj1=obj1, obj2=obj2, locality=locality, asked=nouns,
-                           detections=[d.as_json() for d in dets])
+            details.update(obj1=obj1, obj2=obj2, locality=locality, asked=nouns, detections=[d.as_json() for d in dets])
             results.append(ImageResult(score, details))
         return results
 
@@ -88,12 +95,21 @@ class Spatial3DEvaluator(Evaluator):
         self.parse = parse
 
     @classmethod
-    def load(cls, gdino_path: str | os.PathLike | None, dpt_path: str | os.PathLike | None,
-             labels_path: str | os.PathLike, device: str = "cpu", batch_size: int = 4) -> "Spatial3DEvaluator":
+    def load(
+        cls,
+        gdino_path: str | os.PathLike | None,
+        dpt_path: str | os.PathLike | None,
+        labels_path: str | os.PathLike,
+        device: str = "cpu",
+        batch_size: int = 4,
+    ) -> Spatial3DEvaluator:
         gate = LabelGate(load_unidet_labels(labels_path))
         spacy_parse.load_spacy()
-        return cls(GdinoDetector.load(gdino_path, device, batch_size=batch_size),
-                   DptDepth.load(dpt_path, device, batch_size=batch_size), gate)
+        return cls(
+            GdinoDetector.load(gdino_path, device, batch_size=batch_size),
+            DptDepth.load(dpt_path, device, batch_size=batch_size),
+            gate,
+        )
 
     def objects(self, prompt: str) -> tuple[str, str, Optional[str]]:
         obj1, obj2 = first_last_nouns(self.parse(prompt).tokens)
@@ -108,7 +124,6 @@ class Spatial3DEvaluator(Evaluator):
         results = []
         for (obj1, obj2, locality), nouns, dets, depth in zip(parsed, asked, detections, depths):
             score, details = spatial_3d_score(obj1, obj2, locality, dets, depth)
-            details.update(obj1=obj1, obj2=obj2, locality=locality, asked=nouns,
-                           detections=[d.as_json() for d in dets])
+            details.update(obj1=obj1, obj2=obj2, locality=locality, asked=nouns, detections=[d.as_json() for d in dets])
             results.append(ImageResult(score, details))
         return results

@@ -30,11 +30,15 @@ class ComplexSubsets:
     action: frozenset[str]
 
     @classmethod
-    def load(cls, spatial_path: str | os.PathLike, action_path: str | os.PathLike) -> "ComplexSubsets":
-        return cls(frozenset(complex_key(x) for x in read_lines(spatial_path, "complex spatial sub-list "
-                                                                 "(complex_val_spatial.txt)")),
-                   frozenset(complex_key(x) for x in read_lines(action_path, "complex action sub-list "
-                                                                "(complex_val_action.txt)")))
+    def load(cls, spatial_path: str | os.PathLike, action_path: str | os.PathLike) -> ComplexSubsets:
+        return cls(
+            frozenset(
+                complex_key(x) for x in read_lines(spatial_path, "complex spatial sub-list (complex_val_spatial.txt)")
+            ),
+            frozenset(
+                complex_key(x) for x in read_lines(action_path, "complex action sub-list (complex_val_action.txt)")
+            ),
+        )
 
     def kind(self, prompt: str) -> Kind:
         key = complex_key(prompt)

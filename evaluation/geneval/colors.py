@@ -17,8 +17,8 @@ only matter for near-ties.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class ColorClassifier:
         self._classifiers: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def load(cls, path, device: str = "cpu", batch_size: int = 16) -> "ColorClassifier":
+    def load(cls, path, device: str = "cpu", batch_size: int = 16) -> ColorClassifier:
         root = clip_dir(path)
         model = CLIPModel.from_pretrained(root, local_files_only=True, dtype=torch.float32)
         return cls(model.to(device), AutoTokenizer.from_pretrained(root, local_files_only=True), batch_size)
@@ -85,8 +85,9 @@ class ColorClassifier:
             columns = []
             for color in COLORS:
                 texts = [t.format(c=color, cls=cls_name) for t in TEMPLATES]
-                tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_text_len,
-                                     return_tensors="pt").to(self.device)
+                tok = self.tokenizer(
+                    texts, padding=True, truncation=True, max_length=self.max_text_len, return_tensors="pt"
+                ).to(self.device)
                 feats = self.model.get_text_features(input_ids=tok.input_ids, attention_mask=tok.attention_mask)
                 mean = F.normalize(feats.pooler_output.float(), dim=-1).mean(dim=0)
                 columns.append(mean / mean.norm())
@@ -97,7 +98,7 @@ class ColorClassifier:
     def image_features(self, crops: Sequence[Image.Image]) -> torch.Tensor:
         feats = []
         for start in range(0, len(crops), self.batch_size):
-            pixels = clip_pixels(crops[start:start + self.batch_size], self.image_size)
+            pixels = clip_pixels(crops[start : start + self.batch_size], self.image_size)
             out = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype))
             feats.append(F.normalize(out.pooler_output.float(), dim=-1))
         return torch.cat(feats)

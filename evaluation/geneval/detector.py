@@ -8,8 +8,8 @@ architecture (about 46 mask AP, vs 46.1 mask AP / 49.3 box AP for mmdet's), so d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ class Mask2FormerDetector:
         self.num_classes = int(model.config.num_labels)
 
     @classmethod
-    def load(cls, path, device: str = "cpu", batch_size: int = 4) -> "Mask2FormerDetector":
+    def load(cls, path, device: str = "cpu", batch_size: int = 4) -> Mask2FormerDetector:
         root = detector_dir(path)
         model = Mask2FormerForUniversalSegmentation.from_pretrained(root, local_files_only=True, dtype=torch.float32)
         return cls(model.to(device), batch_size)
@@ -49,10 +49,11 @@ class Mask2FormerDetector:
         results: list[list[Detection]] = [[] for _ in images]
         for indices in by_size.values():
             for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start:start + self.batch_size]
+                chunk = indices[start : start + self.batch_size]
                 pixels, geo = detector_input([images[i] for i in chunk])
                 out = self.model(pixel_values=pixels.to(self.device))
                 for j, i in enumerate(chunk):
-                    results[i] = instance_postprocess(out.class_queries_logits[j], out.masks_queries_logits[j],
-                                                      geo.padded, geo.resized, geo.original)
+                    results[i] = instance_postprocess(
+                        out.class_queries_logits[j], out.masks_queries_logits[j], geo.padded, geo.resized, geo.original
+                    )
         return results

@@ -43,9 +43,14 @@ def mask_to_box(mask: torch.Tensor) -> tuple[float, float, float, float]:
     return (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
 
 
-def instance_postprocess(class_logits: torch.Tensor, mask_logits: torch.Tensor, padded_size: tuple[int, int],
-                         resized_size: tuple[int, int], original_size: tuple[int, int],
-                         max_per_image: int = MAX_PER_IMAGE) -> list[Detection]:
+def instance_postprocess(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    padded_size: tuple[int, int],
+    resized_size: tuple[int, int],
+    original_size: tuple[int, int],
+    max_per_image: int = MAX_PER_IMAGE,
+) -> list[Detection]:
     """The top ``max_per_image`` (query, class) detections of one image.
 
     ``class_logits``: (queries, classes + 1), the last column "no object"; ``mask_logits``: (queries, h, w) at
@@ -62,7 +67,7 @@ def instance_postprocess(class_logits: torch.Tensor, mask_logits: torch.Tensor, 
 
     distinct, slot = torch.unique(queries, return_inverse=True)
     logits = F.interpolate(mask_logits[distinct][:, None], size=padded_size, mode="bilinear", align_corners=False)
-    logits = logits[..., :resized_size[0], :resized_size[1]]
+    logits = logits[..., : resized_size[0], : resized_size[1]]
     logits = F.interpolate(logits, size=original_size, mode="bilinear", align_corners=False)[:, 0]
     binary = logits > 0
     inside = binary.float()
@@ -70,6 +75,12 @@ def instance_postprocess(class_logits: torch.Tensor, mask_logits: torch.Tensor, 
     boxes = [mask_to_box(m) for m in binary]
     masks = binary.cpu().numpy()
 
-    return [Detection(label=int(labels[j]), score=float(top_scores[j] * mask_scores[slot[j]]),
-                      box=boxes[slot[j]], mask=masks[slot[j]])
-            for j in range(k)]
+    return [
+        Detection(
+            label=int(labels[j]),
+            score=float(top_scores[j] * mask_scores[slot[j]]),
+            box=boxes[slot[j]],
+            mask=masks[slot[j]],
+        )
+        for j in range(k)
+    ]

@@ -10,17 +10,20 @@ typed requirements.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from evaluation.base import EvalItem
 from evaluation.local_files import require_files
 
 METADATA_FILE = "evaluation_metadata.jsonl"
 OBJECT_NAMES_FILE = "object_names.txt"
-PROMPT_FILES_HINT = (f"Both files are in GenEval's prompts/ folder (https://github.com/djghosh13/geneval, MIT): "
-                     f"copy {METADATA_FILE} and {OBJECT_NAMES_FILE} into one directory and give its path.")
+PROMPT_FILES_HINT = (
+    f"Both files are in GenEval's prompts/ folder (https://github.com/djghosh13/geneval, MIT): "
+    f"copy {METADATA_FILE} and {OBJECT_NAMES_FILE} into one directory and give its path."
+)
 
 # The six tags, in the order of GenEval's summary table.
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
@@ -51,7 +54,7 @@ class GenevalPrompt:
     exclude: tuple[Requirement, ...] = ()
 
     @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any], class_names: Sequence[str]) -> "GenevalPrompt":
+    def from_metadata(cls, meta: Mapping[str, Any], class_names: Sequence[str]) -> GenevalPrompt:
         """Parse and check one metadata record; ``class_names`` are the detector's classes."""
         try:
             tag, prompt = meta["tag"], meta["prompt"]
@@ -76,15 +79,18 @@ def _requirement(raw: Mapping[str, Any], class_names: Sequence[str], index: int 
     if position is not None:
         relation, target = position
         if index is None or relation not in RELATIONS or not 0 <= int(target) < index:
-            raise GenevalMetadataError(f"position {position!r} of {raw['class']!r}: expected [relation, index of an "
-                                       f"earlier include clause] with relation one of {RELATIONS}")
+            raise GenevalMetadataError(
+                f"position {position!r} of {raw['class']!r}: expected [relation, index of an "
+                f"earlier include clause] with relation one of {RELATIONS}"
+            )
         position = (relation, int(target))
     return Requirement(cls=raw["class"], count=int(raw["count"]), color=color, position=position)
 
 
 def prompts_dir(path) -> Path:
-    return require_files(path, "the GenEval prompts directory", [(METADATA_FILE,), (OBJECT_NAMES_FILE,)],
-                         PROMPT_FILES_HINT)
+    return require_files(
+        path, "the GenEval prompts directory", [(METADATA_FILE,), (OBJECT_NAMES_FILE,)], PROMPT_FILES_HINT
+    )
 
 
 def load_object_names(path) -> list[str]:
@@ -112,6 +118,15 @@ def load_metadata(path) -> list[dict[str, Any]]:
 
 def eval_items(metadata: Sequence[Mapping[str, Any]], images_per_prompt: int) -> list[EvalItem]:
     """The items of GenEval's image set: ``images_per_prompt`` samples of every prompt, in file order."""
-    return [EvalItem(benchmark="geneval", category=meta["tag"], prompt=meta["prompt"], prompt_index=index,
-                     sample_index=sample, metadata=dict(meta))
-            for index, meta in enumerate(metadata) for sample in range(images_per_prompt)]
+    return [
+        EvalItem(
+            benchmark="geneval",
+            category=meta["tag"],
+            prompt=meta["prompt"],
+            prompt_index=index,
+            sample_index=sample,
+            metadata=dict(meta),
+        )
+        for index, meta in enumerate(metadata)
+        for sample in range(images_per_prompt)
+    ]

@@ -7,8 +7,8 @@ score, kept above 0.3 (0.9 for the counting tag), at most 16, no NMS (threshold 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def color_requests(prompt: GenevalPrompt, objects: Mapping[str, Sequence[Detecti
     clause that asks for a colour and has enough detections (the official code classifies exactly these)."""
     wanted = {}
     for i, req in enumerate(prompt.include):
-        found = list(objects.get(req.cls, []))[:req.count]
+        found = list(objects.get(req.cls, []))[: req.count]
         if req.color is not None and len(found) >= req.count:
             wanted[i] = found
     return wanted
@@ -84,8 +84,9 @@ class Verdict:
         return "\n".join(self.reasons)
 
 
-def evaluate(prompt: GenevalPrompt, objects: Mapping[str, Sequence[Detection]],
-             colors: Mapping[int, Sequence[str]]) -> Verdict:
+def evaluate(
+    prompt: GenevalPrompt, objects: Mapping[str, Sequence[Detection]], colors: Mapping[int, Sequence[str]]
+) -> Verdict:
     """Whether the selected ``objects`` satisfy the prompt.
 
     Include clauses are ANDed, exclude clauses ORed. Each include takes the top ``count`` objects of its class
@@ -102,7 +103,7 @@ def evaluate(prompt: GenevalPrompt, objects: Mapping[str, Sequence[Detection]],
         verdict.reasons.append(reason)
 
     for i, req in enumerate(prompt.include):
-        found = list(objects.get(req.cls, []))[:req.count]
+        found = list(objects.get(req.cls, []))[: req.count]
         matched = len(found) >= req.count
         if not matched:
             fail(f"expected {req.cls}>={req.count}, found {len(found)}")
@@ -111,9 +112,11 @@ def evaluate(prompt: GenevalPrompt, objects: Mapping[str, Sequence[Detection]],
                 found_colors = list(colors[i])
                 if found_colors.count(req.color) < req.count:
                     matched = False
-                    fail(f"expected {req.color} {req.cls}>={req.count}, found "
-                         f"{found_colors.count(req.color)} {req.color}; and "
-                         + ", ".join(f"{found_colors.count(c)} {c}" for c in COLORS if c in found_colors))
+                    fail(
+                        f"expected {req.color} {req.cls}>={req.count}, found "
+                        f"{found_colors.count(req.color)} {req.color}; and "
+                        + ", ".join(f"{found_colors.count(c)} {c}" for c in COLORS if c in found_colors)
+                    )
             if req.position is not None and matched:
                 relation, target = req.position
                 if matched_groups[target] is None:

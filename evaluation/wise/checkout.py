@@ -8,18 +8,21 @@ category used for scoring is the one of the id range (as the official scripts do
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from evaluation.base import EvalItem
 from evaluation.local_files import require_files
 from evaluation.wise.rubric import Rubric, read_rubric
 from evaluation.wise.variants import WiseVariant
 
-WISE_HINT = ("Clone https://github.com/PKU-YuanGroup/WISE (this reader follows the layout of commit eb51174) on a "
-             "machine with network access, copy the clone here and give its path; the repository has no licence, "
-             "so this project does not ship its files.")
+WISE_HINT = (
+    "Clone https://github.com/PKU-YuanGroup/WISE (this reader follows the layout of commit eb51174) on a "
+    "machine with network access, copy the clone here and give its path; the repository has no licence, "
+    "so this project does not ship its files."
+)
 
 
 class WiseDataError(ValueError):
@@ -38,8 +41,12 @@ class WisePrompt:
 
 
 def checkout_dir(path, variant: WiseVariant) -> Path:
-    return require_files(path, f"the WISE checkout (for WISE {variant.name})",
-                         [(f,) for f in (*variant.prompt_files, variant.rubric_file)], WISE_HINT)
+    return require_files(
+        path,
+        f"the WISE checkout (for WISE {variant.name})",
+        [(f,) for f in (*variant.prompt_files, variant.rubric_file)],
+        WISE_HINT,
+    )
 
 
 def load_prompts(path, variant: WiseVariant) -> list[WisePrompt]:
@@ -70,5 +77,14 @@ def load_rubric(path, variant: WiseVariant) -> Rubric:
 
 def eval_items(prompts: Sequence[WisePrompt]) -> list[EvalItem]:
     """One item per prompt (WISE scores one image each, named ``{prompt_id}.png``)."""
-    return [EvalItem(benchmark="wise", category=p.category, prompt=p.prompt, prompt_index=i, sample_index=0,
-                     metadata=dict(p.record)) for i, p in enumerate(prompts)]
+    return [
+        EvalItem(
+            benchmark="wise",
+            category=p.category,
+            prompt=p.prompt,
+            prompt_index=i,
+            sample_index=0,
+            metadata=dict(p.record),
+        )
+        for i, p in enumerate(prompts)
+    ]

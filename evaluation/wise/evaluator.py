@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,9 @@ class WiseEvaluator(Evaluator):
         self.rubric = rubric
 
     @classmethod
-    def load(cls, judge_path, wise_path, device: str = "cpu", batch_size: int = 8,
-             max_new_tokens: int = MAX_NEW_TOKENS) -> "WiseEvaluator":
+    def load(
+        cls, judge_path, wise_path, device: str = "cpu", batch_size: int = 8, max_new_tokens: int = MAX_NEW_TOKENS
+    ) -> WiseEvaluator:
         """``wise_path``: the user's WISE checkout (its rubric file is checked before the judge is loaded)."""
         rubric = load_rubric(wise_path, cls.variant)
         return cls(QwenJudge.load(judge_path, device, batch_size, max_new_tokens), rubric)
@@ -51,9 +53,17 @@ class WiseEvaluator(Evaluator):
         for item, answer in zip(items, answers):
             score, parsed = self.read_answer(answer)
             pid = item.metadata["prompt_id"]
-            results.append(ImageResult(score=score, details={
-                "prompt_id": pid, "category": self.variant.category(pid), "answer": answer, "parsed": parsed,
-            }))
+            results.append(
+                ImageResult(
+                    score=score,
+                    details={
+                        "prompt_id": pid,
+                        "category": self.variant.category(pid),
+                        "answer": answer,
+                        "parsed": parsed,
+                    },
+                )
+            )
         return results
 
 
@@ -65,7 +75,8 @@ class WiseVerifiedEvaluator(WiseEvaluator):
         "same judge weights (Qwen3.5-35B-A3B), rubric, prompts and decoding (greedy, 500 tokens, thinking off) as "
         "WISE_Verified; run by transformers instead of a vLLM server (bf16 kernels can flip a greedy token), image "
         "resized by PIL instead of torchvision (the identity at 384 px), no retries of an unparsable answer "
-        "(greedy decoding would repeat it).")
+        "(greedy decoding would repeat it)."
+    )
 
     def read_answer(self, answer: str) -> tuple[float, Any]:
         parsed = parse_verified(answer)
@@ -79,7 +90,8 @@ class WiseLegacyEvaluator(WiseEvaluator):
     fidelity_note = (
         "the legacy WiScore rubric judged by Qwen3.5-35B-A3B instead of GPT-4o-2024-05-13 (not available offline); "
         "judge drift is large, so this is a different metric: compare runs with each other, never with the "
-        "published legacy numbers.")
+        "published legacy numbers."
+    )
 
     def read_answer(self, answer: str) -> tuple[float, Any]:
         parsed = parse_legacy(answer)

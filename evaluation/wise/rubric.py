@@ -14,9 +14,10 @@ fails loudly instead of giving a different prompt.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 FUNCTION = "build_evaluation_messages"
 
@@ -43,19 +44,33 @@ class Rubric:
 
     @property
     def fields(self) -> frozenset[str]:
-        return frozenset(p.key for _, parts in self.messages for part in parts for p in part.pieces
-                         if isinstance(p, Field))
+        return frozenset(
+            p.key for _, parts in self.messages for part in parts for p in part.pieces if isinstance(p, Field)
+        )
 
     def render(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The chat for one prompt record, in transformers' message format (the image as ``{"type": "image"}``)."""
         missing = sorted(self.fields - set(record))
         if missing:
-            raise KeyError(f"the WISE rubric of {self.source} needs fields {missing} of the prompt record, "
-                           f"which has {sorted(record)}")
-        return [{"role": role, "content": [
-            {"type": "image"} if part.kind == "image" else
-            {"type": "text", "text": "".join(p if isinstance(p, str) else str(record[p.key]) for p in part.pieces)}
-            for part in parts]} for role, parts in self.messages]
+            raise KeyError(
+                f"the WISE rubric of {self.source} needs fields {missing} of the prompt record, "
+                f"which has {sorted(record)}"
+            )
+        return [
+            {
+                "role": role,
+                "content": [
+                    {"type": "image"}
+                    if part.kind == "image"
+                    else {
+                        "type": "text",
+                        "text": "".join(p if isinstance(p, str) else str(record[p.key]) for p in part.pieces),
+                    }
+                    for part in parts
+                ],
+            }
+            for role, parts in self.messages
+        ]
 
 
 def read_rubric(path: Path) -> Rubric:
@@ -63,8 +78,10 @@ def read_rubric(path: Path) -> Rubric:
     tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=str(path))
     func = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == FUNCTION), None)
     if func is None or not func.args.args:
-        raise RubricFormatError(f"{path}: no function {FUNCTION}(prompt_data, ...) at module level; this reader "
-                                f"understands the judge scripts of WISE commit eb51174")
+        raise RubricFormatError(
+            f"{path}: no function {FUNCTION}(prompt_data, ...) at module level; this reader "
+            f"understands the judge scripts of WISE commit eb51174"
+        )
     record_arg = func.args.args[0].arg
     returned = [n.value for n in ast.walk(func) if isinstance(n, ast.Return)]
     if len(returned) != 1 or not isinstance(returned[0], ast.List):
@@ -82,8 +99,10 @@ class _Reader:
         self.path, self.record_arg = path, record_arg
 
     def fail(self, node: ast.AST, what: str) -> RubricFormatError:
-        return RubricFormatError(f"{self.path}:{getattr(node, 'lineno', '?')}: {what} in {FUNCTION}; this reader "
-                                 f"understands the judge scripts of WISE commit eb51174")
+        return RubricFormatError(
+            f"{self.path}:{getattr(node, 'lineno', '?')}: {what} in {FUNCTION}; this reader "
+            f"understands the judge scripts of WISE commit eb51174"
+        )
 
     def literal_dict(self, node: ast.AST) -> dict[str, ast.AST]:
         if not isinstance(node, ast.Dict) or not all(isinstance(k, ast.Constant) for k in node.keys):
@@ -117,9 +136,15 @@ class _Reader:
         for v in node.values:
             if isinstance(v, ast.Constant):
                 pieces.append(v.value)
-            elif (isinstance(v, ast.FormattedValue) and v.conversion == -1 and v.format_spec is None
-                  and isinstance(v.value, ast.Subscript) and isinstance(v.value.value, ast.Name)
-                  and v.value.value.id == self.record_arg and isinstance(v.value.slice, ast.Constant)):
+            elif (
+                isinstance(v, ast.FormattedValue)
+                and v.conversion == -1
+                and v.format_spec is None
+                and isinstance(v.value, ast.Subscript)
+                and isinstance(v.value.value, ast.Name)
+                and v.value.value.id == self.record_arg
+                and isinstance(v.value.slice, ast.Constant)
+            ):
                 pieces.append(Field(v.value.slice.value))
             else:
                 raise self.fail(v, f"an f-string field other than {self.record_arg}['<key>']")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from evaluation.wise.variants import CATEGORIES, WiseVariant
 

@@ -36,24 +36,40 @@ class WiseVariant:
 VERIFIED = WiseVariant(
     name="verified",
     metric="wise_verified@qwen3.5",
-    prompt_files=("data_verified/cultural_common_sense_verified.json",
-                  "data_verified/spatio-temporal_reasoning_verified.json",
-                  "data_verified/natural_science_verified.json"),
+    prompt_files=(
+        "data_verified/cultural_common_sense_verified.json",
+        "data_verified/spatio-temporal_reasoning_verified.json",
+        "data_verified/natural_science_verified.json",
+    ),
     rubric_file="vllm_eval.py",
-    ranges=(("Culture", 1, 400), ("Time", 401, 520), ("Space", 521, 640), ("Biology", 641, 760),
-            ("Physics", 761, 880), ("Chemistry", 881, 1000)),
+    ranges=(
+        ("Culture", 1, 400),
+        ("Time", 401, 520),
+        ("Space", 521, 640),
+        ("Biology", 641, 760),
+        ("Physics", 761, 880),
+        ("Chemistry", 881, 1000),
+    ),
     weights={"Culture": 0.40, "Time": 0.12, "Space": 0.12, "Biology": 0.12, "Physics": 0.12, "Chemistry": 0.12},
 )
 
 LEGACY = WiseVariant(
     name="legacy",
     metric="wiscore_legacy@qwen3.5",
-    prompt_files=("WISE_legacy/data/cultural_common_sense.json",
-                  "WISE_legacy/data/spatio-temporal_reasoning.json",
-                  "WISE_legacy/data/natural_science.json"),
+    prompt_files=(
+        "WISE_legacy/data/cultural_common_sense.json",
+        "WISE_legacy/data/spatio-temporal_reasoning.json",
+        "WISE_legacy/data/natural_science.json",
+    ),
     rubric_file="WISE_legacy/gpt_eval.py",
-    ranges=(("Culture", 1, 400), ("Time", 401, 567), ("Space", 568, 700), ("Biology", 701, 800),
-            ("Physics", 801, 900), ("Chemistry", 901, 1000)),
+    ranges=(
+        ("Culture", 1, 400),
+        ("Time", 401, 567),
+        ("Space", 568, 700),
+        ("Biology", 701, 800),
+        ("Physics", 801, 900),
+        ("Chemistry", 901, 1000),
+    ),
     weights={"Culture": 0.4, "Time": 0.167, "Space": 0.133, "Biology": 0.1, "Physics": 0.1, "Chemistry": 0.1},
 )
 

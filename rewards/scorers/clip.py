@@ -37,8 +37,9 @@ class CLIPScorer(PretrainedScorer):
     @torch.no_grad()
     def text_features(self, text: str) -> torch.Tensor:
         tok = self.tokenizer([text], padding=True, truncation=True, max_length=self.max_text_len, return_tensors="pt")
-        out = self.model.get_text_features(input_ids=tok.input_ids.to(self.device),
-                                           attention_mask=tok.attention_mask.to(self.device))
+        out = self.model.get_text_features(
+            input_ids=tok.input_ids.to(self.device), attention_mask=tok.attention_mask.to(self.device)
+        )
         return torch.nn.functional.normalize(out.pooler_output.float(), dim=-1)[0]
 
     @torch.no_grad()

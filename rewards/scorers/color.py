@@ -30,7 +30,7 @@ random-token images average about 0.2.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -80,9 +80,9 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """uint8 sRGB [..., 3] -> CIE L*a*b* [..., 3] (D65 white, float64)."""
     c = rgb.astype(np.float64) / 255.0
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    m = np.array([[0.4124564, 0.3575761, 0.1804375],
-                  [0.2126729, 0.7151522, 0.0721750],
-                  [0.0193339, 0.1191920, 0.9503041]])
+    m = np.array(
+        [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+    )
     xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])  # relative to the D65 white point
     eps, kappa = 216 / 24389, 24389 / 27
     f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16) / 116)
@@ -121,6 +121,5 @@ class ColorScorer(Scorer):
         out = []
         for im in images:
             cov = color_coverage(im, colors, self.radius, self.scale)
-            out.append(ImageScore(color_score(cov), {"colors": colors,
-                                                     "coverage": [round(float(x), 6) for x in cov]}))
+            out.append(ImageScore(color_score(cov), {"colors": colors, "coverage": [round(float(x), 6) for x in cov]}))
         return out

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, TypeVar
+from typing import Optional, TypeVar
 
 import numpy as np
 import torch
@@ -27,8 +28,14 @@ def check_images(images: Sequence[np.ndarray]) -> None:
     if len(images) == 0:
         raise ScorerInputError("empty group: a group needs at least one image")
     for i, im in enumerate(images):
-        if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3 \
-                or im.shape[0] == 0 or im.shape[1] == 0:
+        if (
+            not isinstance(im, np.ndarray)
+            or im.dtype != np.uint8
+            or im.ndim != 3
+            or im.shape[2] != 3
+            or im.shape[0] == 0
+            or im.shape[1] == 0
+        ):
             desc = f"{im.dtype} {im.shape}" if isinstance(im, np.ndarray) else type(im).__name__
             raise ScorerInputError(f"image {i}: expected a uint8 H x W x 3 RGB array, got {desc}")
 
@@ -38,7 +45,7 @@ def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def model_dir(path: Optional[str], scorer: str, expected: Sequence[Sequence[str]], how_to_get: str) -> Path:
@@ -51,17 +58,17 @@ def model_dir(path: Optional[str], scorer: str, expected: Sequence[Sequence[str]
     key = f"rewards.{scorer}.path"
     wanted = "; ".join(" or ".join(alts) for alts in expected)
     if not path:
-        raise ModelDirError(f"{key} is not set: scorer {scorer!r} loads its weights from a local directory "
-                            f"holding {wanted}. {how_to_get}")
+        raise ModelDirError(
+            f"{key} is not set: scorer {scorer!r} loads its weights from a local directory "
+            f"holding {wanted}. {how_to_get}"
+        )
     p = Path(os.path.expanduser(path))
     if not p.is_dir():
         raise ModelDirError(f"{key}: directory {str(p)!r} does not exist; it should hold {wanted}. {how_to_get}")
     names = [f.name for f in p.iterdir()]
-    missing = [" or ".join(alts) for alts in expected
-               if not any(fnmatch.filter(names, pattern) for pattern in alts)]
+    missing = [" or ".join(alts) for alts in expected if not any(fnmatch.filter(names, pattern) for pattern in alts)]
     if missing:
-        raise ModelDirError(f"{key}: directory {str(p)!r} is incomplete, missing {'; '.join(missing)}. "
-                            f"{how_to_get}")
+        raise ModelDirError(f"{key}: directory {str(p)!r} is incomplete, missing {'; '.join(missing)}. {how_to_get}")
     return p
 
 

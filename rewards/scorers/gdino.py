@@ -14,7 +14,7 @@ group share one caption and go through the model ``batch_size`` at a time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -85,22 +85,33 @@ class GdinoScorer(PretrainedScorer):
     processor_class = GroundingDinoImageProcessorPil
     how_to_get = GDINO_HOW_TO_GET
 
-    def __init__(self, model: GroundingDinoForObjectDetection, tokenizer, image_processor,
-                 box_threshold: float = 0.3, params: RuleParams = RuleParams(), batch_size: int = 8):
+    def __init__(
+        self,
+        model: GroundingDinoForObjectDetection,
+        tokenizer,
+        image_processor,
+        box_threshold: float = 0.3,
+        params: Optional[RuleParams] = None,
+        batch_size: int = 8,
+    ):
         super().__init__(model, tokenizer, image_processor, batch_size)
         self.box_threshold = box_threshold
-        self.params = params
+        self.params = params = params or RuleParams()
         if params.t2i_r1_compat:
             self.version = "1-t2i_r1_compat"
 
     @classmethod
-    def load(cls, path: Path, cfg: GdinoScorerConfig, t2i_r1_compat: bool = False) -> "GdinoScorer":
-        params = RuleParams(nms_iou=cfg.nms_iou, spatial_iou=cfg.spatial_iou, near_distance=cfg.near_distance,
-                            t2i_r1_compat=t2i_r1_compat)
+    def load(cls, path: Path, cfg: GdinoScorerConfig, t2i_r1_compat: bool = False) -> GdinoScorer:
+        params = RuleParams(
+            nms_iou=cfg.nms_iou,
+            spatial_iou=cfg.spatial_iou,
+            near_distance=cfg.near_distance,
+            t2i_r1_compat=t2i_r1_compat,
+        )
         return cls(*cls.load_parts(path, scorer_device(cfg)), cfg.box_threshold, params, cfg.batch_size)
 
     @classmethod
-    def from_config(cls, cfg: GdinoScorerConfig, t2i_r1_compat: bool = False) -> "GdinoScorer":
+    def from_config(cls, cfg: GdinoScorerConfig, t2i_r1_compat: bool = False) -> GdinoScorer:
         return cls.load(cls.model_path(cfg), cfg, t2i_r1_compat)
 
     def encode_caption(self, phrases: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -109,8 +120,10 @@ class GdinoScorer(PretrainedScorer):
         enc = self.tokenizer([caption], return_tensors="pt", return_offsets_mapping=True)
         max_len = int(self.model.config.max_text_len)
         if enc.input_ids.shape[1] > max_len:
-            raise ScorerInputError(f"detector caption {caption!r} has {enc.input_ids.shape[1]} tokens; the model "
-                                   f"reads at most {max_len}: use fewer or shorter nouns")
+            raise ScorerInputError(
+                f"detector caption {caption!r} has {enc.input_ids.shape[1]} tokens; the model "
+                f"reads at most {max_len}: use fewer or shorter nouns"
+            )
         weights = phrase_weights(enc.pop("offset_mapping")[0], phrases, self.params.t2i_r1_compat)
         return dict(enc), weights
 
@@ -122,8 +135,11 @@ class GdinoScorer(PretrainedScorer):
         for chunk in batches(images, self.batch_size):
             px = self.image_processor(images=[to_pil(im) for im in chunk], return_tensors="pt")
             b = len(chunk)
-            res = self.model(pixel_values=px.pixel_values.to(self.device), pixel_mask=px.pixel_mask.to(self.device),
-                             **{k: v.to(self.device).expand(b, -1) for k, v in text.items()})
+            res = self.model(
+                pixel_values=px.pixel_values.to(self.device),
+                pixel_mask=px.pixel_mask.to(self.device),
+                **{k: v.to(self.device).expand(b, -1) for k, v in text.items()},
+            )
             n_tok = weights.shape[1]
             prob = res.logits[..., :n_tok].float().sigmoid().cpu()  # [b, Q, T]
             phrase_scores = prob @ weights.T  # [b, Q, P]

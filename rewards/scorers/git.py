@@ -9,8 +9,6 @@ are right-padded (text attention in GIT is causal, so a row's last real token ne
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from transformers import CLIPImageProcessorPil, GitForCausalLM
@@ -42,8 +40,10 @@ class GitVQAScorer(PretrainedScorer):
 
     def question_ids(self, phrases: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """[Q, L] right-padded ``[CLS] + tokens`` of each question, and each row's length."""
-        rows = [[self.tokenizer.cls_token_id] + self.tokenizer(vqa_question(p), add_special_tokens=False).input_ids
-                for p in phrases]
+        rows = [
+            [self.tokenizer.cls_token_id] + self.tokenizer(vqa_question(p), add_special_tokens=False).input_ids
+            for p in phrases
+        ]
         lengths = torch.tensor([len(r) for r in rows])
         ids = torch.full((len(rows), int(lengths.max())), self.tokenizer.pad_token_id, dtype=torch.long)
         for i, r in enumerate(rows):
@@ -61,8 +61,12 @@ class GitVQAScorer(PretrainedScorer):
             pix = self.image_processor(images=[to_pil(im) for im in chunk], return_tensors="pt").pixel_values
             rows = ids.repeat_interleave(b, dim=0)  # question-major: row r = question r // b, image r % b
             mask = (torch.arange(width)[None, :] < lengths.repeat_interleave(b)[:, None]).long()
-            logits = self.model(input_ids=rows.to(self.device), attention_mask=mask.to(self.device),
-                                pixel_values=pix.to(self.device, self.model.dtype), logits_to_keep=width).logits
+            logits = self.model(
+                input_ids=rows.to(self.device),
+                attention_mask=mask.to(self.device),
+                pixel_values=pix.to(self.device, self.model.dtype),
+                logits_to_keep=width,
+            ).logits
             last = logits[torch.arange(q * b), lengths.repeat_interleave(b) - 1]  # [q * b, V]
             out.append(yes_ratio_from_logits(last, self.yes_id, self.no_id).cpu().view(q, b).T)
         return torch.cat(out)
@@ -71,8 +75,11 @@ class GitVQAScorer(PretrainedScorer):
         check_images(images)
         phrases = vqa_phrases(prompt.metadata())
         if phrases is None:
-            return [ImageScore(0.0, {"skipped": f"task_type {prompt.task_type!r} is not scored by VQA"})
-                    for _ in images]
+            return [
+                ImageScore(0.0, {"skipped": f"task_type {prompt.task_type!r} is not scored by VQA"}) for _ in images
+            ]
         questions = [vqa_question(p) for p in phrases]
-        return [ImageScore(vqa_score(r.tolist()), {"questions": questions, "yes_ratio": [round(float(x), 6) for x in r]})
-                for r in self.yes_ratios(images, phrases)]
+        return [
+            ImageScore(vqa_score(r.tolist()), {"questions": questions, "yes_ratio": [round(float(x), 6) for x in r]})
+            for r in self.yes_ratios(images, phrases)
+        ]

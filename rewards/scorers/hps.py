@@ -34,7 +34,7 @@ class HPSScorer(CLIPScorer):
     how_to_get = HPS_HOW_TO_GET
 
     @classmethod
-    def from_config(cls, cfg: ScorerConfig) -> "HPSScorer":
+    def from_config(cls, cfg: ScorerConfig) -> HPSScorer:
         path = cls.model_path(cfg)
         if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):  # only the open_clip checkpoint
             model = CLIPModel(CLIPConfig.from_pretrained(path, local_files_only=True))

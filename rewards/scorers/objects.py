@@ -107,7 +107,7 @@ class ObjectPresenceScorer(Scorer):
         self.batch_size = batch_size
 
     @classmethod
-    def from_config(cls, cfg: ObjectsScorerConfig) -> "ObjectPresenceScorer":
+    def from_config(cls, cfg: ObjectsScorerConfig) -> ObjectPresenceScorer:
         return cls(cfg.min_similarity, cfg.batch_size)
 
     def noun_classes(self, nouns: list[str]) -> dict[str, dict[int, float]]:
@@ -123,8 +123,9 @@ class ObjectPresenceScorer(Scorer):
 
     @torch.no_grad()
     def class_probs(self, images: list[np.ndarray]) -> torch.Tensor:
-        return torch.cat([self.classifier(classifier_input(list(chunk))).softmax(-1)
-                          for chunk in batches(images, self.batch_size)])
+        return torch.cat(
+            [self.classifier(classifier_input(list(chunk))).softmax(-1) for chunk in batches(images, self.batch_size)]
+        )
 
     def score(self, prompt: PromptRecord, images: list[np.ndarray]) -> list[ImageScore]:
         check_images(images)
@@ -135,17 +136,23 @@ class ObjectPresenceScorer(Scorer):
         judged = [n for n in nouns if matches[n]]
         unmatched = [n for n in nouns if not matches[n]]
         if not judged:
-            return [ImageScore(0.0, {"unmatched_nouns": unmatched, "note": "no noun has an ImageNet class"})
-                    for _ in images]
+            return [
+                ImageScore(0.0, {"unmatched_nouns": unmatched, "note": "no noun has an ImageNet class"}) for _ in images
+            ]
         probs = self.class_probs(images)  # [B, 1000]
         results = []
         for p in probs:
             presence = {n: min(1.0, float(p[list(matches[n])].sum())) for n in judged}
             top = p.topk(3)
-            results.append(ImageScore(float(np.mean(list(presence.values()))), {
-                "presence": {n: round(v, 6) for n, v in presence.items()},
-                "classes": {n: {self.classes[i].lemmas[0]: s for i, s in matches[n].items()} for n in judged},
-                "unmatched_nouns": unmatched,
-                "top_classes": [[self.classes[int(i)].lemmas[0], round(float(v), 4)] for v, i in zip(*top)],
-            }))
+            results.append(
+                ImageScore(
+                    float(np.mean(list(presence.values()))),
+                    {
+                        "presence": {n: round(v, 6) for n, v in presence.items()},
+                        "classes": {n: {self.classes[i].lemmas[0]: s for i, s in matches[n].items()} for n in judged},
+                        "unmatched_nouns": unmatched,
+                        "top_classes": [[self.classes[int(i)].lemmas[0], round(float(v), 4)] for v, i in zip(*top)],
+                    },
+                )
+            )
         return results
