@@ -27,10 +27,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not heavy"
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not heavy"
 
 # ruff's lint rules and its formatting, as configured in pyproject.toml (CI runs this before the tests).
 lint: install
@@ -62,7 +62,10 @@ prometheus:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
 		else echo "Prometheus is missing: sudo apt-get install prometheus (or put a prometheus binary on PATH)"; exit 1; fi; }
 
+# The benchmarks, after the real-shapes step (tests/test_real_shapes.py: seconds and peak memory per stage at
+# Janus-Pro-1B's shapes, about 4 minutes and 20 GB, too heavy for make test).
 bench: install
+	$(PY) -m pytest -q -s -m heavy tests/test_real_shapes.py
 	$(PY) -m benchmarks.run $(ARGS)
 
 # Wheels that benchmarks/gpu_check.sh needs on the GPU machine (Python 3.12, torch, transformers, Triton, pyarrow

@@ -6,22 +6,31 @@ from __future__ import annotations
 import io
 import logging
 
-from cluster.console import WORKER_FORMAT, WorkerOutput, configure_worker_logging, dashboard_line
+from cluster.console import OUR_LOGGERS, WORKER_FORMAT, WorkerOutput, configure_worker_logging, dashboard_line
 
 
 def _batch(pid, name, *lines, is_err=True):
     return {"pid": pid, "actor_name": name, "lines": list(lines), "is_err": is_err, "ip": "127.0.0.1"}
 
 
-def _our_warning_line() -> str:
-    """A warning of ours as a worker process prints it (a second path: the handler configure_worker_logging sets)."""
-    configure_worker_logging()
-    stream = io.StringIO()
-    handler = logging.getLogger("rollout").handlers[-1]
-    handler.setStream(stream)
-    logging.getLogger("rollout.factories").warning("vLLM text engine unavailable, falling back to transformers")
-    logging.getLogger("rollout.worker").info("loaded")  # INFO: to the file only
-    return stream.getvalue().splitlines()
+def _our_warning_line() -> list[str]:
+    """A warning of ours as a worker process prints it (a second path: the handler configure_worker_logging sets).
+    The loggers are restored afterwards: in this (pytest) process later tests read our records at the root."""
+    loggers = [logging.getLogger(name) for name in OUR_LOGGERS]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    try:
+        configure_worker_logging()
+        stream = io.StringIO()
+        handler = logging.getLogger("rollout").handlers[-1]
+        handler.setStream(stream)
+        logging.getLogger("rollout.factories").warning("vLLM text engine unavailable, falling back to transformers")
+        logging.getLogger("rollout.worker").info("loaded")  # INFO: to the file only
+        return stream.getvalue().splitlines()
+    finally:
+        for lg, handlers, level, propagate in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
 
 
 def test_only_our_warnings_and_ray_notices_reach_the_console(tmp_path, ray_local):  # Ray: its autoscaler filter

@@ -155,7 +155,7 @@ class PeakWatcher:
         return self.peaks_mib
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_one_step_at_janus_pro_1b_shapes(tmp_path, record_property):
     cfg = load_config("real-shapes")
     out, cache = tmp_path / "run", tmp_path / "models"
@@ -232,6 +232,10 @@ def test_one_step_at_janus_pro_1b_shapes(tmp_path, record_property):
         "image_prompt_tokens": image_prompt,
         "cot_tokens": cot_tokens,
         "sampler_kv_mib": kv / MIB,
+        # learner vs rollout-engine log-probs at these shapes (bf16): the gap the importance weights correct
+        "learner_vs_rollout": {
+            k: row[k] for k in row if any(s in k for s in ("logp_gap", "is_weight", "is_truncated", "clip_frac"))
+        },
     }
     record_property("real_shapes", json.dumps(report))
     print("\nreal-shapes step:", json.dumps(report, indent=1))
