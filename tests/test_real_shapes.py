@@ -174,7 +174,7 @@ def test_one_step_at_janus_pro_1b_shapes(tmp_path, record_property):
     if importlib.util.find_spec("vllm") is not None:
         assert "rollout.cot.engine=vllm is unavailable" not in run.log  # the CoT ran in vLLM, not the fallback
     (row,) = pq.read_table(out / "metrics.parquet").to_pylist()
-    rollouts = pq.read_table(out / "rollouts" / "step_000000.parquet").to_pylist()
+    rollouts = pq.read_table(out / "rollouts" / "step_000001.parquet").to_pylist()
     assert len(rollouts) == 2 and row["policy_version"] == 1 and np.isfinite(row["loss"])
     assert all((out / r["image_file"]).is_file() for r in rollouts)
     from PIL import Image
