@@ -85,8 +85,11 @@ class LoggingConfig:
         require(self.sample_images_every >= 0, "sample_images_every", "must be >= 0")
         require(self.plot_every >= 0, "plot_every", "must be >= 0")
         require(self.writer_queue >= 1, "writer_queue", "must be >= 1")
-        require(not self.wandb or importlib.util.find_spec("wandb") is not None, "wandb",
-                "needs the wandb package (an optional extra): pip install -e '.[wandb]'")
+        require(
+            not self.wandb or importlib.util.find_spec("wandb") is not None,
+            "wandb",
+            "needs the wandb package (an optional extra): pip install -e '.[wandb]'",
+        )
 
 
 @dataclass

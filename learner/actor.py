@@ -12,7 +12,8 @@ an OS-chosen port; the other ranks connect to it. Rank 0 is also the sender of t
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -115,8 +116,11 @@ class LearnerRank:
 
         if self.rank != 0:
             raise RuntimeError("only learner rank 0 sends weights")
-        layout = SyncLayout.build(self.trainer.full_parameter_shapes(), self.learner_setup.model.dtype,
-                                  self.learner_setup.learner.sync_bucket_mb)
+        layout = SyncLayout.build(
+            self.trainer.full_parameter_shapes(),
+            self.learner_setup.model.dtype,
+            self.learner_setup.learner.sync_bucket_mb,
+        )
         rendezvous = Rendezvous(self._node_address(), world_size, timeout_s)
         backend = backend or default_backend()
         self._sync = (rendezvous, layout, backend, timeout_s, world_size)
@@ -126,8 +130,9 @@ class LearnerRank:
         from weightsync.broadcast import SyncGroup
 
         rendezvous, layout, backend, timeout_s, world = self._sync
-        group = SyncGroup.join(rendezvous.host, rendezvous.port, 0, world, backend, self.trainer.device, timeout_s,
-                               store=rendezvous.store)
+        group = SyncGroup.join(
+            rendezvous.host, rendezvous.port, 0, world, backend, self.trainer.device, timeout_s, store=rendezvous.store
+        )
         self._sync = (rendezvous, layout, group)
 
     def sync_weights(self) -> dict[str, float]:
@@ -150,8 +155,12 @@ class LearnerRank:
 class LearnerGroup:
     """Driver-side handle of the K learner actors."""
 
-    def __init__(self, setup: LearnerSetup, scheduling: Optional[Callable[[int], Any]] = None,
-                 name: Optional[Callable[[int], str]] = None):
+    def __init__(
+        self,
+        setup: LearnerSetup,
+        scheduling: Optional[Callable[[int], Any]] = None,
+        name: Optional[Callable[[int], str]] = None,
+    ):
         """``scheduling(rank)``: the Ray scheduling strategy of each rank (cluster/placement.py passes its
         placement-group bundles); None lets Ray place them. ``name(rank)``: the rank's Ray actor name (unique in the
         job's namespace), shown in the dashboard's Actors view."""
@@ -161,9 +170,12 @@ class LearnerGroup:
         lc = setup.learner
         remote = ray.remote(LearnerRank)
         self.actors = [
-            remote.options(num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank,
-                           scheduling_strategy=scheduling(r) if scheduling else None, name=name(r) if name else None)
-            .remote(setup, r, lc.ranks)
+            remote.options(
+                num_cpus=lc.num_cpus_per_rank,
+                num_gpus=lc.num_gpus_per_rank,
+                scheduling_strategy=scheduling(r) if scheduling else None,
+                name=name(r) if name else None,
+            ).remote(setup, r, lc.ranks)
             for r in range(lc.ranks)
         ]
         try:

@@ -11,7 +11,7 @@ A group whose rewards are all equal carries no signal: its advantages are exactl
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -8,8 +8,9 @@ common length, so the targets of every row sit in the same columns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -31,7 +32,7 @@ class TrainSample:
     policy_version: int = 0
 
     @classmethod
-    def from_rollout(cls, s: RolloutSample, advantage: float) -> "TrainSample":
+    def from_rollout(cls, s: RolloutSample, advantage: float) -> TrainSample:
         return cls(
             cot_prompt_ids=list(s.cot_prompt_ids),
             cot_ids=list(s.cot_ids),
@@ -61,7 +62,9 @@ def train_samples(groups: Sequence[RolloutGroup], advantages: Sequence[Sequence[
     out = []
     for g, adv in zip(groups, advantages):
         if len(g.samples) != len(adv):
-            raise ValueError(f"group of prompt {g.prompt.prompt!r} has {len(g.samples)} samples but {len(adv)} advantages")
+            raise ValueError(
+                f"group of prompt {g.prompt.prompt!r} has {len(g.samples)} samples but {len(adv)} advantages"
+            )
         out.extend(TrainSample.from_rollout(s, a) for s, a in zip(g.samples, adv))
     return out
 
@@ -79,8 +82,10 @@ class LevelInputs:
     def num_tokens(self) -> int:
         return int(self.target_mask.sum())
 
-    def to(self, device: torch.device | str) -> "LevelInputs":
-        return LevelInputs(*(t.to(device) for t in (self.context_ids, self.context_mask, self.targets, self.target_mask)))
+    def to(self, device: torch.device | str) -> LevelInputs:
+        return LevelInputs(
+            *(t.to(device) for t in (self.context_ids, self.context_mask, self.targets, self.target_mask))
+        )
 
 
 def pack_level(
@@ -90,7 +95,9 @@ def pack_level(
     valid code). There is always at least one target column, so every rank runs the same forwards (ZeRO-3
     gathers parameters collectively) even when a micro-batch has no targets at all."""
     if len(contexts) != len(targets) or not contexts:
-        raise ValueError(f"pack_level needs as many contexts as targets, at least one (got {len(contexts)}, {len(targets)})")
+        raise ValueError(
+            f"pack_level needs as many contexts as targets, at least one (got {len(contexts)}, {len(targets)})"
+        )
     if any(len(c) == 0 for c in contexts):
         raise ValueError("every sample needs a non-empty context (at least BOS) to predict its first target from")
     b, p, t = len(contexts), max(len(c) for c in contexts), max(1, max(len(x) for x in targets))
@@ -99,8 +106,8 @@ def pack_level(
     tgt = torch.full((b, t), pad_id if target_pad is None else target_pad, dtype=torch.long)
     tmask = torch.zeros((b, t), dtype=torch.bool)
     for i, (c, x) in enumerate(zip(contexts, targets)):
-        ctx[i, p - len(c):] = torch.tensor(c, dtype=torch.long)
-        cmask[i, p - len(c):] = 1
+        ctx[i, p - len(c) :] = torch.tensor(c, dtype=torch.long)
+        cmask[i, p - len(c) :] = 1
         if x:
             tgt[i, : len(x)] = torch.tensor(x, dtype=torch.long)
             tmask[i, : len(x)] = True

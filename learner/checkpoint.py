@@ -45,8 +45,11 @@ def save_checkpoint(trainer: PolicyTrainer, directory: str | Path) -> Path:
     """Every rank: save under ``directory/step_<version>`` (and point ``directory/latest`` at it)."""
     directory = Path(directory)
     tag = _tag(trainer.version)
-    client_state = {"version": trainer.version, "world_size": trainer.world_size,
-                    "zero_stage": trainer.setup.learner.zero_stage}
+    client_state = {
+        "version": trainer.version,
+        "world_size": trainer.world_size,
+        "zero_stage": trainer.setup.learner.zero_stage,
+    }
     trainer.engine.save_checkpoint(str(directory), tag=tag, client_state=client_state)
     torch.save(_rng_state(), directory / tag / f"rng_rank{trainer.rank}.pt")
     torch.distributed.barrier()
@@ -60,19 +63,24 @@ def load_checkpoint(trainer: PolicyTrainer, directory: str | Path, tag: Optional
     if tag is None:
         latest = directory / "latest"
         if not latest.is_file():
-            raise FileNotFoundError(f"no checkpoint in {directory} (no 'latest' file); pass a tag or a directory "
-                                    f"written by save_checkpoint")
+            raise FileNotFoundError(
+                f"no checkpoint in {directory} (no 'latest' file); pass a tag or a directory written by save_checkpoint"
+            )
         tag = latest.read_text().strip()
     rng = directory / tag / f"rng_rank{trainer.rank}.pt"
     if not rng.is_file():
-        raise FileNotFoundError(f"{rng} missing: the checkpoint was written by fewer ranks than learner.ranks="
-                                f"{trainer.world_size}; resume with the same number of ranks")
+        raise FileNotFoundError(
+            f"{rng} missing: the checkpoint was written by fewer ranks than learner.ranks="
+            f"{trainer.world_size}; resume with the same number of ranks"
+        )
     path, client_state = trainer.engine.load_checkpoint(str(directory), tag=tag)
     if path is None:
         raise RuntimeError(f"DeepSpeed could not load the checkpoint {directory / tag}")
     if client_state.get("version") != trainer.version:
-        raise RuntimeError(f"checkpoint {tag} holds version {client_state.get('version')} but the engine resumed "
-                           f"at step {trainer.version}")
+        raise RuntimeError(
+            f"checkpoint {tag} holds version {client_state.get('version')} but the engine resumed "
+            f"at step {trainer.version}"
+        )
     _set_rng_state(torch.load(rng, weights_only=False))
     return trainer.version
 
@@ -85,7 +93,9 @@ def full_state_dict(trainer: PolicyTrainer) -> Optional[dict[str, torch.Tensor]]
         state = trainer.engine.module.state_dict() if trainer.rank == 0 else None
     if state is None:
         return None
-    return {k[len(MODULE_PREFIX):]: v.detach().cpu().contiguous() for k, v in state.items() if k.startswith(MODULE_PREFIX)}
+    return {
+        k[len(MODULE_PREFIX) :]: v.detach().cpu().contiguous() for k, v in state.items() if k.startswith(MODULE_PREFIX)
+    }
 
 
 def export_hf(trainer: PolicyTrainer, directory: str | Path) -> Optional[Path]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -77,12 +78,13 @@ class MicroBatch:
     old: dict[str, torch.Tensor]  # proximal log-probs per level (filled before the updates when there are several)
     ref: dict[str, torch.Tensor]  # reference log-probs per level (filled before the updates)
 
-    def to(self, device) -> "MicroBatch":
+    def to(self, device) -> MicroBatch:
         def move(tensors: dict[str, Any]) -> dict[str, Any]:
             return {k: v.to(device) for k, v in tensors.items()}
 
-        return MicroBatch(move(self.levels), self.advantages.to(device), move(self.behaviour), move(self.old),
-                          move(self.ref))
+        return MicroBatch(
+            move(self.levels), self.advantages.to(device), move(self.behaviour), move(self.old), move(self.ref)
+        )
 
 
 class PolicyTrainer:
@@ -133,21 +135,23 @@ class PolicyTrainer:
         ref_policy = load_policy(self.setup.model, dtype=lc.dtype, device="cpu")
         for p in ref_policy.model.parameters():
             p.requires_grad_(False)
-        module = self._logprobs_cls(ref_policy.model, lc.loss.image_logprob, self.setup.image_sampling, ref_policy.ids,
-                                    lc.logprob_chunk_tokens)
+        module = self._logprobs_cls(
+            ref_policy.model, lc.loss.image_logprob, self.setup.image_sampling, ref_policy.ids, lc.logprob_chunk_tokens
+        )
         self.ref_device = torch.device("cpu")
         if lc.ref_on_cpu:
             return module.eval()
         self.ref_device = self.device
         if lc.zero_stage == 3:
             # sharded like the policy, inference only (no optimizer)
-            config = {"train_batch_size": self.setup.global_batch,
-                      "train_micro_batch_size_per_gpu": lc.micro_batch_size,
-                      "gradient_accumulation_steps": grad_accumulation_steps(self.setup, self.world_size),
-                      "zero_optimization": {"stage": 3,
-                                            "stage3_param_persistence_threshold": lc.zero3_persistence_threshold},
-                      "bf16": {"enabled": lc.dtype == LearnerDtype.bfloat16},
-                      "steps_per_print": 2**31 - 1}
+            config = {
+                "train_batch_size": self.setup.global_batch,
+                "train_micro_batch_size_per_gpu": lc.micro_batch_size,
+                "gradient_accumulation_steps": grad_accumulation_steps(self.setup, self.world_size),
+                "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": lc.zero3_persistence_threshold},
+                "bf16": {"enabled": lc.dtype == LearnerDtype.bfloat16},
+                "steps_per_print": 2**31 - 1,
+            }
             engine, *_ = deepspeed.initialize(model=module, config=config)
             engine.eval()
             return engine
@@ -199,17 +203,23 @@ class PolicyTrainer:
     def _share(self, samples: Sequence[TrainSample]) -> list[TrainSample]:
         expected = self.setup.global_batch
         if len(samples) != expected:
-            raise ValueError(f"train_batch got {len(samples)} samples; the configured global batch is {expected} "
-                             f"(trainer.prompts_per_step x rollout.group_size)")
+            raise ValueError(
+                f"train_batch got {len(samples)} samples; the configured global batch is {expected} "
+                f"(trainer.prompts_per_step x rollout.group_size)"
+            )
         per_rank = expected // self.world_size
-        return list(samples[self.rank * per_rank:(self.rank + 1) * per_rank])
+        return list(samples[self.rank * per_rank : (self.rank + 1) * per_rank])
 
     def _micro_batch(self, samples: Sequence[TrainSample]) -> MicroBatch:
         pad = self.policy.ids.pad
         levels, behaviour = {}, {}
         for name in self.active:
-            level = pack_level([s.context(name) for s in samples], [s.targets(name) for s in samples], pad,
-                               target_pad=0 if name == "token" else None)
+            level = pack_level(
+                [s.context(name) for s in samples],
+                [s.targets(name) for s in samples],
+                pad,
+                target_pad=0 if name == "token" else None,
+            )
             levels[name] = level
             rows = []
             for s in samples:
@@ -229,20 +239,25 @@ class PolicyTrainer:
             if not s.image_ids or not s.image_prompt_ids:
                 raise ValueError(f"sample {i} has an empty image or image prompt")
             if "semantic" in self.active and not s.cot_prompt_ids:
-                raise ValueError(f"sample {i} has no CoT prompt, so its semantic level cannot be trained (a rollout "
-                                 f"without a semantic CoT, rollout.prompt.use_cot=false, trains the image tokens "
-                                 f"alone: set learner.loss.levels=token)")
+                raise ValueError(
+                    f"sample {i} has no CoT prompt, so its semantic level cannot be trained (a rollout "
+                    f"without a semantic CoT, rollout.prompt.use_cot=false, trains the image tokens "
+                    f"alone: set learner.loss.levels=token)"
+                )
             for name in self.active:
                 lp = s.behaviour_logprobs(name)
                 if lp is not None and len(lp) != len(s.targets(name)):
-                    raise ValueError(f"sample {i} has {len(lp)} {name} behaviour log-probs for "
-                                     f"{len(s.targets(name))} tokens")
+                    raise ValueError(
+                        f"sample {i} has {len(lp)} {name} behaviour log-probs for {len(s.targets(name))} tokens"
+                    )
 
     def _semantic_chunks(self, samples: Sequence[TrainSample]) -> int:
         """The number of lm_head chunks of every micro-batch of the batch: what its largest CoT level needs (the
         same on every rank, as ZeRO-3 gathers lm_head collectively at each call)."""
         m, chunk = self.setup.learner.micro_batch_size, self.setup.learner.logprob_chunk_tokens
-        return max(chunks_for(sum(len(s.cot_ids) for s in samples[i:i + m]), chunk) for i in range(0, len(samples), m))
+        return max(
+            chunks_for(sum(len(s.cot_ids) for s in samples[i : i + m]), chunk) for i in range(0, len(samples), m)
+        )
 
     @torch.no_grad()
     def _prepare(self, micro_batches: list[MicroBatch], chunks: int) -> None:
@@ -267,7 +282,7 @@ class PolicyTrainer:
         mine = self._share(samples)
         self._validate(samples)
         m = lc.micro_batch_size
-        micro_batches = [self._micro_batch(mine[i:i + m]) for i in range(0, len(mine), m)]
+        micro_batches = [self._micro_batch(mine[i : i + m]) for i in range(0, len(mine), m)]
         chunks = self._semantic_chunks(samples)
         self._prepare(micro_batches, chunks)
         self.engine.train()
@@ -278,9 +293,16 @@ class PolicyTrainer:
                 logps = self.engine(mb.levels, semantic_chunks=chunks)
                 # one update per batch: the proximal log-probs are this forward's own, detached (ratio exactly 1)
                 old = mb.old or {name: v.detach() for name, v in logps.items()}
-                terms = {name: LevelTerms(logp=logps[name], old_logp=old[name], mask=mb.levels[name].target_mask,
-                                          ref_logp=mb.ref.get(name), behaviour_logp=mb.behaviour[name])
-                         for name in self.active}
+                terms = {
+                    name: LevelTerms(
+                        logp=logps[name],
+                        old_logp=old[name],
+                        mask=mb.levels[name].target_mask,
+                        ref_logp=mb.ref.get(name),
+                        behaviour_logp=mb.behaviour[name],
+                    )
+                    for name in self.active
+                }
                 loss, stats = grpo_loss(terms, mb.advantages, lc.loss)
                 self.engine.backward(loss)
                 self.engine.step()

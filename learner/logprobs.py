@@ -20,7 +20,8 @@ Image log-prob modes (learner.config.LossConfig.image_logprob):
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Optional
 
 import torch
 from torch import nn
@@ -46,7 +47,7 @@ def _target_hidden(hidden: torch.Tensor, level: LevelInputs) -> torch.Tensor:
     Position ``P - 1 + t`` of ``[context | targets[:-1]]`` predicts target ``t``.
     """
     p = level.context_ids.shape[1]
-    return hidden[:, p - 1:][level.target_mask]
+    return hidden[:, p - 1 :][level.target_mask]
 
 
 def _scatter(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -84,7 +85,7 @@ def chunked_head_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.
     size = -(-hidden.shape[0] // chunks)
     parts = []
     for i in range(chunks):
-        h, t = hidden[i * size:(i + 1) * size], targets[i * size:(i + 1) * size]
+        h, t = hidden[i * size : (i + 1) * size], targets[i * size : (i + 1) * size]
         if torch.is_grad_enabled():
             parts.append(checkpoint(_head_chunk, head, h, t, use_reentrant=False, preserve_rng_state=False))
         else:

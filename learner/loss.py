@@ -147,8 +147,15 @@ def grpo_loss(
     return loss, stats
 
 
-def _behaviour_stats(name: str, old: torch.Tensor, behaviour: Optional[torch.Tensor], mask: torch.Tensor,
-                     raw_weight: torch.Tensor, weight: torch.Tensor, cap: float) -> dict[str, float]:
+def _behaviour_stats(
+    name: str,
+    old: torch.Tensor,
+    behaviour: Optional[torch.Tensor],
+    mask: torch.Tensor,
+    raw_weight: torch.Tensor,
+    weight: torch.Tensor,
+    cap: float,
+) -> dict[str, float]:
     """How far the rollout engines' log-probs are from the learner's, and what the importance weights did."""
     real = mask.bool()
     tokens = max(int(real.sum()), 1)

@@ -33,12 +33,14 @@ def random_samples(
     for _ in range(n):
         prompt = tokens(draw(*prompt_len), text_vocab)
         cot = tokens(draw(*cot_len), text_vocab)
-        out.append(TrainSample(
-            cot_prompt_ids=[ids.bos] + prompt,
-            cot_ids=cot + [ids.eos],
-            image_prompt_ids=[ids.bos] + prompt + cot + [ids.boi],
-            image_ids=tokens(policy.image_tokens, policy.codebook_size),
-            advantage=float(torch.randn((), generator=g)),
-            policy_version=version,
-        ))
+        out.append(
+            TrainSample(
+                cot_prompt_ids=[ids.bos] + prompt,
+                cot_ids=cot + [ids.eos],
+                image_prompt_ids=[ids.bos] + prompt + cot + [ids.boi],
+                image_ids=tokens(policy.image_tokens, policy.codebook_size),
+                advantage=float(torch.randn((), generator=g)),
+                policy_version=version,
+            )
+        )
     return out

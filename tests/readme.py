@@ -38,44 +38,60 @@ BLOCKS: dict[str, Block] = {
         # -o: never reinstall the shared environment under a running suite; a fresh output_dir; seed 1, whose
         # learning margin the test has measured; an evaluation every 20 steps (trainer.eval_every)
         replace={"make run": "make -o .venv/.installed run ARGS='seed=1 output_dir={out} trainer.eval_every=20'"},
-        skip={"make test": "the test suite itself"}),
+        skip={"make test": "the test suite itself"},
+    ),
     "configuration": Block(
         "tests/test_readme.py::test_configuration_commands",
         replace={"outputs/long": "{out}"},
         # the transformers text engine starts faster than vLLM (the other runs use vLLM); the resumed run keeps it
-        append=(("trainer.steps=1", "rollout.cot.engine=transformers", *QUICK), ("trainer.steps=2",))),
+        append=(("trainer.steps=1", "rollout.cot.engine=transformers", *QUICK), ("trainer.steps=2",)),
+    ),
     "real-weights": Block(
         "tests/test_readme.py::test_commands_that_need_weights_stop_at_the_check_naming_them",
-        replace={"outputs/janus7b": "{out}"}, append=((),)),
+        replace={"outputs/janus7b": "{out}"},
+        append=((),),
+    ),
     "ray-cluster": Block(
         "tests/test_cluster.py::test_ray_cluster_section_with_token_auth_and_the_reward_fleet",
         # loopback, free ports, and a temporary directory of its own: nothing shared with another Ray on the machine
-        replace={"--dashboard-host 0.0.0.0": "--dashboard-host 127.0.0.1 --node-ip-address=127.0.0.1 --port={gcs} "
-                                             "--dashboard-port={dashboard} --num-cpus=2 "
-                                             "--metrics-export-port={metrics} --dashboard-agent-listen-port={agent} "
-                                             "--ray-client-server-port={client} --temp-dir={temp} "
-                                             "--disable-usage-stats",
-                 "HEAD:8265": "127.0.0.1:{dashboard}"},
-        append=(("trainer.steps=12", *QUICK),)),  # long enough for the reward-fleet commands to act mid-job
-    "reward-fleet": Block("tests/test_cluster.py::test_ray_cluster_section_with_token_auth_and_the_reward_fleet "
-                          "(while the job of ray-cluster runs)"),
+        replace={
+            "--dashboard-host 0.0.0.0": "--dashboard-host 127.0.0.1 --node-ip-address=127.0.0.1 --port={gcs} "
+            "--dashboard-port={dashboard} --num-cpus=2 "
+            "--metrics-export-port={metrics} --dashboard-agent-listen-port={agent} "
+            "--ray-client-server-port={client} --temp-dir={temp} "
+            "--disable-usage-stats",
+            "HEAD:8265": "127.0.0.1:{dashboard}",
+        },
+        append=(("trainer.steps=12", *QUICK),),
+    ),  # long enough for the reward-fleet commands to act mid-job
+    "reward-fleet": Block(
+        "tests/test_cluster.py::test_ray_cluster_section_with_token_auth_and_the_reward_fleet "
+        "(while the job of ray-cluster runs)"
+    ),
     "generate": Block(
         "tests/test_readme.py::test_generate_and_score_commands",
         # the tiny policy's HF directory stands in for a trained run's export; output in a temporary directory
-        replace={"--checkpoint outputs/run": "--checkpoint {checkpoint} --out {out}"}),
+        replace={"--checkpoint outputs/run": "--checkpoint {checkpoint} --out {out}"},
+    ),
     "score": Block(
         "tests/test_readme.py::test_generate_and_score_commands",
         # the two servers the test starts (free ports), its config file (the token), the images `generate` drew
-        replace={"--server 127.0.0.1:50051 --server 127.0.0.1:50052": "--server {server1} --server {server2}",
-                 "--config rewards.yaml": "--config {config}", "outputs/generate/images/*.png": "{images}/*.png"}),
+        replace={
+            "--server 127.0.0.1:50051 --server 127.0.0.1:50052": "--server {server1} --server {server2}",
+            "--config rewards.yaml": "--config {config}",
+            "outputs/generate/images/*.png": "{images}/*.png",
+        },
+    ),
     "evaluation": Block(
         "tests/test_readme.py::test_evaluation_commands",
         # -o: never reinstall the shared environment under a running suite; one prompt per category (the
         # documented eval.max_prompts) into a temporary directory
-        replace={"make eval": "make -o .venv/.installed eval ARGS='eval.max_prompts=1 eval.output_dir={out}'"}),
+        replace={"make eval": "make -o .venv/.installed eval ARGS='eval.max_prompts=1 eval.output_dir={out}'"},
+    ),
     "reward-server": Block(
         "tests/test_readme.py::test_commands_that_need_weights_stop_at_the_check_naming_them",
-        replace={"--host 0.0.0.0": "--host 127.0.0.1"}),
+        replace={"--host 0.0.0.0": "--host 127.0.0.1"},
+    ),
 }
 
 
@@ -131,6 +147,8 @@ def script(name: str, **values: str) -> list[str]:
             command = " ".join((command, *next(runs)))
         out.append(command)
     if next(runs, None) is not None:
-        raise AssertionError(f"README block {name!r} has fewer `python -m cluster.run` commands than tests/readme.py "
-                             f"appends overrides to")
+        raise AssertionError(
+            f"README block {name!r} has fewer `python -m cluster.run` commands than tests/readme.py "
+            f"appends overrides to"
+        )
     return out

@@ -24,8 +24,18 @@ def test_tiny_preset_matches_defaults():
 
 
 def test_overrides_reach_nested_fields_with_types():
-    cfg = load_config(None, ["seed=7", "trainer.steps=3", "rollout.group_size=6", "rewards.color.replicas=3",
-                             "learner.optim.lr=0.5", "output_dir=/tmp/x", "rollout.cot.engine=transformers"])
+    cfg = load_config(
+        None,
+        [
+            "seed=7",
+            "trainer.steps=3",
+            "rollout.group_size=6",
+            "rewards.color.replicas=3",
+            "learner.optim.lr=0.5",
+            "output_dir=/tmp/x",
+            "rollout.cot.engine=transformers",
+        ],
+    )
     assert (cfg.seed, cfg.trainer.steps, cfg.rollout.group_size) == (7, 3, 6)
     assert cfg.rewards.color.replicas == 3 and cfg.learner.optim.lr == 0.5
     assert cfg.output_dir == "/tmp/x" and cfg.rollout.cot.engine == "transformers"
@@ -57,22 +67,25 @@ def test_wrong_type_names_the_key():
         load_config(None, ["learner.optim.lr=fast"])
 
 
-@pytest.mark.parametrize("override, key", [
-    ("rollout.group_size=1", "rollout.group_size"),
-    ("rollout.image.cfg_weight=-1", "rollout.image.cfg_weight"),
-    ("rollout.cot.temperature=0", "rollout.cot.temperature"),
-    ("rollout.image.temperature=-0.5", "rollout.image.temperature"),
-    ("rollout.cot.top_p=1.5", "rollout.cot.top_p"),
-    ("learner.zero_stage=4", "learner.zero_stage"),
-    ("learner.loss.aggregation=median", "learner.loss.aggregation"),
-    ("trainer.mode=async", "trainer.mode"),
-    ("rewards.color.replicas=0", "rewards.color.replicas"),
-    ("model.tiny.vq_base_channels=32", "model.tiny.vq_base_channels"),
-    ("rewards.color.enabled=false", "rewards.enabled"),
-    ("learner.loss.is_cap=0.5", "learner.loss.is_cap"),
-    ("learner.logprob_chunk_tokens=0", "learner.logprob_chunk_tokens"),
-    ("learner.zero3_persistence_threshold=-1", "learner.zero3_persistence_threshold"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("rollout.group_size=1", "rollout.group_size"),
+        ("rollout.image.cfg_weight=-1", "rollout.image.cfg_weight"),
+        ("rollout.cot.temperature=0", "rollout.cot.temperature"),
+        ("rollout.image.temperature=-0.5", "rollout.image.temperature"),
+        ("rollout.cot.top_p=1.5", "rollout.cot.top_p"),
+        ("learner.zero_stage=4", "learner.zero_stage"),
+        ("learner.loss.aggregation=median", "learner.loss.aggregation"),
+        ("trainer.mode=async", "trainer.mode"),
+        ("rewards.color.replicas=0", "rewards.color.replicas"),
+        ("model.tiny.vq_base_channels=32", "model.tiny.vq_base_channels"),
+        ("rewards.color.enabled=false", "rewards.enabled"),
+        ("learner.loss.is_cap=0.5", "learner.loss.is_cap"),
+        ("learner.logprob_chunk_tokens=0", "learner.logprob_chunk_tokens"),
+        ("learner.zero3_persistence_threshold=-1", "learner.zero3_persistence_threshold"),
+    ],
+)
 def test_out_of_range_values(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])
@@ -128,10 +141,13 @@ def test_builtin_template_is_t2i_r1s_file(shared_data):
 
 # rewards.serve reads only the rewards section, so its typo is a rewards key (on main this test gave it
 # trainer.stepz too; issue 17 is the one change of this test's intent).
-@pytest.mark.parametrize("module, typo, suggestion", [
-    ("cluster.run", "trainer.stepz=3", "trainer.steps"),
-    ("rewards.serve", "rewards.retires=3", "rewards.retries"),
-])
+@pytest.mark.parametrize(
+    "module, typo, suggestion",
+    [
+        ("cluster.run", "trainer.stepz=3", "trainer.steps"),
+        ("rewards.serve", "rewards.retires=3", "rewards.retries"),
+    ],
+)
 def test_command_line_config_error_exits_2_with_the_message(module, typo, suggestion):
     import subprocess
     import sys
@@ -179,17 +195,20 @@ def test_a_stage_command_line_reads_its_sections_of_a_full_tree(tmp_path):
         load_root(ServeConfig, None, ["trainer.steps=3"], partial=True)
 
 
-@pytest.mark.parametrize("override, choices", [
-    ("trainer.mode=async", "sync, off_policy"),
-    ("learner.loss.levels=all", "both, semantic, token"),
-    ("learner.advantage.mode=rank", "zscore, center, leave_one_out"),
-    ("rewards.ensemble=max", "sum, mean, weighted"),
-    ("rollout.cot.engine=sglang", "vllm, transformers"),
-    ("model.dtype=int8", "float32, bfloat16, float16"),
-    ("learner.dtype=float16", "float32, bfloat16"),
-    ("data.on_malformed=ignore", "error, skip"),
-    ("learner.loss.image_logprob=raw", "conditional, guided"),
-])
+@pytest.mark.parametrize(
+    "override, choices",
+    [
+        ("trainer.mode=async", "sync, off_policy"),
+        ("learner.loss.levels=all", "both, semantic, token"),
+        ("learner.advantage.mode=rank", "zscore, center, leave_one_out"),
+        ("rewards.ensemble=max", "sum, mean, weighted"),
+        ("rollout.cot.engine=sglang", "vllm, transformers"),
+        ("model.dtype=int8", "float32, bfloat16, float16"),
+        ("learner.dtype=float16", "float32, bfloat16"),
+        ("data.on_malformed=ignore", "error, skip"),
+        ("learner.loss.image_logprob=raw", "conditional, guided"),
+    ],
+)
 def test_fixed_choice_fields_list_their_choices(override, choices):
     with pytest.raises(ConfigError, match=rf"{re.escape(override.split('=')[0])}: .*{choices}"):
         load_config(None, [override])

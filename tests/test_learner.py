@@ -39,9 +39,13 @@ def _config(model_cfg, **learner) -> Config:
     cfg = Config()
     cfg.model = copy.deepcopy(model_cfg)
     cfg.trainer.prompts_per_step, cfg.rollout.group_size, cfg.trainer.steps = 2, 4, 3
-    base = LearnerConfig(micro_batch_size=2, updates_per_batch=UPDATES, num_cpus_per_rank=0.5,
-                         optim=OptimConfig(lr=1e-3, grad_clip=1.0),
-                         loss=LossConfig(beta=0.05, clip_low=0.2, clip_high=0.25))
+    base = LearnerConfig(
+        micro_batch_size=2,
+        updates_per_batch=UPDATES,
+        num_cpus_per_rank=0.5,
+        optim=OptimConfig(lr=1e-3, grad_clip=1.0),
+        loss=LossConfig(beta=0.05, clip_low=0.2, clip_high=0.25),
+    )
     cfg.learner = dataclasses.replace(base, **learner)
     return cfg
 
@@ -55,10 +59,12 @@ def batch(tiny_policy):
     module = PolicyLogProbs(tiny_policy.model)
     with torch.no_grad():
         for s in samples:
-            levels = {"semantic": pack_level([s.cot_prompt_ids], [s.cot_ids], tiny_policy.ids.pad),
-                      "token": pack_level([s.image_prompt_ids], [s.image_ids], tiny_policy.ids.pad, target_pad=0)}
+            levels = {
+                "semantic": pack_level([s.cot_prompt_ids], [s.cot_ids], tiny_policy.ids.pad),
+                "token": pack_level([s.image_prompt_ids], [s.image_ids], tiny_policy.ids.pad, target_pad=0),
+            }
             out = module(levels)
-            noise = lambda n: ((torch.rand(n, generator=g) - 0.5) * 1.8)
+            noise = lambda n: (torch.rand(n, generator=g) - 0.5) * 1.8
             s.cot_logprobs = (out["semantic"][0] + noise(len(s.cot_ids))).tolist()
             s.image_logprobs = (out["token"][0] + noise(len(s.image_ids))).tolist()
     return samples
@@ -81,11 +87,15 @@ def _plain_torch_update(cfg: Config, samples) -> tuple[dict[str, torch.Tensor], 
     pad = pol.ids.pad
     micro = []
     for i in range(0, len(samples), 2):
-        mb = samples[i:i + 2]
-        levels = {"semantic": pack_level([s.cot_prompt_ids for s in mb], [s.cot_ids for s in mb], pad),
-                  "token": pack_level([s.image_prompt_ids for s in mb], [s.image_ids for s in mb], pad, target_pad=0)}
-        behaviour = {"semantic": pack_values([s.cot_logprobs for s in mb], levels["semantic"].targets.shape[1]),
-                     "token": pack_values([s.image_logprobs for s in mb], levels["token"].targets.shape[1])}
+        mb = samples[i : i + 2]
+        levels = {
+            "semantic": pack_level([s.cot_prompt_ids for s in mb], [s.cot_ids for s in mb], pad),
+            "token": pack_level([s.image_prompt_ids for s in mb], [s.image_ids for s in mb], pad, target_pad=0),
+        }
+        behaviour = {
+            "semantic": pack_values([s.cot_logprobs for s in mb], levels["semantic"].targets.shape[1]),
+            "token": pack_values([s.image_logprobs for s in mb], levels["token"].targets.shape[1]),
+        }
         with torch.no_grad():  # proximal: the policy before the first update; and the reference
             micro.append((mb, levels, behaviour, policy_lp(levels), ref_lp(levels)))
     losses = []
@@ -126,14 +136,27 @@ def _train(cfg, batch):
         group.shutdown()
 
 
-@pytest.mark.parametrize("learner", [
-    dict(ranks=1, zero_stage=2),
-    dict(ranks=2, zero_stage=2),
-    # every parameter partitioned (as a 7B model's large ones are) and lm_head in chunks of 3 CoT tokens, so the
-    # ranks' micro-batches need different numbers of chunks: the ranks must still make the same gathers
-    pytest.param(dict(ranks=2, zero_stage=3, gradient_checkpointing=True, ref_on_cpu=False,
-                      zero3_persistence_threshold=0, logprob_chunk_tokens=3), marks=pytest.mark.slow),
-], ids=["K1-zero2", "K2-zero2", "K2-zero3-ckpt-shardedref"])
+@pytest.mark.parametrize(
+    "learner",
+    [
+        dict(ranks=1, zero_stage=2),
+        dict(ranks=2, zero_stage=2),
+        # every parameter partitioned (as a 7B model's large ones are) and lm_head in chunks of 3 CoT tokens, so the
+        # ranks' micro-batches need different numbers of chunks: the ranks must still make the same gathers
+        pytest.param(
+            dict(
+                ranks=2,
+                zero_stage=3,
+                gradient_checkpointing=True,
+                ref_on_cpu=False,
+                zero3_persistence_threshold=0,
+                logprob_chunk_tokens=3,
+            ),
+            marks=pytest.mark.slow,
+        ),
+    ],
+    ids=["K1-zero2", "K2-zero2", "K2-zero3-ckpt-shardedref"],
+)
 def test_update_equals_plain_torch_reference(ray_local, tiny_model_cfg, tiny_policy, batch, expected, learner):
     cfg = _config(tiny_model_cfg, **learner)
     state, stats = _train(cfg, batch)
@@ -143,15 +166,16 @@ def test_update_equals_plain_torch_reference(ray_local, tiny_model_cfg, tiny_pol
     moved = max(float((want[n] - initial[n]).abs().max()) for n in want)
     assert moved > 5e-4  # the step is real (about lr), so ATOL is a meaningful bound
     for n in want:
-        torch.testing.assert_close(state[n], want[n], atol=ATOL, rtol=0, msg=lambda m: f"{n}: {m}")
+        torch.testing.assert_close(state[n], want[n], atol=ATOL, rtol=0, msg=lambda m, n=n: f"{n}: {m}")
     assert stats["loss"] == pytest.approx(sum(losses) / len(losses), abs=1e-5)
     assert 0 < stats["token/clip_frac"] < 1  # the second update's ratios leave the clip range
     assert 0 < stats["token/is_truncated_frac"] < 1 and 0 < stats["semantic/is_truncated_frac"] < 1
     assert stats["token/tokens"] == 2 * len(batch[0].image_ids)  # per micro-batch of 2
 
 
-def _bf16_agreement(bf16: dict[str, torch.Tensor], fp32: dict[str, torch.Tensor],
-                    initial: dict[str, torch.Tensor]) -> tuple[float, float, float]:
+def _bf16_agreement(
+    bf16: dict[str, torch.Tensor], fp32: dict[str, torch.Tensor], initial: dict[str, torch.Tensor]
+) -> tuple[float, float, float]:
     """How a bf16 learner's two updates compare with the fp32 learner's, over the weights whose fp32 change exceeds
     two bf16 ulps of the weight (the changes bf16 can resolve): the fraction changed in the same direction, the
     fraction within one ulp of the fp32 weight, and the error of the change relative to the fp32 change (norms).
@@ -206,8 +230,9 @@ def no_cot(tiny_model_cfg, ray_local):
     from learner.actor import LearnerGroup
     from rollout.worker import RolloutWorker
 
-    cfg = _config(tiny_model_cfg, micro_batch_size=4, updates_per_batch=1,
-                  loss=LossConfig(levels="token", image_logprob="guided"))
+    cfg = _config(
+        tiny_model_cfg, micro_batch_size=4, updates_per_batch=1, loss=LossConfig(levels="token", image_logprob="guided")
+    )
     cfg.rollout.prompt.use_cot = False
     cfg.rollout.image.temperature, cfg.rollout.image.top_k, cfg.rollout.image.top_p = 0.9, 20, 0.9
     worker = RolloutWorker(cfg.model, cfg.rollout, cfg.learner.loss.image_logprob)

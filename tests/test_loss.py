@@ -29,8 +29,9 @@ def _random_levels(seed: int, dtype=torch.float64, behaviour: bool = False):
         if behaviour:
             rollout = old + (torch.rand(B, t, generator=g, dtype=dtype) - 0.5) * 2.0
             rollout[-1] = float("nan")
-        out[name] = LevelTerms(logp=logp.clone().requires_grad_(True), old_logp=old, mask=mask, ref_logp=ref,
-                               behaviour_logp=rollout)
+        out[name] = LevelTerms(
+            logp=logp.clone().requires_grad_(True), old_logp=old, mask=mask, ref_logp=ref, behaviour_logp=rollout
+        )
     adv = torch.randn(B, generator=g, dtype=dtype)
     return out, adv
 
@@ -95,7 +96,9 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.aggregation}-{c.levels}-b{c.beta}-w{c.semantic_weight},{c.token_weight}")
+@pytest.mark.parametrize(
+    "cfg", CONFIGS, ids=lambda c: f"{c.aggregation}-{c.levels}-b{c.beta}-w{c.semantic_weight},{c.token_weight}"
+)
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("behaviour", [False, True], ids=["no-behaviour", "behaviour"])
 def test_loss_and_gradient_match_hand_written_reference(cfg, seed, behaviour):
@@ -126,13 +129,17 @@ def test_finite_difference_gradient(aggregation):
 
     def f(sem, tok):
         lv = {
-            "semantic": LevelTerms(sem, levels["semantic"].old_logp, levels["semantic"].mask, levels["semantic"].ref_logp),
+            "semantic": LevelTerms(
+                sem, levels["semantic"].old_logp, levels["semantic"].mask, levels["semantic"].ref_logp
+            ),
             "token": LevelTerms(tok, levels["token"].old_logp, levels["token"].mask, levels["token"].ref_logp),
         }
         return grpo_loss(lv, adv, cfg)[0]
 
-    inputs = (levels["semantic"].logp.detach().clone().requires_grad_(True),
-              levels["token"].logp.detach().clone().requires_grad_(True))
+    inputs = (
+        levels["semantic"].logp.detach().clone().requires_grad_(True),
+        levels["token"].logp.detach().clone().requires_grad_(True),
+    )
     assert torch.autograd.gradcheck(f, inputs, eps=1e-7, atol=1e-6)
 
 
@@ -145,8 +152,10 @@ def test_t2i_r1_special_case_gradient():
     reference = torch.nn.Linear(dim, vocab)
     feats = {"semantic": torch.randn(B, T_SEM, dim), "token": torch.randn(B, T_IMG, dim)}
     targets = {"semantic": torch.randint(0, vocab, (B, T_SEM)), "token": torch.randint(0, vocab, (B, T_IMG))}
-    masks = {"semantic": torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool),
-             "token": torch.ones(B, T_IMG, dtype=torch.bool)}
+    masks = {
+        "semantic": torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool),
+        "token": torch.ones(B, T_IMG, dtype=torch.bool),
+    }
     adv = torch.tensor([1.3, -0.4, 0.2])
     beta = 0.01
 
@@ -236,8 +245,13 @@ def test_importance_weights_turn_off_policy_tokens_into_the_on_policy_gradient()
 
     def loss_grad(cfg: LossConfig) -> torch.Tensor:
         logp = torch.log_softmax(theta, -1)[codes][:, None]  # one token per sample
-        terms = LevelTerms(logp, torch.log(pi_old)[codes][:, None], torch.ones(10, 1, dtype=torch.bool), None,
-                           torch.log(mu)[codes][:, None])
+        terms = LevelTerms(
+            logp,
+            torch.log(pi_old)[codes][:, None],
+            torch.ones(10, 1, dtype=torch.bool),
+            None,
+            torch.log(mu)[codes][:, None],
+        )
         loss, stats = grpo_loss({"token": terms}, adv[codes], cfg)
         assert stats["token/clip_frac"] == 0.0
         return torch.autograd.grad(loss, theta)[0]

@@ -24,8 +24,9 @@ def _env() -> dict[str, str]:
 
 
 def _bash(command: str, cwd: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", command], cwd=cwd, env=_env(), capture_output=True, text=True,
-                          timeout=timeout_s)
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout_s
+    )
 
 
 def test_every_bash_block_is_marked_and_run_by_a_test():
@@ -76,9 +77,14 @@ def test_configuration_commands(tmp_path):
 
 def _serve(scorer: str, config: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
     """`python -m rewards.serve` on a free port; returns the process and the host:port it printed."""
-    proc = subprocess.Popen([sys.executable, "-m", "rewards.serve", "--scorer", scorer, "--port", "0",
-                             "--config", str(config)], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rewards.serve", "--scorer", scorer, "--port", "0", "--config", str(config)],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     for line in proc.stdout:  # bounded: the process prints this line or exits (the test's timeout covers a hang)
         if line.startswith("serving "):
             return proc, line.split()[-1]
@@ -102,8 +108,9 @@ def test_generate_and_score_commands(tiny_model_cfg, tmp_path):
     config.write_text("rewards:\n  token: readme-test-token\n")
     servers = [_serve(scorer, config, tmp_path) for scorer in ("color", "objects")]
     try:
-        (command,) = script("score", server1=servers[0][1], server2=servers[1][1], config=str(config),
-                            images=str(out / "images"))
+        (command,) = script(
+            "score", server1=servers[0][1], server2=servers[1][1], config=str(config), images=str(out / "images")
+        )
         r = _bash(command, tmp_path)
     finally:
         for proc, _ in servers:
