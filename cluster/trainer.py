@@ -93,9 +93,9 @@ def metrics_row(r: StepResult) -> dict[str, Any]:
         "reward_std": float(flat_rewards.std()),
         "cot_tokens_mean": float(np.mean([len(s.cot_ids) for s in samples])),
         # collapse signals: how many codebook entries the step's images use, and the reward spread inside a group,
-        # which is all GRPO learns from (0 when a group's images are alike: its advantages are 0)
+        # which is all GRPO learns from (not named reward_*_mean: that pattern is a scorer's, cluster/plots.py)
         "image_codes_distinct": len({c for s in samples for c in s.image_ids}),
-        "reward_group_std_mean": float(np.mean([np.std(g) for g in r.rewards])),
+        "group_reward_std_mean": float(np.mean([np.std(g) for g in r.rewards])),
         "images": len(samples),
         "version_lag_mean": float(np.mean(lag)),
         "version_lag_max": int(max(lag)),
