@@ -92,6 +92,10 @@ def metrics_row(r: StepResult) -> dict[str, Any]:
         "reward_mean": float(flat_rewards.mean()),
         "reward_std": float(flat_rewards.std()),
         "cot_tokens_mean": float(np.mean([len(s.cot_ids) for s in samples])),
+        # collapse signals: how many codebook entries the step's images use, and the reward spread inside a group,
+        # which is all GRPO learns from (not named reward_*_mean: that pattern is a scorer's, cluster/plots.py)
+        "image_codes_distinct": len({c for s in samples for c in s.image_ids}),
+        "group_reward_std_mean": float(np.mean([np.std(g) for g in r.rewards])),
         "images": len(samples),
         "version_lag_mean": float(np.mean(lag)),
         "version_lag_max": int(max(lag)),
@@ -108,7 +112,7 @@ def metrics_row(r: StepResult) -> dict[str, Any]:
         row[f"reward_{name}_replicas"] = n
     stats = r.stats
     row.update({k: float(v) for k, v in stats.items()})
-    levels = [k[:-len("/kl")] for k in stats if k.endswith("/kl")]
+    levels = [k[: -len("/kl")] for k in stats if k.endswith("/kl")]
     if levels:  # one KL column: the levels' KL weighted by their token counts, as the token-mean loss sees it
         tokens = sum(stats[f"{lv}/tokens"] for lv in levels)
         row["kl"] = sum(stats[f"{lv}/kl"] * stats[f"{lv}/tokens"] for lv in levels) / max(tokens, 1.0)
@@ -132,11 +136,13 @@ def rollout_peak_memory(samples: list[RolloutSample]) -> dict[str, float]:
 
 def progress_line(row: dict[str, Any], times: dict[str, float], steps: int) -> str:
     """The console line of a step."""
-    return (f"step {row['step']}/{steps}  reward {row['reward_mean']:.4f} (std {row['reward_std']:.4f})  "
-            f"loss {row.get('loss', float('nan')):.4f}  kl {row.get('kl', float('nan')):.5f}  "
-            f"cot {row['cot_tokens_mean']:.0f} tok  {row['images_per_s']:.1f} img/s  step {times['step_s']:.2f}s "
-            f"({', '.join(f'{k[:-2]} {v:.2f}' for k, v in times.items() if k != 'step_s')})  "
-            f"version {row['policy_version']}")
+    return (
+        f"step {row['step']}/{steps}  reward {row['reward_mean']:.4f} (std {row['reward_std']:.4f})  "
+        f"loss {row.get('loss', float('nan')):.4f}  kl {row.get('kl', float('nan')):.5f}  "
+        f"cot {row['cot_tokens_mean']:.0f} tok  {row['images_per_s']:.1f} img/s  step {times['step_s']:.2f}s "
+        f"({', '.join(f'{k[:-2]} {v:.2f}' for k, v in times.items() if k != 'step_s')})  "
+        f"version {row['policy_version']}"
+    )
 
 
 class Trainer:
@@ -158,8 +164,11 @@ class Trainer:
         self._pending: Optional[list[RolloutGroup]] = None  # off-policy resume: the checkpoint's rollout in flight
         self._replicas: dict[str, int] = {}  # reward replicas per scorer at the last step's scoring
         # trainer.eval_every: planned and its evaluators checked now, before any actor starts
-        self.evaluation = (TrainingEvaluation(cfg.eval, cfg.rollout, self.out.root, cfg.trainer.eval_every)
-                           if cfg.trainer.eval_every else None)
+        self.evaluation = (
+            TrainingEvaluation(cfg.eval, cfg.rollout, self.out.root, cfg.trainer.eval_every)
+            if cfg.trainer.eval_every
+            else None
+        )
 
     # ------------------------------------------------------------------------------------------------ start-up
 
@@ -192,12 +201,20 @@ class Trainer:
             self.outputs = StepOutputs(cfg, self.out, start_step)
             if cfg.logging.ray_metrics:
                 self.metrics = RayMetrics(self.out.root.name)
-        log.info("started in %.1f s: %d rollout worker(s), %d learner rank(s), rewards %s; first step %d",
-                 times["start"], len(self.rollout), cfg.learner.ranks,
-                 {k: len(v) for k, v in ray.get(self.fleet.endpoints.remote()).items()}, start_step)
-        log.info("reward fleet %s: change its replicas while the run goes on with `python -m rewards.pool "
-                 "--address auto scale <scorer> <replicas>` (add --name %s when several runs share the cluster)",
-                 fleet_name, fleet_name)
+        log.info(
+            "started in %.1f s: %d rollout worker(s), %d learner rank(s), rewards %s; first step %d",
+            times["start"],
+            len(self.rollout),
+            cfg.learner.ranks,
+            {k: len(v) for k, v in ray.get(self.fleet.endpoints.remote()).items()},
+            start_step,
+        )
+        log.info(
+            "reward fleet %s: change its replicas while the run goes on with `python -m rewards.pool "
+            "--address auto scale <scorer> <replicas>` (add --name %s when several runs share the cluster)",
+            fleet_name,
+            fleet_name,
+        )
         return start_step
 
     def _resume(self) -> int:
@@ -209,13 +226,17 @@ class Trainer:
         state = json.loads(state_path.read_text())
         version = self.learner.load_checkpoint(str(self.out.checkpoints / "learner"), state["tag"])
         if version != state["version"]:
-            raise RuntimeError(f"checkpoint {state['tag']} holds version {version}, {STATE_FILE} says {state['version']}")
+            raise RuntimeError(
+                f"checkpoint {state['tag']} holds version {version}, {STATE_FILE} says {state['version']}"
+            )
         self.out.truncate_after(state["step"])
         log.info("resumed from the checkpoint of step %d (policy version %d)", state["step"], version)
         if self.cfg.trainer.mode == TrainMode.off_policy and state.get("pending"):
             self._pending = load_pending(self.out.checkpoints / state["pending"])
-            log.info("the first step trains on the checkpoint's rollout in flight (made by version %d)",
-                     self._pending[0].samples[0].policy_version)
+            log.info(
+                "the first step trains on the checkpoint's rollout in flight (made by version %d)",
+                self._pending[0].samples[0].policy_version,
+            )
         return state["step"] + 1
 
     # ------------------------------------------------------------------------------------------------ stages
@@ -235,7 +256,7 @@ class Trainer:
 
         seed = _rollout_seed(self.cfg.seed, step)
         groups: list[Optional[list[RolloutGroup]]] = [None] * len(futures)
-        for attempt in range(3):
+        for _attempt in range(3):
             failed = []
             for i, f in enumerate(futures):
                 if f is None or groups[i] is not None:
@@ -243,16 +264,28 @@ class Trainer:
                 try:
                     out = ray.get(f)
                 except ray.exceptions.RayActorError as e:
-                    log.warning("rollout worker %d died during step %d (%s); restarting it and redoing its %d prompts",
-                                i, step, type(e).__name__, len(shares[i]))
+                    log.warning(
+                        "rollout worker %d died during step %d (%s); restarting it and redoing its %d prompts",
+                        i,
+                        step,
+                        type(e).__name__,
+                        len(shares[i]),
+                    )
                     failed.append(i)
                     continue
                 # A worker that died between calls is restarted by Ray before it runs the call: it answers with
                 # its initial weights. Its rollouts are discarded and redone once it holds the current version.
                 stale = sorted({s.policy_version for g in out for s in g.samples} - {self.version})
                 if stale:
-                    log.warning("rollout worker %d answered step %d with policy version %s, not %d: it was restarted; "
-                                "re-syncing it and redoing its %d prompts", i, step, stale, self.version, len(shares[i]))
+                    log.warning(
+                        "rollout worker %d answered step %d with policy version %s, not %d: it was restarted; "
+                        "re-syncing it and redoing its %d prompts",
+                        i,
+                        step,
+                        stale,
+                        self.version,
+                        len(shares[i]),
+                    )
                     failed.append(i)
                     continue
                 groups[i] = out
@@ -260,8 +293,9 @@ class Trainer:
                 break
             self._restarts += len(failed)
             self._reform_sync_group()
-            futures = [self.rollout[i].rollout.remote(shares[i], seed) if i in failed else None
-                       for i in range(len(futures))]
+            futures = [
+                self.rollout[i].rollout.remote(shares[i], seed) if i in failed else None for i in range(len(futures))
+            ]
         else:
             raise RuntimeError(f"step {step}: rollout workers {failed} kept dying; giving up")
         by_index = {g.prompt.index: g for share in groups if share for g in share}
@@ -329,8 +363,20 @@ class Trainer:
                         next_groups = self._collect_rollout(step + 1, *ahead)
                 with timed(times, "sync_s"):
                     self._sync_weights()
-            self._after_step(StepResult(step, groups, batch, rewards, advantages, stats, times, learner_version,
-                                        self.version, self._restarts))
+            self._after_step(
+                StepResult(
+                    step,
+                    groups,
+                    batch,
+                    rewards,
+                    advantages,
+                    stats,
+                    times,
+                    learner_version,
+                    self.version,
+                    self._restarts,
+                )
+            )
             if self._checkpoint_due(step):
                 self.checkpoint(step, next_groups)
             groups = next_groups
@@ -348,7 +394,8 @@ class Trainer:
         except ray.exceptions.RayActorError as e:
             raise RuntimeError(
                 f"a learner rank died ({type(e).__name__}); the run stops here. Continue from the last checkpoint "
-                f"with the same command plus resume=true") from e
+                f"with the same command plus resume=true"
+            ) from e
 
     def _checkpoint_due(self, step: int) -> bool:
         every = self.cfg.trainer.save_every
@@ -380,14 +427,25 @@ class Trainer:
         row = metrics_row(result)
         if self.evaluation is not None and self.evaluation.due(result.step):
             row.update(self.evaluation.run(self.rollout, result.step, result.version))
-        self.outputs.submit(result.step, result.groups, np.concatenate(result.rewards), result.batch.per_scorer(),
-                            np.concatenate(result.advantages), row)
+        self.outputs.submit(
+            result.step,
+            result.groups,
+            np.concatenate(result.rewards),
+            result.batch.per_scorer(),
+            np.concatenate(result.advantages),
+            row,
+        )
         if self.metrics is not None:
             self.metrics.publish(row, row["images"])
         replicas = result.batch.replicas
         if self._replicas and replicas != self._replicas:  # scaled while the run goes on (python -m rewards.pool)
-            log.info("reward replicas changed for step %d: %s", result.step, ", ".join(
-                f"{n} {self._replicas.get(n, 0)} -> {k}" for n, k in replicas.items() if k != self._replicas.get(n)))
+            log.info(
+                "reward replicas changed for step %d: %s",
+                result.step,
+                ", ".join(
+                    f"{n} {self._replicas.get(n, 0)} -> {k}" for n, k in replicas.items() if k != self._replicas.get(n)
+                ),
+            )
         self._replicas = dict(replicas)
         # heal the reward fleet: replicas that died this step are replaced before the next one
         healed = {name: dead for name, dead in ray.get(self.fleet.heal.remote()).items() if dead}

@@ -107,7 +107,8 @@ def find_model_dir(path: str) -> Path:
         if (candidate / "config.json").is_file():
             check_model_dir(str(candidate))
             return candidate
-    raise ConfigError(f"{str(p)!r} is neither an HF-format Janus directory (config.json, weights, tokenizer) nor a "
-                      f"training run's output_dir with the trained policy in {RUN_EXPORT}/ (written at the end of "
-                      f"`python -m cluster.run`). {MODEL_FILES_HELP}")
-
+    raise ConfigError(
+        f"{str(p)!r} is neither an HF-format Janus directory (config.json, weights, tokenizer) nor a "
+        f"training run's output_dir with the trained policy in {RUN_EXPORT}/ (written at the end of "
+        f"`python -m cluster.run`). {MODEL_FILES_HELP}"
+    )

@@ -11,9 +11,9 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -140,7 +140,9 @@ def make_decoder_colour_transparent(vq) -> None:
     channels = dec.conv_in.out_channels
     groups = dec.norm_out.num_groups
     if channels != 2 * groups:
-        raise ValueError(f"colour-transparent decoder needs 2 channels per GroupNorm group: vq_base_channels={2 * groups}")
+        raise ValueError(
+            f"colour-transparent decoder needs 2 channels per GroupNorm group: vq_base_channels={2 * groups}"
+        )
     for m in dec.modules():
         if m.__class__.__name__ == "JanusVQVAEResnetBlock":
             m.conv2.weight.zero_()
@@ -193,8 +195,9 @@ def build_tiny_janus(
     # room for the image placeholder id, rounded like real vocabularies
     vocab = vocab_size or t.vocab_size or 64 * ((len(tok) + 1 + 63) // 64)
     if vocab <= len(tok):
-        raise ValueError(f"vocab_size {vocab} must exceed the tokenizer's {len(tok)} ids (the image placeholder "
-                         "takes the last id)")
+        raise ValueError(
+            f"vocab_size {vocab} must exceed the tokenizer's {len(tok)} ids (the image placeholder takes the last id)"
+        )
     config = tiny_janus_config(t, vocab, ids)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(t.seed)
@@ -274,9 +277,10 @@ def trainable_names(model: torch.nn.Module, prefixes: Iterable[str]) -> list[str
     names = [n for n, _ in model.named_parameters() if n.startswith(prefixes)]
     unused = [p for p in prefixes if not any(n.startswith(p) for n in names)]
     if unused:
+        top = sorted({".".join(n.split(".")[:2]) for n, _ in model.named_parameters()})
         raise ValueError(
             f"model.trainable: prefix {unused[0]!r} matches no parameter of {type(model).__name__} "
-            f"(top-level names: {sorted({n.split('.')[0] + '.' + n.split('.')[1] for n, _ in model.named_parameters()})})"
+            f"(top-level names: {top})"
         )
     return names
 
@@ -303,7 +307,7 @@ def named_trainable_parameters(model: torch.nn.Module, prefixes: Iterable[str]) 
 def llama_name(janus_name: str) -> str | None:
     """The name of a Janus parameter in the exported Llama checkpoint, or None if it is not part of it."""
     if janus_name.startswith(LM_PREFIX):
-        return "model." + janus_name[len(LM_PREFIX):]
+        return "model." + janus_name[len(LM_PREFIX) :]
     if janus_name == LM_HEAD:
         return LM_HEAD
     return None
@@ -337,6 +341,8 @@ def export_language_model(policy: Policy, out_dir: str | os.PathLike) -> Path:
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     cfg = llama_config(policy.model)
     cfg.save_pretrained(out)
-    GenerationConfig(bos_token_id=policy.ids.bos, eos_token_id=policy.ids.eos, pad_token_id=policy.ids.pad).save_pretrained(out)
+    GenerationConfig(
+        bos_token_id=policy.ids.bos, eos_token_id=policy.ids.eos, pad_token_id=policy.ids.pad
+    ).save_pretrained(out)
     policy.tokenizer.save_pretrained(out)
     return out

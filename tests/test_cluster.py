@@ -186,8 +186,10 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     assert [r["step"] for r in rows] == list(range(1, 41))  # steps count from 1
     rewards = np.array([r["reward_mean"] for r in rows])
     first, last = rewards[:10].mean(), rewards[-10:].mean()
-    # measured: 0.24 -> 0.30 (seed 1); step-to-step noise of a 10-step mean is ~0.02
-    assert last > first + 0.03, f"no learning: first quarter {first:.3f}, last quarter {last:.3f}"
+    # the default seed 0, as a user runs it (LEARNING.md; the same to the last digit on a rerun): 0.180 -> 0.287,
+    # 1.59 x. A policy that does not learn (learner.optim.lr=1e-12) on the same prompts and sampling seeds: 0.210 ->
+    # 0.256, 1.22 x (the prompt mix of the quarters alone), so 1.4 x takes learning
+    assert last >= 1.4 * first, f"no learning: first quarter {first:.3f}, last quarter {last:.3f}"
 
     for key in (
         "reward_mean",

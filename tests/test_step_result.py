@@ -75,6 +75,8 @@ def test_metrics_row_is_worked_out_from_the_records():
     assert row["reward_color_latency_s"] == pytest.approx(0.4)
     assert row["reward_color_wire_s"] == pytest.approx(0.03) and row["reward_color_score_s"] == pytest.approx(0.1)
     assert row["cot_tokens_mean"] == 5.0
+    assert row["image_codes_distinct"] == 2  # every image uses codes 3 and 4
+    assert row["group_reward_std_mean"] == pytest.approx(0.25)  # groups [0, 1] (std 0.5) and [0.5, 0.5] (std 0)
     assert (row["version_lag_mean"], row["version_lag_max"]) == (0.5, 1)  # versions 4, 4, 3, 3 against 4
     assert row["kl"] == pytest.approx((0.1 * 10 + 0.4 * 30) / 40)  # token-weighted over the two levels
     assert row["images_per_s"] == 0.5 and row["rollout_cot_s"] == pytest.approx(0.4)
