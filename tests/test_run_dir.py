@@ -85,7 +85,7 @@ def test_resume_refuses_changes_of_meaning_listing_all_and_keeps_config_yaml(tmp
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "2 field(s) differ" in err
-    assert "rollout.group_size: 4 (saved) -> 8 (asked)" in err and "learner.optim.lr: 5e-05 (saved) -> 0.001" in err
+    assert "rollout.group_size: 4 (saved) -> 8 (asked)" in err and "learner.optim.lr: 0.0001 (saved) -> 0.001" in err
     assert "trainer.steps" not in err.split("(a resumed run may change only")[0]  # allowed: not listed as refused
     assert (root / "config.yaml").read_text() == text
 
