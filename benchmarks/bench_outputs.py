@@ -14,22 +14,19 @@ The tiny random Janus with Janus-Pro's image shape: a 24 x 24 token grid, four 2
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from benchmarks.cluster_runs import REPO, cluster_run_command, cluster_run_env
 from benchmarks.results_io import Entry
 
 STEPS, SKIP, PAIRS = 6, 2, 2
-REPO = Path(__file__).resolve().parents[1]
 SHAPE = [
     "model.tiny.image_grid=24",
     "model.tiny.vq_upsamples=4",
@@ -43,27 +40,13 @@ STAGES = ("rollout_s", "reward_s", "learner_s", "sync_s", "step_s")
 WRITER = re.compile(r"background writer: (\d+) steps of outputs in ([\d.]+) s")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(overrides: list[str]) -> dict:
     """One run: the intervals between its step lines after SKIP, its stages' seconds, the writer's busy seconds."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [
-            sys.executable,
-            "-m",
-            "cluster.run",
-            f"output_dir={out}",
-            f"trainer.steps={STEPS}",
-            f"cluster.dashboard_port={_free_port()}",
-            *SHAPE,
-            *overrides,
-        ]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cmd = cluster_run_command(out, [f"trainer.steps={STEPS}", *SHAPE, *overrides])
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=cluster_run_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         arrivals, lines = [], []
         for line in proc.stdout:
             lines.append(line)

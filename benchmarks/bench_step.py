@@ -13,46 +13,26 @@ bounded by (rollout + learner) / max(rollout, learner).
 
 from __future__ import annotations
 
-import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from benchmarks.cluster_runs import REPO, cluster_run_command, cluster_run_env
 from benchmarks.results_io import Entry
 
 STEPS, SKIP = 14, 3
 STAGES = ("rollout_s", "reward_s", "learner_s", "rollout_wait_s", "sync_s", "step_s")
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(mode: str, overrides: list[str]) -> dict[str, float]:
     """Median seconds per stage over the steps after SKIP."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [
-            sys.executable,
-            "-m",
-            "cluster.run",
-            f"output_dir={out}",
-            f"trainer.mode={mode}",
-            f"trainer.steps={STEPS}",
-            "trainer.save_every=0",
-            "logging.image_every=0",
-            f"cluster.dashboard_port={_free_port()}",
-            *overrides,
-        ]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+        run_args = [f"trainer.mode={mode}", f"trainer.steps={STEPS}", "trainer.save_every=0", "logging.image_every=0"]
+        cmd = cluster_run_command(out, [*run_args, *overrides])
+        done = subprocess.run(cmd, cwd=REPO, env=cluster_run_env(), capture_output=True, text=True, timeout=1200)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         rows = pq.read_table(Path(out) / "metrics.parquet").to_pylist()[SKIP:]

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,17 +25,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from benchmarks.cluster_runs import REPO, cluster_run_command, cluster_run_env
 from benchmarks.results_io import machine
 
-REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.5
 BEGIN, END = "<!-- learning_seeds:begin -->", "<!-- learning_seeds:end -->"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def quarter_means(rewards: list[float]) -> tuple[float, float]:
@@ -49,19 +41,9 @@ def quarter_means(rewards: list[float]) -> tuple[float, float]:
 def run_seed(seed: int, overrides: list[str], keep: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = (keep / f"seed{seed}") if keep else Path(tmp) / "run"
-        cmd = [
-            sys.executable,
-            "-m",
-            "cluster.run",
-            f"seed={seed}",
-            f"output_dir={out}",
-            f"cluster.dashboard_port={_free_port()}",
-            *overrides,
-        ]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        env.pop("RAY_ADDRESS", None)  # a cluster of its own, as `make run` starts
+        cmd = cluster_run_command(out, [f"seed={seed}", *overrides])
         t = time.perf_counter()
-        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(cmd, cwd=REPO, env=cluster_run_env(), capture_output=True, text=True, timeout=1800)
         wall = time.perf_counter() - t
         if done.returncode != 0:
             raise RuntimeError(

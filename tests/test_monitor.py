@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.test_cluster import _free_port, _kill_session
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -58,23 +59,6 @@ while True:
     m.publish({ROW!r}, 16)
     time.sleep(0.5)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _kill_session(sid: int) -> None:
-    import psutil
-
-    for p in psutil.process_iter():
-        try:
-            if os.getsid(p.pid) == sid:
-                p.kill()
-        except (psutil.Error, ProcessLookupError):
-            continue
 
 
 def _query(port: int, expr: str) -> dict:
