@@ -62,10 +62,11 @@ prometheus:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
 		else echo "Prometheus is missing: sudo apt-get install prometheus (or put a prometheus binary on PATH)"; exit 1; fi; }
 
-# The benchmarks, after the real-shapes step (tests/test_real_shapes.py: seconds and peak memory per stage at
-# Janus-Pro-1B's shapes, about 4 minutes and 20 GB, too heavy for make test).
+# Every benchmark, after the real-shapes step (tests/test_real_shapes.py: seconds and peak memory per stage at
+# Janus-Pro-1B's shapes, about 4 minutes and 20 GB, too heavy for make test); ARGS names only some benchmarks
+# (e.g. ARGS="sampler learner"), without the real-shapes step.
 bench: install
-	$(PY) -m pytest -q -s -m heavy tests/test_real_shapes.py
+	$(if $(ARGS),,$(PY) -m pytest -q -s -m heavy tests/test_real_shapes.py)
 	$(PY) -m benchmarks.run $(ARGS)
 
 # Wheels that benchmarks/gpu_check.sh needs on the GPU machine (Python 3.12, torch, transformers, Triton, pyarrow
