@@ -15,6 +15,15 @@ built through the registry:
 Images are 384 px (Janus-Pro's), and for the tiny CLIP also 16 px (what the tiny random Janus of the CPU
 embedded default draws), where PNG coding, paid per image either way, no longer hides the per-call costs.
 
+A group call saves the per-call costs F (the gRPC call on both ends, the prompt's encoding, the model calls) but
+not the per-image ones I, so group vs one image per call is (F + I) / (F / 8 + I), and 3x needs I <= 0.31 F.
+For the tiny CLIP at 384 px, I is mostly work no batch can share: PIL's bicubic resize to the model's 32 px
+(0.8 ms per image, about 60 % of the scorer's time on a group; the image processor's own resize, kept so that the
+pixel values stay bit-identical with it, rewards/scorers/pixel_values.py), and 0.44 MB of pixels per image
+through gRPC's Python layer: copies on both ends, and page faults on the multi-megabyte buffers that glibc hands
+back to the kernel after a call, whose count varies from run to run with the allocator's state (client and server
+share this process). At 16 px, I is small and the ratio is well above 3x.
+
 Entries: ``reward_server_group_vs_per_image_<label>`` and ``reward_grpc_hop_vs_in_process_<label>`` are PNG (the
 names of the entries from before raw pixels, so that they stay comparable); ``..._<label>_raw`` the same for raw
 pixels. The hop is a group's ``client.score`` less the in-process ``scorer.score`` (target: 20 ms per group at
