@@ -15,6 +15,20 @@ built through the registry:
 Images are 384 px (Janus-Pro's), and for the tiny CLIP also 16 px (what the tiny random Janus of the CPU
 embedded default draws), where PNG coding, paid per image either way, no longer hides the per-call costs.
 
+A group call saves the per-call costs F (the gRPC call on both ends, the prompt's encoding, the model calls) but
+not the per-image ones I, so group vs one image per call is (F + I) / (F / 8 + I), and 3x needs I <= 0.31 F.
+The server's start sets glibc's allocator thresholds (``rewards.tune_allocator``, rewards/allocator.py), so the
+multi-megabyte requests reuse heap memory instead of fresh mmaps (client and server share this process, so the
+setting covers both ends here; a client in a process of its own measured no page faults per call without it):
+at 384 px raw this took a group's hop from 7.4 to 5.0-5.4 ms and its page faults from ~1,600 to 0, and made
+both ways faster, the per-image calls more (F from 4.3 to 2.9-3.5 ms; I stayed 1.5-1.7 ms), so the ratio fell
+(2.78x to 2.36-2.46x). For the tiny CLIP at 384 px, I is now mostly the scorer's own per-image work, about
+1.0-1.2 ms in process, which no batch can share: PIL's bicubic resize to the model's 32 px (0.8 ms per image; the
+image processor's own resize, kept so that the pixel values stay bit-identical with it,
+rewards/scorers/pixel_values.py); the hop adds 0.3-0.5 ms per image (0.44 MB through gRPC's Python layer). With
+F at 3 ms, 3x would need I below 1 ms, under the scorer's in-process cost alone: as the hop's costs shrink, the
+ratio tends to the in-process one (2.0-2.2x). At 16 px, I is small and the ratio is well above 3x.
+
 Entries: ``reward_server_group_vs_per_image_<label>`` and ``reward_grpc_hop_vs_in_process_<label>`` are PNG (the
 names of the entries from before raw pixels, so that they stay comparable); ``..._<label>_raw`` the same for raw
 pixels. The hop is a group's ``client.score`` less the in-process ``scorer.score`` (target: 20 ms per group at
@@ -27,6 +41,7 @@ in-process ratio (the scorer on a whole group vs image by image, no gRPC).
 from __future__ import annotations
 
 import dataclasses
+import resource
 import statistics
 import tempfile
 import time
@@ -41,6 +56,7 @@ from benchmarks.results_io import Entry
 from core.images import decode_png, encode_png
 from core.records import PromptRecord
 from rewards import wire
+from rewards.allocator import tune_allocator
 from rewards.base import Scorer
 from rewards.client import RewardClient
 from rewards.config import RewardsConfig
@@ -75,20 +91,28 @@ def smooth_images(n: int, side: int, seed: int) -> list[np.ndarray]:
     ]
 
 
-def _median_rounds(fns: dict[str, Callable[[], object]]) -> tuple[dict[str, float], dict[str, float]]:
-    """Median wall and process-CPU seconds of each function over ROUNDS rounds, the functions alternating within
-    a round."""
+def _median_rounds(
+    fns: dict[str, Callable[[], object]],
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Median wall seconds, process-CPU seconds and minor page faults (of this process: client and server) of each
+    function over ROUNDS rounds, the functions alternating within a round."""
     for fn in fns.values():  # warm-up: lazy initialisation, allocator, connections
         fn()
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
+    faults: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(ROUNDS):
         for k, fn in fns.items():
-            t, c = time.perf_counter(), time.process_time()
+            f, t, c = _minor_faults(), time.perf_counter(), time.process_time()
             fn()
             wall[k].append(time.perf_counter() - t)
             cpu[k].append(time.process_time() - c)
-    return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()})
+            faults[k].append(_minor_faults() - f)
+    return tuple({k: statistics.median(v) for k, v in d.items()} for d in (wall, cpu, faults))
+
+
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[Entry]:
@@ -123,7 +147,7 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
         }
     )
     try:
-        t, cpu = _median_rounds(fns)
+        t, cpu, faults = _median_rounds(fns)
         # Same answers every way: the speed-up is not bought with other scores.
         ref = np.concatenate(
             [clients["png"].score([p], [[im]]).scores(scorer.name) for p, g in zip(PROMPTS, groups) for im in g]
@@ -151,6 +175,9 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
             "transport": tr,
             "request_mb_per_group": request_mb[tr],
             "torch_threads": torch.get_num_threads(),
+            # glibc's thresholds set by the server's start (rewards/allocator.py); client and server share this
+            # process, so the setting covers both ends here
+            "tune_allocator": cfg.tune_allocator and tune_allocator(),
             "rounds": ROUNDS,
             "statistic": "median",
         }
@@ -171,6 +198,10 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
                     "model_batch": getattr(cfg, scorer.name).batch_size,
                     "in_process_group_vs_per_image": round(t["local_image_by_image"] / t["local_one_group"], 2),
                     "cpu_time_ratio": round(cpu[f"image_calls_{tr}"] / cpu[f"group_calls_{tr}"], 2),
+                    "minor_faults_per_round": {
+                        "ours": int(faults[f"group_calls_{tr}"]),
+                        "baseline": int(faults[f"image_calls_{tr}"]),
+                    },
                     "max_abs_score_diff_vs_png_per_image": diff[tr],
                     "ours": "one Score call per group, groups in parallel",
                     "baseline": "one Score call per image, sequential (T2I-R1 scores one image at a time)",
@@ -189,6 +220,7 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
                     "hop_meets_target": bool(hop_ms[tr] <= HOP_TARGET_MS),
                     "hop_cpu_ms": round((cpu[f"grpc_one_group_{tr}"] - cpu["local_one_group"]) * 1e3, 1),
                     "call_split_ms": split_ms,
+                    "minor_faults_per_group": int(faults[f"grpc_one_group_{tr}"] - faults["local_one_group"]),
                     **(
                         {
                             "png_encode_ms_per_image": per_image_ms["png_encode"],

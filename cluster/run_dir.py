@@ -48,6 +48,7 @@ RESUMABLE: dict[str, str] = {
     "rewards.retries": "how often a failed reward call is retried on another replica",
     "rewards.max_message_mb": "the gRPC message limit",
     "rewards.token": "the reward servers' shared secret",
+    "rewards.tune_allocator": "how the reward servers' memory allocator reuses memory, not what they score",
     "rollout.workers": "how many workers share a step's prompts",
     "rollout.num_cpus_per_worker": "the share of a node a rollout worker holds",
     "rollout.num_gpus_per_worker": "the share of a node a rollout worker holds",

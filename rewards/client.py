@@ -12,9 +12,9 @@
 * Per-scorer latency comes back with the scores: the client-side wall time of each group's call (retries
   included) and where the answering call's time went: encode (building the request), wire (the round trip less
   the server's handler time), queue (waiting on the server for its decoder and model), decode, score.
-* Requests are built on worker threads, group by group, with the images as ``rewards.transport`` says (raw
-  pixels or PNG); each group's calls go out as soon as its request is built, so remote servers score early
-  groups while the client encodes later ones.
+* Requests are built and serialised on worker threads (``wire.request_bytes``), group by group, with the images
+  as ``rewards.transport`` says (raw pixels or PNG); each group's calls go out as soon as its request is built,
+  so remote servers score early groups while the client encodes later ones.
 """
 
 from __future__ import annotations
@@ -36,13 +36,16 @@ import grpc
 import numpy as np
 
 from core.records import PromptRecord
-from protos import reward_pb2, reward_pb2_grpc
+from protos import reward_pb2
 from rewards import wire
 from rewards.config import SCORER_NAMES, RewardsConfig
 from rewards.ensemble import combine_for
 
 Endpoints = Mapping[str, Sequence[str]]  # scorer name -> replica addresses (host:port)
 EndpointSource = Union[Endpoints, Callable[[], Endpoints]]
+
+_SERVICE = reward_pb2.DESCRIPTOR.services_by_name["RewardService"]
+SCORE_METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Score'].name}"  # gRPC path of RewardService.Score
 
 # Failures another attempt can fix: the replica is gone or stopping, too slow, or crashed on this call.
 RETRYABLE = frozenset(
@@ -93,7 +96,7 @@ class ScorerReply:
     latency_s: float  # client-side wall time of this group's call, retries included (encoding not included)
     attempts: int
     # Where the answering attempt's time went (seconds):
-    encode_s: float  # building the group's request on the client (one request serves all its scorers)
+    encode_s: float  # building and serialising the group's request on the client (one serves all its scorers)
     wire_s: float  # round trip less the server's handler time: (de)serialising, transport, both event loops
     queue_s: float  # on the server, waiting for its decoder and model threads
     decode_s: float  # on the server, checking the request and decoding its images
@@ -168,7 +171,7 @@ class RewardClient:
             raise ValueError("no scorer to call: enable one in the config (rewards.<name>.enabled=true)")
         self._endpoints = endpoints
         self._metadata = ((wire.AUTH_HEADER, wire.auth_value(cfg.token)),) if cfg.token is not None else ()
-        self._channels: dict[str, tuple[grpc.aio.Channel, reward_pb2_grpc.RewardServiceStub]] = {}
+        self._channels: dict[str, tuple[grpc.aio.Channel, grpc.aio.UnaryUnaryMultiCallable]] = {}
         self._in_flight: dict[str, int] = {}
         self._turn = itertools.count()
         self._encoder = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="encode")
@@ -237,7 +240,7 @@ class RewardClient:
             # servers score early groups while later ones are still being encoded.
             request, encode_s = await loop.run_in_executor(self._encoder, self._encode, rid, prompt, imgs)
             return await asyncio.gather(
-                *(self._call(name, endpoints[name], request, encode_s) for name in self.scorers)
+                *(self._call(name, endpoints[name], rid, len(imgs), request, encode_s) for name in self.scorers)
             )
 
         results = await asyncio.gather(*(group(*args) for args in zip(ids, prompts, images)))
@@ -251,16 +254,16 @@ class RewardClient:
             raise RewardServiceError(failures, len(ids) * len(self.scorers))
         return [dict(zip(self.scorers, per_scorer)) for per_scorer in results]
 
-    def _encode(
-        self, rid: str, prompt: PromptRecord, imgs: Sequence[np.ndarray]
-    ) -> tuple[reward_pb2.ScoreRequest, float]:
+    def _encode(self, rid: str, prompt: PromptRecord, imgs: Sequence[np.ndarray]) -> tuple[bytes, float]:
         start = time.perf_counter()
-        return wire.request_to_proto(rid, prompt, imgs, self.cfg.transport), time.perf_counter() - start
+        return wire.request_bytes(rid, prompt, imgs, self.cfg.transport), time.perf_counter() - start
 
-    def _stub(self, address: str) -> reward_pb2_grpc.RewardServiceStub:
+    def _score_method(self, address: str) -> grpc.aio.UnaryUnaryMultiCallable:
+        """The replica's Score method, taking the request already serialised (see ``wire.request_bytes``)."""
         if address not in self._channels:
             channel = grpc.aio.insecure_channel(address, options=wire.channel_options(self.cfg.max_message_mb))
-            self._channels[address] = (channel, reward_pb2_grpc.RewardServiceStub(channel))
+            score = channel.unary_unary(SCORE_METHOD, response_deserializer=reward_pb2.ScoreResponse.FromString)
+            self._channels[address] = (channel, score)
             self._in_flight.setdefault(address, 0)
         return self._channels[address][1]
 
@@ -278,7 +281,7 @@ class RewardClient:
         return min(rotated, key=lambda a: self._in_flight.get(a, 0))
 
     async def _call(
-        self, scorer: str, replicas: list[str], request: reward_pb2.ScoreRequest, encode_s: float
+        self, scorer: str, replicas: list[str], rid: str, n_images: int, request: bytes, encode_s: float
     ) -> Union[ScorerReply, list[Attempt]]:
         """The scorer's reply for one group, or the list of failed attempts."""
         attempts: list[Attempt] = []
@@ -287,11 +290,11 @@ class RewardClient:
         for _ in range(self.cfg.retries + 1):
             address = self._pick(replicas, tried)
             tried.append(address)
-            stub = self._stub(address)
+            score = self._score_method(address)
             self._in_flight[address] += 1
             t0 = time.perf_counter()
             try:
-                reply = await stub.Score(request, timeout=self.cfg.deadline_s, metadata=self._metadata)
+                reply = await score(request, timeout=self.cfg.deadline_s, metadata=self._metadata)
             except grpc.aio.AioRpcError as e:
                 attempts.append(Attempt(address, e.code().name, e.details() or "", time.perf_counter() - t0))
                 if e.code() in RETRYABLE:
@@ -301,7 +304,7 @@ class RewardClient:
                 if address in self._in_flight:
                     self._in_flight[address] -= 1
             round_trip = time.perf_counter() - t0
-            problem = self._check_reply(scorer, request, reply)
+            problem = self._check_reply(scorer, rid, n_images, reply)
             if problem:
                 attempts.append(Attempt(address, "BAD_REPLY", problem, round_trip))
                 continue
@@ -322,13 +325,13 @@ class RewardClient:
         return attempts
 
     @staticmethod
-    def _check_reply(scorer: str, request: reward_pb2.ScoreRequest, reply: reward_pb2.ScoreResponse) -> str:
+    def _check_reply(scorer: str, rid: str, n_images: int, reply: reward_pb2.ScoreResponse) -> str:
         if reply.scorer != scorer:
             return f"replica serves scorer {reply.scorer!r}, not {scorer!r} (endpoints mixed up?)"
-        if reply.request_id != request.request_id:
+        if reply.request_id != rid:
             return f"reply is for request {reply.request_id!r}"
-        if len(reply.results) != wire.image_count(request):
-            return f"{len(reply.results)} scores for {wire.image_count(request)} images"
+        if len(reply.results) != n_images:
+            return f"{len(reply.results)} scores for {n_images} images"
         bad = [i for i, r in enumerate(reply.results) if not math.isfinite(r.score)]
         if bad:
             return f"non-finite score for image(s) {bad}"

@@ -123,6 +123,9 @@ class RewardsConfig:
     max_message_mb: int = 256
     token: Optional[str] = None  # shared secret; when set, calls without it are refused
     transport: Transport = Transport.raw
+    # reward servers set glibc's thresholds at start so that multi-MB requests reuse heap memory instead of fresh
+    # mmaps (rewards/allocator.py); the client is left alone (in a process of its own it measured no page faults)
+    tune_allocator: bool = True
 
     def validate(self) -> None:
         require(self.deadline_s > 0, "deadline_s", "must be > 0")

@@ -35,6 +35,7 @@ import numpy as np
 from core.records import PromptRecord
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
+from rewards.allocator import tune_allocator
 from rewards.base import Scorer, ScorerInputError
 from rewards.config import RewardsConfig
 
@@ -220,6 +221,8 @@ class RewardServer:
 
     async def start(self) -> str:
         """Bind (port 0: one the OS picks), start serving, return ``host:port``."""
+        if self.cfg.tune_allocator:
+            tune_allocator()
         # The token is checked first, so that a caller without it learns nothing about the request's format.
         interceptors = [_TokenCheck(self.cfg.token)] if self.cfg.token is not None else []
         interceptors.append(_RejectUnparsable())

@@ -69,14 +69,35 @@ def test_images_round_trip_exactly(transport):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("transport", ["raw", "png"])
+def test_request_bytes_parse_as_the_request(shared_data, transport):
+    """What the client sends (written field by field from the arrays) is the message request_to_proto builds, as
+    protobuf's own parser reads it: every task type's metadata, and images whose lengths need 1- to 3-byte
+    varints (3, 129 and 442368 bytes of pixels), one of them not C-contiguous."""
+    rng = np.random.default_rng(1)
+    shapes = [(1, 1), (1, 43), (5, 7), (384, 384)]
+    imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+    imgs.append(rng.integers(0, 256, (7, 5, 3), dtype=np.uint8).transpose(1, 0, 2))
+    rows = [json.loads(line) for line in (shared_data / "t2i_r1_train.jsonl").read_text().splitlines()]
+    by_type = {row["task_type"]: row for row in rows}
+    for i, row in enumerate(by_type.values()):
+        rec = PromptRecord(**row, index=i)
+        sent = reward_pb2.ScoreRequest.FromString(wire.request_bytes(f"r{i}", rec, imgs, transport))
+        assert sent == wire.request_to_proto(f"r{i}", rec, imgs, transport), row["task_type"]
+    with pytest.raises(ValueError, match="unknown transport 'jpeg'"):
+        wire.request_bytes("r", rec, imgs, "jpeg")
+
+
 def test_raw_pixels_are_row_major_rgb():
     img = np.zeros((2, 3, 3), np.uint8)
     img[1, 2] = (10, 20, 30)  # row 1, column 2: pixel 1 * 3 + 2 = 5, bytes 15..17
-    raw = wire.raw_image(img)
+    cat = PromptRecord("a cat", "object", ["cat"])
+    raw = wire.request_to_proto("r", cat, [img]).raw_images[0]
     assert (raw.height, raw.width, len(raw.rgb)) == (2, 3, 18)
     assert raw.rgb == bytes(15) + bytes([10, 20, 30])
-    with pytest.raises(ValueError, match=r"uint8 H x W x 3 RGB array, got uint8 \(2, 3, 4\)"):
-        wire.raw_image(np.zeros((2, 3, 4), np.uint8))
+    for build_request in (wire.request_to_proto, wire.request_bytes):
+        with pytest.raises(ValueError, match=r"uint8 H x W x 3 RGB array, got uint8 \(2, 3, 4\)"):
+            build_request("r", cat, [np.zeros((2, 3, 4), np.uint8)])
     with pytest.raises(ValueError, match="unknown transport 'jpeg'; expected one of raw, png"):
         wire.request_to_proto("r", PromptRecord("a cat", "object", ["cat"]), [img], "jpeg")
 

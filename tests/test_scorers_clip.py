@@ -137,7 +137,8 @@ def test_converter_rejects_unknown_layouts():
 def test_clip_scorer_matches_model_forward(tmp_path):
     path = tiny_clip_dir(tmp_path / "clip")
     scorer = build_scorer("clip", reward_cfg("clip", path, batch_size=2))
-    imgs = images(5)
+    rng = np.random.default_rng(3)
+    imgs = images(3) + [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(384, 384, 3), (30, 50, 3)]]
     prompt = PromptRecord(prompt="a red apple")
     got = [s.score for s in scorer.score(prompt, imgs)]
     # Independent path: the model's joint forward on all images at once (no batching, no feature helpers).

@@ -2,7 +2,8 @@
 
 Loads a transformers ``CLIPModel`` from a local HF-format directory (e.g. ``openai/clip-vit-base-patch32``,
 which T2I-CompBench uses). HPS v2.1 is the same computation on a fine-tuned ViT-H-14 (rewards/scorers/hps.py).
-The prompt is encoded once per group; images go through the vision tower ``batch_size`` at a time.
+The prompt is encoded once per group; images go through the vision tower ``batch_size`` at a time, preprocessed
+as a batch (rewards/scorers/pixel_values.py: the image processor's pixel values, bit for bit).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from transformers import CLIPImageProcessorPil, CLIPModel
 
 from core.records import PromptRecord
 from rewards.base import ImageScore
-from rewards.scorers.common import batches, check_images, to_pil
+from rewards.scorers.common import batches, check_images
+from rewards.scorers.pixel_values import PixelValues
 from rewards.scorers.pretrained import PretrainedScorer
 
 CLIP_HOW_TO_GET = (
@@ -33,6 +35,7 @@ class CLIPScorer(PretrainedScorer):
     def __init__(self, model: CLIPModel, tokenizer, image_processor, batch_size: int = 8):
         super().__init__(model, tokenizer, image_processor, batch_size)
         self.max_text_len = int(model.config.text_config.max_position_embeddings)
+        self.pixel_values = PixelValues(image_processor)
 
     @torch.no_grad()
     def text_features(self, text: str) -> torch.Tensor:
@@ -46,8 +49,8 @@ class CLIPScorer(PretrainedScorer):
     def image_features(self, images: list[np.ndarray]) -> torch.Tensor:
         feats = []
         for chunk in batches(images, self.batch_size):
-            pix = self.image_processor(images=[to_pil(im) for im in chunk], return_tensors="pt").pixel_values
-            out = self.model.get_image_features(pixel_values=pix.to(self.device, self.model.dtype))
+            pix = self.pixel_values(chunk).to(self.device, self.model.dtype)
+            out = self.model.get_image_features(pixel_values=pix)
             feats.append(torch.nn.functional.normalize(out.pooler_output.float(), dim=-1))
         return torch.cat(feats)
 

@@ -15,7 +15,8 @@ from transformers import CLIPImageProcessorPil, GitForCausalLM
 
 from core.records import PromptRecord
 from rewards.base import ImageScore
-from rewards.scorers.common import batches, check_images, to_pil
+from rewards.scorers.common import batches, check_images
+from rewards.scorers.pixel_values import PixelValues
 from rewards.scorers.pretrained import PretrainedScorer
 from rewards.vqa_rules import vqa_phrases, vqa_question, vqa_score, yes_ratio_from_logits
 
@@ -37,6 +38,7 @@ class GitVQAScorer(PretrainedScorer):
         self.yes_id, self.no_id = (tokenizer.convert_tokens_to_ids(w) for w in ("yes", "no"))
         if tokenizer.unk_token_id in (self.yes_id, self.no_id):
             raise ValueError("the GIT tokenizer has no 'yes' / 'no' token; is this a VQA checkpoint's tokenizer?")
+        self.pixel_values = PixelValues(image_processor)
 
     def question_ids(self, phrases: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """[Q, L] right-padded ``[CLS] + tokens`` of each question, and each row's length."""
@@ -58,7 +60,7 @@ class GitVQAScorer(PretrainedScorer):
         out = []
         for chunk in batches(images, self.batch_size):
             b = len(chunk)
-            pix = self.image_processor(images=[to_pil(im) for im in chunk], return_tensors="pt").pixel_values
+            pix = self.pixel_values(chunk)
             rows = ids.repeat_interleave(b, dim=0)  # question-major: row r = question r // b, image r % b
             mask = (torch.arange(width)[None, :] < lengths.repeat_interleave(b)[:, None]).long()
             logits = self.model(
