@@ -124,14 +124,26 @@ def _port_busy(host: str, port: int) -> bool:
     return False
 
 
+# How many ports above a busy dashboard port are tried before any free port is taken.
+DASHBOARD_PORT_SEARCH = 100
+
+
+def _any_free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def free_dashboard_port(cfg: Config) -> Optional[str]:
     """A local cluster's dashboard on a busy port would fail to start: take a free one. Returns the note."""
     host, port = cfg.cluster.host, cfg.cluster.dashboard_port
     if not local_cluster(cfg) or not _port_busy(host, port):
         return None
-    with socket.socket() as s:
-        s.bind((host, 0))
-        cfg.cluster.dashboard_port = s.getsockname()[1]
+    # The nearest free port above, as Ray itself does for its default port. Not one from bind(port 0): that is in
+    # the kernel's ephemeral range, which Ray's own processes draw from as they start before the dashboard, so it
+    # can be taken between this check and ray.init (seen once in CI); the ports above 8265 lie below that range.
+    above = (p for p in range(port + 1, min(port + DASHBOARD_PORT_SEARCH, 65536)) if not _port_busy(host, p))
+    cfg.cluster.dashboard_port = next(above, None) or _any_free_port(host)
     return (
         f"cluster.dashboard_port {port} is in use on {host} (another Ray cluster or run on this machine?): the "
         f"dashboard takes port {cfg.cluster.dashboard_port} instead"

@@ -159,6 +159,11 @@ def test_a_busy_dashboard_port_is_swapped_for_a_free_one():
         assert cfg.cluster.dashboard_port != busy
         with socket.socket() as t:
             t.bind(("127.0.0.1", cfg.cluster.dashboard_port))  # the new one is free
+        # the nearest free one above (not an ephemeral port from bind(0), which Ray's own processes may take first)
+        assert busy < cfg.cluster.dashboard_port < busy + 100
+        for p in range(busy + 1, cfg.cluster.dashboard_port):
+            with socket.socket() as t, pytest.raises(OSError):
+                t.bind(("127.0.0.1", p))
     cfg = load_config(None, [f"cluster.dashboard_port={busy}"])
     assert free_dashboard_port(cfg) is None and cfg.cluster.dashboard_port == busy  # free again: kept
     joined = load_config(None, ["cluster.address=127.0.0.1:6379", f"cluster.dashboard_port={busy}"])
