@@ -4,17 +4,12 @@ of a run on a Ray cluster of its own (a free dashboard port, loopback only, no i
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
+from core.ports import free_ports
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cluster_run_command(output_dir: str | os.PathLike, overrides: list[str]) -> list[str]:
@@ -24,7 +19,7 @@ def cluster_run_command(output_dir: str | os.PathLike, overrides: list[str]) -> 
         "-m",
         "cluster.run",
         f"output_dir={output_dir}",
-        f"cluster.dashboard_port={free_port()}",
+        f"cluster.dashboard_port={free_ports(1)[0]}",
         *overrides,
     ]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Optional
 from cluster.config import Config
 from cluster.outputs import RunOutputs
 from cluster.run_dir import delete_run, prepare_run_dir
+from core.ports import free_ports, port_busy
 from core.prompt_file import PromptSet, load_prompts
 from core.records import PromptRecord
 from rewards.config import SCORER_NAMES, RewardsConfig
@@ -115,35 +115,13 @@ def local_cluster(cfg: Config) -> bool:
     return not (cfg.cluster.address or os.environ.get("RAY_ADDRESS"))
 
 
-def _port_busy(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-# How many ports above a busy dashboard port are tried before any free port is taken.
-DASHBOARD_PORT_SEARCH = 100
-
-
-def _any_free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def free_dashboard_port(cfg: Config) -> Optional[str]:
     """A local cluster's dashboard on a busy port would fail to start: take a free one. Returns the note."""
     host, port = cfg.cluster.host, cfg.cluster.dashboard_port
-    if not local_cluster(cfg) or not _port_busy(host, port):
+    if not local_cluster(cfg) or not port_busy(host, port):
         return None
-    # The nearest free port above, as Ray itself does for its default port. Not one from bind(port 0): that is in
-    # the kernel's ephemeral range, which Ray's own processes draw from as they start before the dashboard, so it
-    # can be taken between this check and ray.init (seen once in CI); the ports above 8265 lie below that range.
-    above = (p for p in range(port + 1, min(port + DASHBOARD_PORT_SEARCH, 65536)) if not _port_busy(host, p))
-    cfg.cluster.dashboard_port = next(above, None) or _any_free_port(host)
+    # the nearest free port above, as Ray does for its default one (core/ports.py: not from the ephemeral range)
+    cfg.cluster.dashboard_port = free_ports(1, host, start=port + 1)[0]
     return (
         f"cluster.dashboard_port {port} is in use on {host} (another Ray cluster or run on this machine?): the "
         f"dashboard takes port {cfg.cluster.dashboard_port} instead"

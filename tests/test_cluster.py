@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from core.ports import free_ports
 from tests.readme import script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,12 +40,6 @@ pytestmark = pytest.mark.slow
 
 # tiny and quick: 8 CoT tokens; three reward replicas would not fit 2 cores next to the learner and worker
 QUICK = ["rollout.cot.max_new_tokens=4", "logging.image_every=2"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env() -> dict[str, str]:
@@ -72,7 +66,7 @@ class Run:
                 "-m",
                 "cluster.run",
                 f"output_dir={out}",
-                f"cluster.dashboard_port={_free_port()}",
+                f"cluster.dashboard_port={free_ports(1)[0]}",
                 *overrides,
             ]
         )
@@ -331,7 +325,8 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
     home.mkdir()
     fork = tmp_path / "resumed"  # the job's run as a run stopped right after its checkpoint of step 10 leaves it
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
-    ports = {k: str(_free_port()) for k in ("gcs", "dashboard", "metrics", "agent", "client")}
+    names = ("gcs", "dashboard", "metrics", "agent", "client")
+    ports = dict(zip(names, map(str, free_ports(len(names)))))
     commands = script("ray-cluster", temp=temp, **ports)
     env = _env()
     for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):  # only what the README sets

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cluster import _free_port, _kill_session
+from core.ports import free_ports
+from tests.test_cluster import _kill_session
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -69,7 +70,7 @@ def _query(port: int, expr: str) -> dict:
 
 def test_prometheus_serves_the_t2i_gauges_of_a_ray_session():
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
-    gcs, prom = _free_port(), _free_port()
+    gcs, prom, dashboard, metrics, agent, client = free_ports(6)
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -90,10 +91,10 @@ def test_prometheus_serves_the_t2i_gauges_of_a_ray_session():
             "--num-cpus=1",
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={_free_port()}",
-            f"--metrics-export-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}",
-            f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-port={dashboard}",
+            f"--metrics-export-port={metrics}",
+            f"--dashboard-agent-listen-port={agent}",
+            f"--ray-client-server-port={client}",
             f"--temp-dir={temp}",
             "--disable-usage-stats",
         ],

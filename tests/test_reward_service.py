@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 from core.images import encode_png
+from core.ports import free_ports
 from core.records import PromptRecord
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
@@ -410,14 +410,8 @@ def test_deadline_applies_to_a_hanging_replica():
         server.stop(0)
 
 
-def free_port_nobody_listens_on() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_failed_replica_is_retried_on_another(color_server, color):
-    dead = f"127.0.0.1:{free_port_nobody_listens_on()}"
+    dead = f"127.0.0.1:{free_ports(1)[0]}"  # nobody listens there
     groups = [images(2, seed=s) for s in range(4)]
     with RewardClient(RewardsConfig(retries=1, deadline_s=10), {"color": [dead, color_server.address]}) as c:
         batch = c.score([RED_CAR] * 4, groups)
@@ -432,7 +426,7 @@ def test_failed_replica_is_retried_on_another(color_server, color):
 
 
 def test_all_replicas_failing_raises_with_every_attempt(color_server):
-    dead = [f"127.0.0.1:{free_port_nobody_listens_on()}" for _ in range(2)]
+    dead = [f"127.0.0.1:{p}" for p in free_ports(2)]  # nobody listens there
     with RewardClient(RewardsConfig(retries=1, deadline_s=10), {"color": dead}) as c:
         with pytest.raises(RewardServiceError) as info:
             c.score([RED_CAR], [images(2)])
