@@ -7,9 +7,11 @@
    ``_get_per_token_logps``): each level's pass is the full model forward, which applies the 102,400-way
    ``lm_head`` over every position (also in the image pass, where it is thrown away) with all hidden states kept;
    the text pass then applies ``lm_head`` over every position again, and log-softmaxes every position. Ours runs
-   the backbone only and applies each head to its own target positions. Everything else (DeepSpeed, loss,
-   optimizer, batch) is identical. Each variant runs in a fresh process; time = median over the steps after a
-   warm-up step, both variants alternated three times; memory = peak RSS growth over the steps (ru_maxrss).
+   the backbone only, applies each head to its own target positions, and runs the CoT prompt that the samples of
+   a group share once per micro-batch (learner/logprobs.py; the samples come in groups sharing their prompt, as a
+   rollout's do). Everything else (DeepSpeed, loss, optimizer, batch) is identical. Each variant runs in a fresh
+   process; time = median over the steps after a warm-up step, both variants alternated three times; memory =
+   peak RSS growth over the steps (ru_maxrss).
 2. ``sync_bucketed_vs_per_param``: one weight sync (weightsync.broadcast, gloo) from a sender to 2 receiver
    processes, for a 24-layer tiny Janus (219 trainable tensors): fixed 64 MB buckets vs one broadcast per tensor.
 """
@@ -126,7 +128,12 @@ def _learner_process(kind: str, size: str, root: str, queue) -> None:
     init_default_group(rdzv.store, 0, 1, "gloo")
     trainer = PolicyTrainer(learner_setup(cfg), logprobs=T2IR1LogProbs if kind == "baseline" else PolicyLogProbs)
     batch = random_samples(
-        trainer.policy, spec["prompts"] * spec["group"], seed=1, prompt_len=spec["prompt_len"], cot_len=spec["cot_len"]
+        trainer.policy,
+        spec["prompts"] * spec["group"],
+        seed=1,
+        prompt_len=spec["prompt_len"],
+        cot_len=spec["cot_len"],
+        group=spec["group"],
     )
     for s in batch:  # as recorded by a rollout, so no recompute pass
         s.cot_logprobs = [-2.0] * len(s.cot_ids)

@@ -120,7 +120,14 @@ class PolicyTrainer:
 
         scheduler = get_linear_schedule_with_warmup(optimizer, o.warmup_steps, setup.optimizer_steps)
         self._logprobs_cls = logprobs
-        module = logprobs(model, lc.loss.image_logprob, setup.image_sampling, self.policy.ids, lc.logprob_chunk_tokens)
+        module = logprobs(
+            model,
+            lc.loss.image_logprob,
+            setup.image_sampling,
+            self.policy.ids,
+            lc.logprob_chunk_tokens,
+            share_contexts=lc.zero_stage != 3,
+        )
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=module, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(setup, self.world_size)
         )
@@ -136,7 +143,12 @@ class PolicyTrainer:
         for p in ref_policy.model.parameters():
             p.requires_grad_(False)
         module = self._logprobs_cls(
-            ref_policy.model, lc.loss.image_logprob, self.setup.image_sampling, ref_policy.ids, lc.logprob_chunk_tokens
+            ref_policy.model,
+            lc.loss.image_logprob,
+            self.setup.image_sampling,
+            ref_policy.ids,
+            lc.logprob_chunk_tokens,
+            share_contexts=lc.zero_stage != 3,
         )
         self.ref_device = torch.device("cpu")
         if lc.ref_on_cpu:

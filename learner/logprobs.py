@@ -4,7 +4,9 @@
 - Token level: the image tokens under the image context (image prompt, then the teacher-forced image-token
   embeddings ``gen_aligner(gen_embed(code))``), scored by the generation head.
 
-Each level is one forward of the LLaMA backbone over ``[context | targets[:-1]]``. The hidden states are sliced
+Each level is one forward of the LLaMA backbone over ``[context | targets[:-1]]``, except that rows sharing a CoT
+context (the G samples of a prompt) run it once and their CoT tokens attend to its cached keys and values
+(:func:`semantic_logprobs`; at the tiny default the prompt is 9/10 of the learner's work). The hidden states are sliced
 to the target positions (and to real, non-padding targets) *before* a head runs, so the 102,400-way ``lm_head``
 never sees image positions or prompts and the generation head never sees text positions; ``lm_head`` runs over
 the CoT tokens in chunks (:func:`chunked_head_logprobs`), so ``[CoT tokens, 102400]`` logits never exist at once.
@@ -93,17 +95,61 @@ def chunked_head_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.
     return torch.cat(parts)
 
 
-def semantic_logprobs(model: JanusForConditionalGeneration, level: LevelInputs, chunks: int = 1) -> torch.Tensor:
+def semantic_logprobs(
+    model: JanusForConditionalGeneration, level: LevelInputs, chunks: int = 1, share_contexts: bool = True
+) -> torch.Tensor:
     """log p(cot_t | cot context, cot_<t) under ``lm_head``: float32 ``[B, T]``, 0 on padding. ``chunks``: the
-    number of slices the ``lm_head`` log-probs are computed in (:func:`chunked_head_logprobs`)."""
-    ids = torch.cat([level.context_ids, level.targets[:, :-1]], dim=1)
-    mask, positions = _sequence_mask_and_positions(level)
-    hidden = model.model.language_model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
-    ).last_hidden_state
-    h = _target_hidden(hidden, level)
+    number of slices the ``lm_head`` log-probs are computed in (:func:`chunked_head_logprobs`).
+
+    ``share_contexts``: rows with the same context (the G samples of a prompt share its CoT prompt) run it through
+    the backbone once; its keys and values, gathered per row, are the cache the rows' own CoT tokens attend to,
+    and gradients flow back through the gather into the one context forward. Same log-probs as one forward per
+    row (tests/test_logprobs.py), with a group's prompt computed once instead of G times. Needs the KV cache, so
+    off under gradient checkpointing (transformers drops the cache there)."""
+    hidden = None
+    if share_contexts and not model.is_gradient_checkpointing:
+        hidden = _shared_context_hidden(model, level)
+    if hidden is None:
+        ids = torch.cat([level.context_ids, level.targets[:, :-1]], dim=1)
+        mask, positions = _sequence_mask_and_positions(level)
+        full = model.model.language_model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+        ).last_hidden_state
+        hidden = full[:, level.context_ids.shape[1] - 1 :]
+    h = hidden[level.target_mask]
     values = chunked_head_logprobs(model.lm_head, h, level.targets[level.target_mask], chunks)
     return _scatter(values, level.target_mask)
+
+
+def _shared_context_hidden(model: JanusForConditionalGeneration, level: LevelInputs) -> Optional[torch.Tensor]:
+    """The hidden states ``[B, T, D]`` that predict each row's targets, with every distinct context computed once;
+    None when no two rows share a context (nothing to save)."""
+    contexts, rows = torch.unique(torch.cat([level.context_ids, level.context_mask], dim=1), dim=0, return_inverse=True)
+    if len(contexts) == len(rows):
+        return None
+    p = level.context_ids.shape[1]
+    mask, positions = _sequence_mask_and_positions(level)
+    lm = model.model.language_model
+    context_mask = contexts[:, p:]
+    first = lm(
+        input_ids=contexts[:, :p],
+        attention_mask=context_mask,
+        position_ids=(context_mask.cumsum(dim=1) - 1).clamp(min=0),  # as _sequence_mask_and_positions counts
+        use_cache=True,
+    )
+    last = first.last_hidden_state[rows, -1:]  # predicts target 0
+    if level.targets.shape[1] == 1:
+        return last
+    cache = first.past_key_values
+    cache.batch_select_indices(rows)  # each row's copy of its context's keys and values (a gather: grads flow)
+    rest = lm(
+        input_ids=level.targets[:, :-1],
+        attention_mask=mask,
+        position_ids=positions[:, p:],
+        past_key_values=cache,
+        use_cache=True,
+    ).last_hidden_state
+    return torch.cat([last, rest], dim=1)
 
 
 def unconditional_context(level: LevelInputs, ids: SpecialIds) -> torch.Tensor:
@@ -158,7 +204,9 @@ def image_logprobs(
 class PolicyLogProbs(nn.Module):
     """The learner's forward: Janus plus how to score each level. DeepSpeed wraps this module, so its forward
     is the engine's forward (ZeRO-3 gathers parameters in it); ``self.policy`` keeps the Janus parameter names.
-    ``chunk_tokens``: CoT tokens per ``lm_head`` chunk (learner.logprob_chunk_tokens)."""
+    ``chunk_tokens``: CoT tokens per ``lm_head`` chunk (learner.logprob_chunk_tokens). ``share_contexts``: see
+    :func:`semantic_logprobs`; off under ZeRO-3, whose ranks must make the same backbone calls (each gathers the
+    parameters collectively) while sharing makes one or two calls depending on the micro-batch."""
 
     def __init__(
         self,
@@ -167,6 +215,7 @@ class PolicyLogProbs(nn.Module):
         sampling: Optional[SamplingParams] = None,
         ids: Optional[SpecialIds] = None,
         chunk_tokens: int = 1024,
+        share_contexts: bool = True,
     ):
         super().__init__()
         self.policy = policy
@@ -174,6 +223,7 @@ class PolicyLogProbs(nn.Module):
         self.sampling = sampling
         self.ids = ids
         self.chunk_tokens = chunk_tokens
+        self.share_contexts = share_contexts
 
     def forward(
         self, levels: Mapping[str, LevelInputs], semantic_chunks: Optional[int] = None
@@ -185,7 +235,7 @@ class PolicyLogProbs(nn.Module):
         for name, level in levels.items():
             if name == "semantic":
                 chunks = semantic_chunks or chunks_for(level.num_tokens, self.chunk_tokens)
-                out[name] = semantic_logprobs(self.policy, level, chunks)
+                out[name] = semantic_logprobs(self.policy, level, chunks, self.share_contexts)
             elif name == "token":
                 out[name] = image_logprobs(self.policy, level, self.image_mode, self.sampling, self.ids)
             else:

@@ -16,9 +16,11 @@ def random_samples(
     prompt_len: tuple[int, int] = (4, 12),
     cot_len: tuple[int, int] = (2, 10),
     version: int = 0,
+    group: int = 1,
 ) -> list[TrainSample]:
     """``n`` samples with context/CoT lengths drawn uniformly from the given inclusive ranges, a full image
-    (``policy.image_tokens`` codes) each, advantages ~ N(0, 1), and no behaviour log-probs."""
+    (``policy.image_tokens`` codes) each, advantages ~ N(0, 1), and no behaviour log-probs. Consecutive samples
+    come in groups of ``group`` that share their prompt, as the samples of a rollout group do."""
     g = torch.Generator().manual_seed(seed)
     ids = policy.ids
     text_vocab = min(256, ids.bos)  # ordinary (non-special) text tokens
@@ -30,8 +32,9 @@ def random_samples(
         return torch.randint(0, vocab, (k,), generator=g).tolist()
 
     out = []
-    for _ in range(n):
-        prompt = tokens(draw(*prompt_len), text_vocab)
+    for i in range(n):
+        if i % group == 0:
+            prompt = tokens(draw(*prompt_len), text_vocab)
         cot = tokens(draw(*cot_len), text_vocab)
         out.append(
             TrainSample(

@@ -140,6 +140,48 @@ def test_gradients_of_padded_batch_equal_sum_of_single_sample_gradients(tiny_pol
     assert not any(torch.isnan(g).any() for g in got)
 
 
+def _groups(policy, seed=0):
+    """Samples as the learner gets them: the G samples of a prompt share its CoT prompt (here groups of 3, 2 and
+    1, with CoTs of different lengths, one empty)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for prompt_len, cot_lens in ((5, (4, 0, 6)), (8, (3, 3)), (2, (5,))):
+        prompt = [policy.ids.bos] + torch.randint(0, 256, (prompt_len,), generator=g).tolist()
+        out += [dict(cot_prompt=prompt, cot=torch.randint(0, 256, (n,), generator=g).tolist()) for n in cot_lens]
+    return out
+
+
+def test_rows_sharing_a_prompt_run_it_once_with_the_same_logprobs_and_gradients(tiny_policy):
+    model, samples = tiny_policy.model, _groups(tiny_policy)
+    sem = pack_level([s["cot_prompt"] for s in samples], [s["cot"] for s in samples], tiny_policy.ids.pad)
+    batch_rows = []
+    hook = model.model.language_model.register_forward_pre_hook(
+        lambda m, args, kwargs: batch_rows.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        got = semantic_logprobs(model, sem)
+    finally:
+        hook.remove()
+    # one forward of the 3 distinct prompts, then one of the 6 rows' own CoT tokens
+    assert batch_rows == [(3, sem.context_ids.shape[1]), (6, sem.targets.shape[1] - 1)]
+    params = [model.lm_head.weight, model.model.language_model.layers[0].self_attn.k_proj.weight]
+    weights = torch.linspace(0.5, 1.5, len(samples))  # different per-row weights catch row mix-ups
+    grads = torch.autograd.grad((got.sum(1) * weights).sum(), params)
+    expected = [torch.zeros_like(p) for p in params]
+    for i, s in enumerate(samples):
+        ref = _semantic_reference(model, s)  # one unpadded forward per sample
+        n = len(s["cot"])
+        torch.testing.assert_close(got[i, :n].detach(), ref.detach(), rtol=1e-5, atol=1e-5)
+        assert torch.all(got[i, n:] == 0)
+        if n:
+            for e, d in zip(expected, torch.autograd.grad(ref.sum() * weights[i], params)):
+                e += d
+    for d, e in zip(grads, expected):
+        torch.testing.assert_close(d, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))
+    # and the same as the unshared path
+    torch.testing.assert_close(got, semantic_logprobs(model, sem, share_contexts=False), rtol=1e-5, atol=1e-5)
+
+
 def test_micro_batch_without_cot_tokens(tiny_policy):
     ids = tiny_policy.ids
     sem = pack_level([[ids.bos, 5, 6], [ids.bos]], [[], []], ids.pad)
