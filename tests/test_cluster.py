@@ -347,6 +347,7 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
     )
     timer = threading.Timer(600, _kill_session, (head.pid,))
     timer.start()
+    fork_copy = _CopyAtCheckpoint(home / "t2i-r1-ray" / "outputs" / "run", fork, step=10)
     lines, seen, fleet, actors = [], "", None, set()
     try:
         for line in head.stdout:  # the job's log, as `ray job submit` streams it
@@ -365,8 +366,6 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
                 )
             if line.startswith("step ") and "t2i_reward_mean" not in seen:  # gauges live with the job's driver
                 seen = _scrape(int(ports["metrics"]))
-            if "checkpoint of step 10 " in line:
-                _copy_checkpoint(home / "t2i-r1-ray" / "outputs" / "run", fork)
             if line.startswith("step 2/") and not actors:  # the dashboard's Actors view: the system by name
                 exports = [c for c in commands if c.startswith("export ")]
                 listed = subprocess.run(
@@ -380,9 +379,11 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
         rc = head.wait()
     finally:
         timer.cancel()
+        fork_copy.stop()
         _kill_session(head.pid)
         shutil.rmtree(temp, ignore_errors=True)
     log = "".join(lines)
+    assert fork_copy.outcome == "copied", fork_copy.outcome
     assert rc == 0 and "succeeded" in log, log[-5000:]
     assert fleet is not None and fleet.returncode == 0, (fleet.stdout + fleet.stderr) if fleet else log[-5000:]
     status, scaled = fleet.stdout.splitlines()
@@ -432,11 +433,39 @@ def test_ray_cluster_section_with_token_auth_and_the_reward_fleet(tmp_path):
         )
 
 
-def _copy_checkpoint(out: Path, fork: Path) -> None:
-    """What a run stopped right after its checkpoint leaves for resume=true: its config, checkpoints and metric
-    rows."""
-    shutil.copytree(out / "checkpoints", fork / "checkpoints")
-    for name in ("config.yaml", "metrics.jsonl"):
-        shutil.copy(out / name, fork / name)
-    state = json.loads((fork / "checkpoints" / "trainer_state.json").read_text())
-    assert state["step"] == 10, f"copied too late: {state}"
+class _CopyAtCheckpoint:
+    """Copies what a run stopped right after its checkpoint of ``step`` leaves for resume=true (its config,
+    checkpoints and metric rows), as soon as the run's trainer_state.json says that checkpoint landed: the state
+    file is written last, after the step's outputs are flushed. Watching the file, not the job's log: the log
+    reaches the test later than the next steps take (under a second each), and the run's last checkpoint would
+    replace this one first."""
+
+    def __init__(self, out: Path, fork: Path, step: int):
+        self.out, self.fork, self.step = out, fork, step
+        self.outcome = "not copied: the run never checkpointed"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _state(self, checkpoints: Path) -> dict | None:
+        try:
+            return json.loads((checkpoints / "trainer_state.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            state = self._state(self.out / "checkpoints")
+            if state is None or state["step"] < self.step:
+                continue
+            if state["step"] == self.step:
+                shutil.copytree(self.out / "checkpoints", self.fork / "checkpoints")
+                for name in ("config.yaml", "metrics.jsonl"):
+                    shutil.copy(self.out / name, self.fork / name)
+            copied = self._state(self.fork / "checkpoints")
+            self.outcome = "copied" if copied and copied["step"] == self.step else f"copied too late: {state}"
+            return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
