@@ -106,17 +106,16 @@ def semantic_logprobs(
     and gradients flow back through the gather into the one context forward. Same log-probs as one forward per
     row (tests/test_logprobs.py), with a group's prompt computed once instead of G times. Needs the KV cache, so
     off under gradient checkpointing (transformers drops the cache there)."""
-    hidden = None
-    if share_contexts and not model.is_gradient_checkpointing:
-        hidden = _shared_context_hidden(model, level)
-    if hidden is None:
+    shared = _shared_context_hidden(model, level) if share_contexts and not model.is_gradient_checkpointing else None
+    if shared is not None:
+        h = shared[level.target_mask]
+    else:
         ids = torch.cat([level.context_ids, level.targets[:, :-1]], dim=1)
         mask, positions = _sequence_mask_and_positions(level)
-        full = model.model.language_model(
+        hidden = model.model.language_model(
             input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
         ).last_hidden_state
-        hidden = full[:, level.context_ids.shape[1] - 1 :]
-    h = hidden[level.target_mask]
+        h = _target_hidden(hidden, level)
     values = chunked_head_logprobs(model.lm_head, h, level.targets[level.target_mask], chunks)
     return _scatter(values, level.target_mask)
 
@@ -127,20 +126,22 @@ def _shared_context_hidden(model: JanusForConditionalGeneration, level: LevelInp
     contexts, rows = torch.unique(torch.cat([level.context_ids, level.context_mask], dim=1), dim=0, return_inverse=True)
     if len(contexts) == len(rows):
         return None
+    # one row holding each distinct context (rows with the same context and mask have the same positions too)
+    first = torch.empty(len(contexts), dtype=torch.long, device=rows.device)
+    first.scatter_(0, rows, torch.arange(len(rows), device=rows.device))
     p = level.context_ids.shape[1]
     mask, positions = _sequence_mask_and_positions(level)
     lm = model.model.language_model
-    context_mask = contexts[:, p:]
-    first = lm(
-        input_ids=contexts[:, :p],
-        attention_mask=context_mask,
-        position_ids=(context_mask.cumsum(dim=1) - 1).clamp(min=0),  # as _sequence_mask_and_positions counts
+    context = lm(
+        input_ids=level.context_ids[first],
+        attention_mask=level.context_mask[first],
+        position_ids=positions[first, :p],
         use_cache=True,
     )
-    last = first.last_hidden_state[rows, -1:]  # predicts target 0
+    last = context.last_hidden_state[rows, -1:]  # predicts target 0
     if level.targets.shape[1] == 1:
         return last
-    cache = first.past_key_values
+    cache = context.past_key_values
     cache.batch_select_indices(rows)  # each row's copy of its context's keys and values (a gather: grads flow)
     rest = lm(
         input_ids=level.targets[:, :-1],
