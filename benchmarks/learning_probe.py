@@ -1,6 +1,6 @@
 """The exact-evaluation probe of LEARNING.md: can the tiny policy learn the colour task, and how many images per
-step does GRPO's estimate need for it? ``python -m benchmarks.learning_probe [--prompts 4] [--group 4]
-[--estimator grpo] [--seeds 0 1 2] [-- key=value ...]``
+step does GRPO's estimate need for it? ``python -m benchmarks.learning_probe [--prompts P] [--group G]
+[--estimator grpo] [--seeds 0 1 2] [--cot-tokens N] [-- key=value ...]``
 
 Not the training loop: the tiny Janus of the config and AdamW with the config's learner settings (lr, betas, grad
 clip, the trainable prefixes), fed with the built-in prompts that name exactly one colour, 16 per step. Every
@@ -9,10 +9,13 @@ scorer's ``color_coverage``), and an image's reward is the mean over its tokens 
 an approximation of the colour reward of the decoded image: the tiny decoder gives each token its own patch, but
 scales a patch's features by their RMS over the whole image (policy.model.make_decoder_colour_transparent), so
 a patch's colour also depends on the other tokens (correlation 0.62 between the tabulated and the real reward
-over random images of 5 codes each). The image context is random
-codes (teacher forcing), so each position's cond, uncond and CFG-guided distributions come from one forward, and
-the expected reward of the guided distribution (what the rollout samples) over the 16 prompts is computed
-exactly each step: no prompt-mix noise and no sampling noise in the measurement. Ratio = mean of the last 10
+over random images of 5 codes each). Each image prompt carries a CoT of ``--cot-tokens`` tokens (default: the
+config's ``rollout.cot.max_new_tokens``) drawn uniformly from the tokenizer's ordinary tokens: the tiny random
+model's next-token distribution is uniform to within 0.03 nats, so its CoT is such noise. The image context is
+random codes (teacher forcing), so each position's cond, uncond and CFG-guided distributions come from one
+forward, and the expected reward of the guided distribution (what the rollout samples) over the 16 prompts is
+computed exactly each step: no prompt-mix noise and no sampling noise in the measurement. The learning rate
+follows the learner's schedule (``learner.optim``). Ratio = mean of the last 10
 steps over the first 10.
 
 Estimators (``--estimator``):
@@ -23,8 +26,6 @@ Estimators (``--estimator``):
 * ``exact-cond``: the exact gradient of the conditional distribution's expected reward;
 * ``exact-guided``: the exact gradient of the guided distribution's expected reward through the conditional
   row only (the unconditional row detached), which is what ``grpo`` estimates.
-
-The whole-word-tokenizer rows of LEARNING.md came from a variant of the tiny tokenizer that is not in the repo.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from cluster.config import Config, load_config
 from core.prompt_file import load_prompts
 from learner.advantages import group_advantages
 from learner.batch import pack_level
+from learner.config import lr_schedule
 from learner.logprobs import unconditional_context
 from policy.model import Policy, decode_image_tokens, load_policy, set_trainable
 from policy.sampling import cfg_combine
@@ -69,7 +71,9 @@ def code_rewards(policy: Policy, cfg: Config, colours: list[str]) -> torch.Tenso
     )
 
 
-def run_seed(cfg: Config, seed: int, estimator: str, prompts: int, group: int, steps: int) -> ProbeResult:
+def run_seed(
+    cfg: Config, seed: int, estimator: str, prompts: int, group: int, steps: int, cot_tokens: int
+) -> ProbeResult:
     torch.manual_seed(seed)
     policy = load_policy(cfg.model)
     model = policy.model
@@ -79,16 +83,21 @@ def run_seed(cfg: Config, seed: int, estimator: str, prompts: int, group: int, s
     params = [p for n, p in model.named_parameters() if n in set_trainable(model, cfg.model.trainable)]
     o = cfg.learner.optim
     opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    schedule = lr_schedule(opt, o, steps)
     builder = PromptBuilder(policy.tokenizer, policy.ids, cfg.rollout.prompt)
     w = cfg.rollout.image.cfg_weight
     rng = np.random.default_rng(seed)
     rewards = []
     model.train()
+    ordinary = [i for i in range(len(policy.tokenizer)) if i not in policy.tokenizer.all_special_ids]
     for _ in range(steps):
         batch = [records[i] for i in rng.choice(len(records), EVAL_PROMPTS)]
+        cots = [builder.cot_text(rng.choice(ordinary, cot_tokens).tolist()) for _ in batch]
         colour = torch.tensor([colours.index(color_words(r.prompt)[0]) for r in batch])
         context = torch.randint(0, policy.codebook_size, (EVAL_PROMPTS, policy.image_tokens)).tolist()
-        level = pack_level([builder.image_prompt_ids(r.prompt, "") for r in batch], context, policy.ids.pad, 0)
+        level = pack_level(
+            [builder.image_prompt_ids(r.prompt, c) for r, c in zip(batch, cots)], context, policy.ids.pad, 0
+        )
         ids = torch.cat([level.context_ids, unconditional_context(level, policy.ids)])
         mask = torch.cat([level.context_mask, torch.ones_like(level.targets[:, :-1])], 1).repeat(2, 1)
         embeds = torch.cat(
@@ -125,24 +134,31 @@ def run_seed(cfg: Config, seed: int, estimator: str, prompts: int, group: int, s
         if o.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
         opt.step()
+        schedule.step()
     return ProbeResult(seed, rewards)
 
 
 def main(argv: list[str] | None = None) -> list[ProbeResult]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.learning_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--estimator", choices=ESTIMATORS, default="grpo")
-    p.add_argument("--prompts", type=int, default=4, help="prompts per step that GRPO samples (<= 16)")
-    p.add_argument("--group", type=int, default=4, help="images per prompt (GRPO's group)")
+    p.add_argument("--prompts", type=int, help="prompts per step that GRPO samples (<= 16; default: the config's)")
+    p.add_argument("--group", type=int, help="images per prompt, GRPO's group (default: rollout.group_size)")
     p.add_argument("--steps", type=int, default=41)
+    p.add_argument(
+        "--cot-tokens", type=int, help="CoT tokens in each image prompt (default: rollout.cot.max_new_tokens)"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("overrides", nargs="*", help="config key=value overrides (after --)")
     a = p.parse_args(argv)
-    if not 1 <= a.prompts <= EVAL_PROMPTS or a.group < 2 or a.steps < 20:
-        p.error(f"--prompts must be 1..{EVAL_PROMPTS}, --group >= 2 and --steps >= 20")
     cfg = load_config(None, a.overrides)
+    prompts = min(EVAL_PROMPTS, cfg.trainer.prompts_per_step) if a.prompts is None else a.prompts
+    group = cfg.rollout.group_size if a.group is None else a.group
+    cot_tokens = cfg.rollout.cot.max_new_tokens if a.cot_tokens is None else a.cot_tokens
+    if not 1 <= prompts <= EVAL_PROMPTS or group < 2 or a.steps < 20 or cot_tokens < 0:
+        p.error(f"--prompts must be 1..{EVAL_PROMPTS}, --group >= 2, --steps >= 20 and --cot-tokens >= 0")
     results = []
     for seed in a.seeds:
-        r = run_seed(cfg, seed, a.estimator, a.prompts, a.group, a.steps)
+        r = run_seed(cfg, seed, a.estimator, prompts, group, a.steps, cot_tokens)
         print(
             f"seed {seed}: first 10 steps {np.mean(r.rewards[:10]):.3f}  last 10 {np.mean(r.rewards[-10:]):.3f}  "
             f"ratio {r.ratio:.2f}",

@@ -34,8 +34,8 @@ class TrainMode(StrEnum):
 
 @dataclass
 class TrainerConfig:
-    steps: int = 40  # the learning rate decays linearly to 0 at the last step
-    prompts_per_step: int = 4
+    steps: int = 40
+    prompts_per_step: int = 16  # T2I-R1: 16 (with G = 8: 128 images a step)
     mode: TrainMode = TrainMode.sync
     save_every: int = 10  # checkpoint every k steps (0 = only at the end)
     eval_every: int = 0  # run eval.during_training on the current weights every k steps (0 = never)

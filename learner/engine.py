@@ -22,7 +22,7 @@ from typing import Any, Optional
 import torch
 
 from learner.batch import LevelInputs, TrainSample, pack_level, pack_values
-from learner.config import LearnerDtype, LearnerSetup
+from learner.config import LearnerDtype, LearnerSetup, lr_schedule
 from learner.logprobs import PolicyLogProbs, chunks_for
 from learner.loss import LevelTerms, active_levels, combine_stats, grpo_loss
 from policy.model import Policy, load_policy, set_trainable
@@ -116,9 +116,7 @@ class PolicyTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         o = lc.optim
         optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
-        from transformers import get_linear_schedule_with_warmup
-
-        scheduler = get_linear_schedule_with_warmup(optimizer, o.warmup_steps, setup.optimizer_steps)
+        scheduler = lr_schedule(optimizer, o, setup.optimizer_steps)
         self._logprobs_cls = logprobs
         module = logprobs(
             model,

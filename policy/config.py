@@ -34,7 +34,7 @@ class TinyModelConfig:
     vq_embed_dim: int = 8
     vq_base_channels: int = 64  # 2 channels per GroupNorm(32) group: see policy.model.make_decoder_colour_transparent
     vq_upsamples: int = 2  # decoded image side = image_grid * 2 ** vq_upsamples (Janus-Pro: 4 -> 16x)
-    # text vocabulary: 0 = the tiny byte-level tokenizer's, rounded up to 64; Janus-Pro's 102,400 pads the embedding
+    # text vocabulary: 0 = the tiny tokenizer's, rounded up to 64; Janus-Pro's 102,400 pads the embedding
     # and lm_head with rows no token maps to (as Janus-Pro's own vocabulary is padded beyond its tokenizer)
     vocab_size: int = 0
 

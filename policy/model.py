@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from policy.config import ModelConfig, TinyModelConfig, check_model_dir
-from policy.tokenizer import SpecialIds, build_tiny_tokenizer
+from policy.tokenizer import SpecialIds, build_tiny_tokenizer, tiny_corpus
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -208,13 +208,15 @@ def build_tiny_janus(
     return model, tok
 
 
-# Bump when build_tiny_janus changes what it builds from the same spec: the cache key includes it.
-TINY_BUILD_VERSION = 5
+# Bump when build_tiny_janus changes what it builds from the same spec: the cache key includes it (and the
+# tokenizer's corpus, so that editing the built-in prompts or T2I-R1's template builds a new model).
+TINY_BUILD_VERSION = 6
 
 
 def tiny_janus_dir(model_cfg: ModelConfig) -> Path:
     """The tiny model's HF-format directory, built on first use (safe under concurrent processes)."""
-    spec = {**asdict(model_cfg.tiny), "build": TINY_BUILD_VERSION}
+    corpus = hashlib.sha256("\0".join(tiny_corpus()).encode()).hexdigest()[:12]
+    spec = {**asdict(model_cfg.tiny), "build": TINY_BUILD_VERSION, "tokenizer_corpus": corpus}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(os.path.expanduser(model_cfg.cache_dir)) / f"tiny-janus-{key}"
     if (root / "config.json").is_file():

@@ -1,17 +1,30 @@
 """Special tokens of Janus-Pro and a real tokenizer for the tiny random model, built offline.
 
-The tiny tokenizer is a byte-level BPE with no merges (one token per UTF-8 byte, so any text round-trips)
-plus Janus-Pro's special tokens under the same strings. It is a genuine ``tokenizers`` model wrapped in
-``PreTrainedTokenizerFast``, saved with the tiny checkpoint, so every process loads the identical tokenizer
-and all code paths (prompt building, decoding, stop at EOS) are the ones used with the real model.
+The tiny tokenizer is a byte-level BPE (GPT-2's pre-tokenizer: a word takes the space before it) whose merges are
+learned here, deterministically, from the English the tiny model meets: T2I-R1's system prompt and CoT template,
+the chat format's words, the built-in prompts and the basic colour terms. Each of their words is then one token
+(" red", " apple", " visualization"), as a real tokenizer's common words are, and any other text still
+round-trips through the byte tokens. Plus Janus-Pro's special tokens under the same strings. It is a genuine
+``tokenizers`` model wrapped in ``PreTrainedTokenizerFast``, saved with the tiny checkpoint, so every process
+loads the identical tokenizer and all code paths (prompt building, decoding, stop at EOS) are the ones used with
+the real model.
+
+Why words matter (LEARNING.md): with one token per byte, a colour and its noun are a few common bytes among ~30
+context tokens, and the tiny random policy's images barely depend on the prompt; GRPO then moves every prompt's
+images the same way and often collapses them to one code. With word tokens the same policy separates prompts from
+the first steps, and the T2I-R1 CoT prompt is ~170 tokens (Janus-Pro's tokenizer: ~170) instead of ~760.
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from core.prompt_file import load_prompts
+from core.t2i_r1_text import T2I_R1_REASONING_TEMPLATE, T2I_R1_SYSTEM_PROMPT
 
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
@@ -21,10 +34,8 @@ EOI = "<end_of_image>"
 IMAGE_PLACEHOLDER = "<image_placeholder>"
 SPECIAL_TOKENS = (BOS, EOS, PAD, BOI, EOI, IMAGE_PLACEHOLDER)
 
-# Whole words that get one token each in the tiny tokenizer (bytes otherwise). A real tokenizer gives common
-# words their own token; here that matters for learning: with "red" spelled as three common bytes, a tiny random
-# model can barely tell a red prompt from a blue one, so the embedded colour reward could not be learned.
-WORD_TOKENS = (
+# The basic colour terms (those the embedded colour reward reads, with its aliases): every one a word token.
+COLOUR_WORDS = (
     "red",
     "orange",
     "yellow",
@@ -71,16 +82,55 @@ class SpecialIds:
         return cls(**ids)
 
 
+def tiny_corpus() -> list[str]:
+    """The texts the tiny tokenizer learns its words from."""
+    prompts = [r.prompt for r in load_prompts(None).records]
+    return [T2I_R1_SYSTEM_PROMPT, T2I_R1_REASONING_TEMPLATE, "User: Assistant:", *prompts, " ".join(COLOUR_WORDS)]
+
+
+def _pre_tokenizer() -> pre_tokenizers.ByteLevel:
+    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+
+
+def learn_merges(texts: list[str]) -> list[tuple[str, str]]:
+    """BPE training: merge the most frequent adjacent pair (ties: the smallest pair) until every pre-token of
+    ``texts`` is a single symbol. Plain Python, so the merges (and the model built on them) are the same on every
+    machine."""
+    counts = collections.Counter(piece for text in texts for piece, _ in _pre_tokenizer().pre_tokenize_str(text))
+    words = {w: list(w) for w in counts}
+    merges = []
+    while True:
+        pairs: collections.Counter = collections.Counter()
+        for w, symbols in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += counts[w]
+        if not pairs:
+            return merges
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        for w, symbols in words.items():
+            merged, i = [], 0
+            while i < len(symbols):
+                if (symbols[i], symbols[i + 1] if i + 1 < len(symbols) else None) == best:
+                    merged.append(best[0] + best[1])
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            words[w] = merged
+
+
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE (256 byte tokens, no merges), the Janus special tokens, then WORD_TOKENS."""
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    """Byte-level BPE: the 256 byte symbols, the merges of :func:`learn_merges` on :func:`tiny_corpus`, then the
+    Janus special tokens."""
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    merges = learn_merges(tiny_corpus())
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = _pre_tokenizer()
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(list(SPECIAL_TOKENS))
-    # single_word: only whole words ("red", not the "red" in "hundred"); the space before stays a byte token
-    tok.add_tokens([AddedToken(w, single_word=True) for w in WORD_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=BOS,

@@ -10,23 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from core.config import require
-
-# T2I-R1's semantic-CoT prompt (docs/ALGORITHM.md §1). The template is the content of T2I-R1's
-# data/prompt/reasoning_prompt.txt, verbatim (trailing space included); a test pins it against that file.
-T2I_R1_SYSTEM_PROMPT = (
-    "You are a helpful assistant that receives an image prompt and generate a visualization of the prompt."
-)
-T2I_R1_REASONING_TEMPLATE = (
-    'You are asked to generate an image based on this prompt: "{}"\n'
-    "Provide a brief, precise visualization of all elements in the prompt. Your description should:\n"
-    "1. Include every object mentioned in the prompt\n"
-    "2. Specify visual attributes (color, number, shape, texture) if specified in the prompt\n"
-    "3. Clarify relationships (e.g., spatial) between objects if specified in the prompt\n"
-    "4. Be concise (50 words or less)\n"
-    "5. Focus only on what's explicitly stated in the prompt\n"
-    "6. Do not elaborate beyond the attributes or relationships specified in the prompt\n"
-    "Do not miss objects. Output your visualization directly without explanation: "
-)
+from core.t2i_r1_text import T2I_R1_REASONING_TEMPLATE, T2I_R1_SYSTEM_PROMPT
 
 
 class TextEngineName(StrEnum):
@@ -41,9 +25,9 @@ class PromptConfig:
     system_prompt: str = T2I_R1_SYSTEM_PROMPT
     reasoning_template: str = T2I_R1_REASONING_TEMPLATE  # `{}` is replaced by the raw prompt
     reasoning_template_file: Optional[str] = None  # if set, read the template from this file instead
-    # The CoT prompt keeps its last this-many tokens (T2I-R1: 512). The tiny byte-level tokenizer spends ~800
-    # tokens on the T2I-R1 chat string, so the embedded default keeps 1024.
-    max_prompt_tokens: int = 1024
+    # The CoT prompt keeps its last this-many tokens (T2I-R1: 512; the T2I-R1 chat string is ~170 tokens with
+    # Janus-Pro's tokenizer and with the tiny one)
+    max_prompt_tokens: int = 512
     use_cot: bool = True  # False: draw from the raw prompt alone (the no-CoT baseline)
 
     def validate(self) -> None:
@@ -60,8 +44,9 @@ class TextSamplingConfig:
     """Semantic-level CoT sampling."""
 
     engine: TextEngineName = TextEngineName.vllm  # vllm falls back to transformers, with a warning, if it cannot load
-    # T2I-R1 trains with 1024 (the janus-pro presets); the tiny random model's CoT is noise, 8 keeps steps short
-    max_new_tokens: int = 8
+    # T2I-R1 trains with 1024 (the janus-pro presets). The tiny random model's CoT is noise that dilutes the prompt
+    # in the image context: 4 tokens keep both levels in the loop and the default learning (LEARNING.md)
+    max_new_tokens: int = 4
     temperature: float = 1.0
     top_k: int = 50  # 0 = off
     top_p: float = 1.0
@@ -104,7 +89,7 @@ class ImageSamplingConfig:
 
 @dataclass
 class RolloutConfig:
-    group_size: int = 4  # G: CoTs (and images) per prompt
+    group_size: int = 8  # G: CoTs (and images) per prompt (T2I-R1: 8)
     workers: int = 1
     num_cpus_per_worker: float = 0.5
     num_gpus_per_worker: float = 0.0

@@ -38,8 +38,8 @@ from tests.readme import script
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-# tiny and quick: 8 CoT tokens; three reward replicas would not fit 2 cores next to the learner and worker
-QUICK = ["rollout.cot.max_new_tokens=4", "logging.image_every=2"]
+# three reward replicas would not fit 2 cores next to the learner and worker
+QUICK = ["logging.image_every=2"]
 
 
 def _env() -> dict[str, str]:
@@ -180,10 +180,10 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     assert [r["step"] for r in rows] == list(range(1, 41))  # steps count from 1
     rewards = np.array([r["reward_mean"] for r in rows])
     first, last = rewards[:10].mean(), rewards[-10:].mean()
-    # the default seed 0, as a user runs it (LEARNING.md; the same to the last digit on a rerun): 0.180 -> 0.287,
-    # 1.59 x. A policy that does not learn (learner.optim.lr=1e-12) on the same prompts and sampling seeds: 0.210 ->
-    # 0.256, 1.22 x (the prompt mix of the quarters alone), so 1.4 x takes learning
-    assert last >= 1.4 * first, f"no learning: first quarter {first:.3f}, last quarter {last:.3f}"
+    # the default seed 0, as a user runs it (LEARNING.md; the same to the last digit on a rerun): 0.267 -> 0.642,
+    # 2.41 x (seeds 0-9: 1.67-2.41 x). A policy that does not learn (learner.optim.lr=1e-12) on the same prompts and
+    # sampling seeds: 0.253 -> 0.248, 0.98 x, so the 1.5 x takes learning
+    assert last >= 1.5 * first, f"no learning: first quarter {first:.3f}, last quarter {last:.3f}"
 
     for key in (
         "reward_mean",
@@ -215,12 +215,12 @@ def test_embedded_default_learns_and_writes_every_output(tmp_path):
     assert (out / "checkpoints" / "learner" / "step_40").is_dir()  # the checkpoint of step 40, by the same number
 
     roll = _rollout_rows(out, 40)
-    assert len(roll) == 16 and {"prompt", "cot", "image_file", "reward_color", "advantage", "policy_version"} <= set(
+    assert len(roll) == 128 and {"prompt", "cot", "image_file", "reward_color", "advantage", "policy_version"} <= set(
         roll[0]
     )
     assert all((out / r["image_file"]).is_file() for r in roll)
-    for g in range(0, 16, 4):  # group z-scores: each group's advantages sum to 0
-        assert abs(sum(r["advantage"] for r in roll[g : g + 4])) < 1e-4
+    for g in range(0, 128, 8):  # group z-scores: each group's advantages sum to 0
+        assert abs(sum(r["advantage"] for r in roll[g : g + 8])) < 1e-4
     assert (out / "images" / "step_000001.png").is_file() and (out / "images" / "step_000040.png").is_file()
 
     # trainer.eval_every: after steps 20 and 40, eval.during_training (4 CompBench colour prompts) on the weights of

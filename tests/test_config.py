@@ -7,8 +7,8 @@ import pytest
 
 from cluster.config import Config, from_yaml, load_config, to_yaml
 from core.config import PRESET_DIR, ConfigError
+from core.t2i_r1_text import T2I_R1_REASONING_TEMPLATE
 from rewards.config import SCORER_NAMES
-from rollout.config import T2I_R1_REASONING_TEMPLATE
 
 
 def test_defaults_are_the_tiny_embedded_run():
@@ -172,7 +172,8 @@ def _flat(node, prefix: str = "") -> dict:
 def test_every_preset_loads_to_the_same_tree_as_before_the_sections_moved(preset):
     """The trees in tests/fixtures/config_trees were printed once by main before issue 17 split the config into
     per-package sections: every key path, default and preset value of them must be unchanged. Keys added since
-    (later issues' new fields) may appear beside them."""
+    (later issues' new fields) may appear beside them. Changed since, on purpose: the embedded default's batch,
+    CoT length, prompt cut and warm-up (issue 15: T2I-R1's 16 x 8 batch, 4 CoT tokens, 512, 4 warm-up steps)."""
     import yaml
     from omegaconf import OmegaConf
 

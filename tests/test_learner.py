@@ -17,7 +17,7 @@ import torch
 
 from cluster.config import Config, learner_setup
 from learner.batch import pack_level, pack_values
-from learner.config import LearnerConfig, LossConfig, OptimConfig
+from learner.config import LearnerConfig, LossConfig, OptimConfig, lr_schedule
 from learner.engine import deepspeed_config, grad_accumulation_steps
 from learner.logprobs import PolicyLogProbs
 from learner.loss import LevelTerms, grpo_loss
@@ -209,6 +209,25 @@ def test_bf16_learner_trains_close_to_fp32(ray_local, tiny_model_cfg, tiny_polic
     no_op = {n: initial[n].detach().bfloat16() for n in want}
     assert _bf16_agreement(no_op, want, initial) == (0.0, 0.0, 1.0)
     assert torch.isfinite(torch.tensor(stats["loss"]))
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        # 2 warm-up steps (0, 1/2 of lr), then from lr linearly to 0 at step 6, or lr from then on
+        ("linear", [0.0, 0.05, 0.1, 0.075, 0.05, 0.025]),
+        ("constant", [0.0, 0.05, 0.1, 0.1, 0.1, 0.1]),
+    ],
+)
+def test_lr_schedules_by_hand(schedule, expected):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = lr_schedule(opt, OptimConfig(lr=0.1, warmup_steps=2, schedule=schedule), 6)
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx(expected)
 
 
 def test_batch_size_errors(tiny_model_cfg):

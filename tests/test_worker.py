@@ -15,7 +15,7 @@ import torch
 
 from cluster.config import load_config
 from core.records import PromptRecord
-from rollout.config import T2I_R1_REASONING_TEMPLATE, T2I_R1_SYSTEM_PROMPT
+from core.t2i_r1_text import T2I_R1_REASONING_TEMPLATE, T2I_R1_SYSTEM_PROMPT
 from rollout.prompts import cot_chat_text
 from rollout.worker import RolloutWorker
 
