@@ -126,7 +126,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     merges = learn_merges(tiny_corpus())
     for a, b in merges:
-        vocab[a + b] = len(vocab)
+        vocab.setdefault(a + b, len(vocab))  # two merges may spell the same token (e.g. "ab"+"c", "a"+"bc")
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tok.pre_tokenizer = _pre_tokenizer()
     tok.decoder = decoders.ByteLevel()

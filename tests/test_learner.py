@@ -43,7 +43,7 @@ def _config(model_cfg, **learner) -> Config:
         micro_batch_size=2,
         updates_per_batch=UPDATES,
         num_cpus_per_rank=0.5,
-        optim=OptimConfig(lr=1e-3, grad_clip=1.0),
+        optim=OptimConfig(lr=1e-3, grad_clip=1.0, warmup_steps=0, schedule="linear"),  # T2I-R1's schedule
         loss=LossConfig(beta=0.05, clip_low=0.2, clip_high=0.25),
     )
     cfg.learner = dataclasses.replace(base, **learner)

@@ -81,11 +81,11 @@ def test_resume_reloads_the_saved_config_and_takes_allowed_changes(tmp_path):
 def test_resume_refuses_changes_of_meaning_listing_all_and_keeps_config_yaml(tmp_path, capsys):
     root = tmp_path / "run"
     text = _saved_run(root, "trainer.steps=7")
-    args = [f"output_dir={root}", "resume=true", "rollout.group_size=8", "learner.optim.lr=1e-3", "trainer.steps=9"]
+    args = [f"output_dir={root}", "resume=true", "rollout.group_size=6", "learner.optim.lr=1e-3", "trainer.steps=9"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "2 field(s) differ" in err
-    assert "rollout.group_size: 4 (saved) -> 8 (asked)" in err and "learner.optim.lr: 0.0001 (saved) -> 0.001" in err
+    assert "rollout.group_size: 8 (saved) -> 6 (asked)" in err and "learner.optim.lr: 0.0001 (saved) -> 0.001" in err
     assert "trainer.steps" not in err.split("(a resumed run may change only")[0]  # allowed: not listed as refused
     assert (root / "config.yaml").read_text() == text
 
@@ -94,7 +94,7 @@ def test_resume_compares_a_config_file_given_again_as_a_whole(tmp_path):
     root = tmp_path / "run"
     _saved_run(root)  # the embedded default
     cfg = load_config("tiny", [f"output_dir={root}", "resume=true", "rollout.group_size=2"])
-    with pytest.raises(RunDirError, match="rollout.group_size: 4 \\(saved\\) -> 2"):
+    with pytest.raises(RunDirError, match="rollout.group_size: 8 \\(saved\\) -> 2"):
         prepare_run_dir(cfg, "tiny", [f"output_dir={root}", "resume=true", "rollout.group_size=2"])
 
 

@@ -148,6 +148,7 @@ def _e2e_config(model_cfg, engine="transformers"):
     cfg.trainer.prompts_per_step, cfg.trainer.steps = 2, 2
     cfg.learner.micro_batch_size, cfg.learner.num_cpus_per_rank = 2, 0.5
     cfg.learner.optim.lr = 0.05  # large, so that two steps visibly change the greedy outputs of a random model
+    cfg.learner.optim.warmup_steps = 0  # (the embedded default's warm-up would make the first step's rate 0)
     cfg.learner.sync_bucket_mb = 1  # several buckets (the tiny model's trainable weights are ~3 MB in fp32)
     cfg.learner.sync_timeout_s = 30.0
     return cfg
