@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-
-import torch
+from typing import TYPE_CHECKING
 
 from core.config import require
 from core.records import ImageLogprobMode
 from policy.config import ModelConfig
 from policy.sampling import SamplingParams
+
+if TYPE_CHECKING:  # config modules stay free of torch at import
+    import torch
 
 
 class LearnerDtype(StrEnum):
