@@ -96,7 +96,8 @@ def learn_merges(texts: list[str]) -> list[tuple[str, str]]:
     """BPE training: merge the most frequent adjacent pair (ties: the smallest pair) until every pre-token of
     ``texts`` is a single symbol. Plain Python, so the merges (and the model built on them) are the same on every
     machine."""
-    counts = collections.Counter(piece for text in texts for piece, _ in _pre_tokenizer().pre_tokenize_str(text))
+    pre = _pre_tokenizer()
+    counts = collections.Counter(piece for text in texts for piece, _ in pre.pre_tokenize_str(text))
     words = {w: list(w) for w in counts}
     merges = []
     while True:
@@ -111,7 +112,7 @@ def learn_merges(texts: list[str]) -> list[tuple[str, str]]:
         for w, symbols in words.items():
             merged, i = [], 0
             while i < len(symbols):
-                if (symbols[i], symbols[i + 1] if i + 1 < len(symbols) else None) == best:
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
                     merged.append(best[0] + best[1])
                     i += 2
                 else:
