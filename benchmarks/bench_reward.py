@@ -1,5 +1,5 @@
-"""Reward server throughput: whole groups per call (ours) against one image per call (T2I-R1 scores one image
-at a time), and the cost of the gRPC hop against calling the scorer in-process, for both image transports
+"""Reward server throughput: whole groups per call (ours) against one image per call (T2I-R1 scores one image at
+a time), and the cost of the gRPC hop against calling the scorer in-process, for both image transports
 (``rewards.transport``: raw pixels, the default, and PNG).
 
 For each scorer, every way uses the same server (in this process, on 127.0.0.1), the same scorer object and the
@@ -15,27 +15,32 @@ built through the registry:
 Images are 384 px (Janus-Pro's), and for the tiny CLIP also 16 px (what the tiny random Janus of the CPU
 embedded default draws), where PNG coding, paid per image either way, no longer hides the per-call costs.
 
+The load is what the client sends in training: for the tiny CLIP a step's groups (T2I-R1's 16 prompts x 8
+images, all in flight; the baseline makes 128 calls one after another); for the objects scorer, whose model takes
+~270 ms a group either way, 2 groups keep the benchmark short (the ``groups`` detail says which).
+
 A group call saves the per-call costs F (the gRPC call on both ends, the prompt's encoding, the model calls) but
-not the per-image ones I, so group vs one image per call is (F + I) / (F / 8 + I), and 3x needs I <= 0.31 F.
-The server's start sets glibc's allocator thresholds (``rewards.tune_allocator``, rewards/allocator.py), so the
-multi-megabyte requests reuse heap memory instead of fresh mmaps (client and server share this process, so the
-setting covers both ends here; a client in a process of its own measured no page faults per call without it):
-at 384 px raw this took a group's hop from 7.4 to 5.0-5.4 ms and its page faults from ~1,600 to 0, and made
-both ways faster, the per-image calls more (F from 4.3 to 2.9-3.5 ms; I stayed 1.5-1.7 ms), so the ratio fell
-(2.78x to 2.36-2.46x). For the tiny CLIP at 384 px, I is now mostly the scorer's own per-image work, about
-1.0-1.2 ms in process, which no batch can share: PIL's bicubic resize to the model's 32 px (0.8 ms per image; the
-image processor's own resize, kept so that the pixel values stay bit-identical with it,
-rewards/scorers/pixel_values.py); the hop adds 0.3-0.5 ms per image (0.44 MB through gRPC's Python layer). With
-F at 3 ms, 3x would need I below 1 ms, under the scorer's in-process cost alone: as the hop's costs shrink, the
-ratio tends to the in-process one (2.0-2.2x). At 16 px, I is small and the ratio is well above 3x.
+not the per-image ones I, so one call per group vs one per image is (F + I) / (F / 8 + I) on one core, and 3x
+needs I <= 0.31 F. For the tiny CLIP at 384 px, F is about 3 ms and I about 1.3 ms on this machine: PIL's bicubic
+resize to the model's 32 px (0.8 ms an image; the image processor's own resize, kept so that the pixel values
+stay bit-identical with it, rewards/scorers/pixel_values.py) and the hop's 0.37 ms an image (0.44 MB through
+gRPC), so one core gives about 2.6x. What lifts it above 3x is that a group's per-image work runs beside other
+work: the server decodes and prepares the images (the scorer's ``prepare_image``: the resize) on its decoder
+threads, several groups and a group's images at once, while its model thread scores the group before
+(rewards/server.py); sequential one-image calls leave that parallelism unused. With 2 cores and a few groups in
+flight the model thread waits for the first group's images (2 groups: 2.8-3.1x while tuning); with a step's 16
+groups the pipeline stays full (3.1-3.7x). The server's start also sets glibc's allocator thresholds
+(``rewards.tune_allocator``, rewards/allocator.py), so the multi-megabyte requests reuse heap memory instead of
+fresh mmaps (client and server share this process, so the setting covers both ends here). At 16 px, I is small
+and the ratio is well above 3x.
 
 Entries: ``reward_server_group_vs_per_image_<label>`` and ``reward_grpc_hop_vs_in_process_<label>`` are PNG (the
 names of the entries from before raw pixels, so that they stay comparable); ``..._<label>_raw`` the same for raw
 pixels. The hop is a group's ``client.score`` less the in-process ``scorer.score`` (target: 20 ms per group at
 384 px). Hop and group-vs-per-image ratio are also given in process CPU time (client and server share this
 process), which load from other processes on the machine inflates far less than wall time; the details give
-where a call's time went (the client's encode / wire / queue / decode / score split) and the
-in-process ratio (the scorer on a whole group vs image by image, no gRPC).
+where a call's time went (the client's encode / wire / queue / decode / prepare / score split) and the
+in-process ratio (the scorer on a whole group vs image by image, no gRPC, one thread).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ GROUP = 8  # T2I-R1's G
 HOP_TARGET_MS = 20.0  # issue 16: client send to reply, less in-process scoring, per group at 384 px
 JANUS_PRO_SIDE = 384  # Janus-Pro's images
 TINY_SIDE = 16  # the tiny random Janus's images (the CPU embedded default)
+STEP_GROUPS = 16  # T2I-R1's prompts per step (trainer.prompts_per_step)
 ROUNDS = 7
 PROMPTS = [
     PromptRecord("a photo of a dog and a teddy bear", "object", ["dog", "teddy bear"], index=0),
@@ -115,11 +121,12 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[Entry]:
+def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int, n_groups: int) -> list[Entry]:
     server = ServerThread(RewardServer(scorer, cfg, "127.0.0.1"))
     server.start()
-    groups = [smooth_images(GROUP, side, seed) for seed in range(len(PROMPTS))]
-    n_images = GROUP * len(PROMPTS)
+    prompts = [dataclasses.replace(PROMPTS[i % len(PROMPTS)], index=i) for i in range(n_groups)]
+    groups = [smooth_images(GROUP, side, seed) for seed in range(n_groups)]
+    n_images = GROUP * n_groups
     pngs = [encode_png(im) for im in groups[0]]
     clients = {
         t: RewardClient(dataclasses.replace(cfg, transport=t), {scorer.name: [server.address]}, scorers=[scorer.name])
@@ -128,20 +135,20 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
     splits: dict[str, list[dict[str, float]]] = {t: [] for t in wire.TRANSPORTS}
 
     def one_group(transport: str) -> None:
-        batch = clients[transport].score(PROMPTS[:1], groups[:1])
+        batch = clients[transport].score(prompts[:1], groups[:1])
         splits[transport].append(batch.latency()[scorer.name].split)
 
     fns: dict[str, Callable[[], object]] = {}
     for t, client in clients.items():
         # ours: one call per group, the groups in parallel (the client's way)
-        fns[f"group_calls_{t}"] = lambda c=client: c.score(PROMPTS, groups)
+        fns[f"group_calls_{t}"] = lambda c=client: c.score(prompts, groups)
         # baseline: one call per image, one after another (the reference's way)
-        fns[f"image_calls_{t}"] = lambda c=client: [c.score([p], [[im]]) for p, g in zip(PROMPTS, groups) for im in g]
+        fns[f"image_calls_{t}"] = lambda c=client: [c.score([p], [[im]]) for p, g in zip(prompts, groups) for im in g]
         fns[f"grpc_one_group_{t}"] = lambda t=t: one_group(t)
     fns.update(
         {
-            "local_one_group": lambda: scorer.score(PROMPTS[0], groups[0]),
-            "local_image_by_image": lambda: [scorer.score(PROMPTS[0], [im]) for im in groups[0]],
+            "local_one_group": lambda: scorer.score(prompts[0], groups[0]),
+            "local_image_by_image": lambda: [scorer.score(prompts[0], [im]) for im in groups[0]],
             "png_encode": lambda: [encode_png(im) for im in groups[0]],
             "png_decode": lambda: [decode_png(p) for p in pngs],
         }
@@ -150,13 +157,13 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
         t, cpu, faults = _median_rounds(fns)
         # Same answers every way: the speed-up is not bought with other scores.
         ref = np.concatenate(
-            [clients["png"].score([p], [[im]]).scores(scorer.name) for p, g in zip(PROMPTS, groups) for im in g]
+            [clients["png"].score([p], [[im]]).scores(scorer.name) for p, g in zip(prompts, groups) for im in g]
         )
         diff = {
-            tr: float(np.abs(c.score(PROMPTS, groups).scores(scorer.name) - ref).max()) for tr, c in clients.items()
+            tr: float(np.abs(c.score(prompts, groups).scores(scorer.name) - ref).max()) for tr, c in clients.items()
         }
         request_mb = {
-            tr: round(wire.request_to_proto("r", PROMPTS[0], groups[0], tr).ByteSize() / 1e6, 3)
+            tr: round(wire.request_to_proto("r", prompts[0], groups[0], tr).ByteSize() / 1e6, 3)
             for tr in wire.TRANSPORTS
         }
     finally:
@@ -194,7 +201,7 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
                 target=3.0,
                 details={
                     **common,
-                    "groups": len(PROMPTS),
+                    "groups": n_groups,
                     "model_batch": getattr(cfg, scorer.name).batch_size,
                     "in_process_group_vs_per_image": round(t["local_image_by_image"] / t["local_one_group"], 2),
                     "cpu_time_ratio": round(cpu[f"image_calls_{tr}"] / cpu[f"group_calls_{tr}"], 2),
@@ -203,7 +210,7 @@ def measure(label: str, scorer: Scorer, cfg: RewardsConfig, side: int) -> list[E
                         "baseline": int(faults[f"image_calls_{tr}"]),
                     },
                     "max_abs_score_diff_vs_png_per_image": diff[tr],
-                    "ours": "one Score call per group, groups in parallel",
+                    "ours": "one Score call per group, the groups in flight together",
                     "baseline": "one Score call per image, sequential (T2I-R1 scores one image at a time)",
                 },
             ),
@@ -245,13 +252,13 @@ def run() -> list[Entry]:
     try:
         cfg = RewardsConfig()
         cfg.objects.enabled = True
-        entries = measure("objects", build_scorer("objects", cfg), cfg, JANUS_PRO_SIDE)
+        entries = measure("objects", build_scorer("objects", cfg), cfg, JANUS_PRO_SIDE, len(PROMPTS))
         with tempfile.TemporaryDirectory() as tmp:
             cfg = RewardsConfig()
             cfg.clip.enabled, cfg.clip.path = True, str(tiny_clip_dir(Path(tmp) / "clip"))
             clip = build_scorer("clip", cfg)
-            entries += measure("tiny_clip", clip, cfg, JANUS_PRO_SIDE)
-            entries += measure("tiny_clip_16px", clip, cfg, TINY_SIDE)
+            entries += measure("tiny_clip", clip, cfg, JANUS_PRO_SIDE, STEP_GROUPS)
+            entries += measure("tiny_clip_16px", clip, cfg, TINY_SIDE, STEP_GROUPS)
     finally:
         torch.set_num_threads(threads)  # benchmarks.run runs the other benchmarks in this process
     return entries

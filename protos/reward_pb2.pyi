@@ -133,7 +133,7 @@ class ImageResult(_message.Message):
     def __init__(self, score: _Optional[float] = ..., details: _Optional[_Union[ImageDetails, _Mapping]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("request_id", "scorer", "version", "results", "score_seconds", "replica", "decode_seconds", "handler_seconds")
+    __slots__ = ("request_id", "scorer", "version", "results", "score_seconds", "replica", "decode_seconds", "handler_seconds", "prepare_seconds")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCORER_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,7 @@ class ScoreResponse(_message.Message):
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HANDLER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     scorer: str
     version: str
@@ -150,7 +151,8 @@ class ScoreResponse(_message.Message):
     replica: str
     decode_seconds: float
     handler_seconds: float
-    def __init__(self, request_id: _Optional[str] = ..., scorer: _Optional[str] = ..., version: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ImageResult, _Mapping]]] = ..., score_seconds: _Optional[float] = ..., replica: _Optional[str] = ..., decode_seconds: _Optional[float] = ..., handler_seconds: _Optional[float] = ...) -> None: ...
+    prepare_seconds: float
+    def __init__(self, request_id: _Optional[str] = ..., scorer: _Optional[str] = ..., version: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ImageResult, _Mapping]]] = ..., score_seconds: _Optional[float] = ..., replica: _Optional[str] = ..., decode_seconds: _Optional[float] = ..., handler_seconds: _Optional[float] = ..., prepare_seconds: _Optional[float] = ...) -> None: ...
 
 class HealthResponse(_message.Message):
     __slots__ = ("status", "scorer", "in_flight", "served", "failed")

@@ -100,7 +100,8 @@ class ScorerReply:
     wire_s: float  # round trip less the server's handler time: (de)serialising, transport, both event loops
     queue_s: float  # on the server, waiting for its decoder and model threads
     decode_s: float  # on the server, checking the request and decoding its images
-    score_s: float  # on the server, the scorer and the reply's details
+    prepare_s: float  # on the server, the scorer's model-free preprocessing (off the model's thread)
+    score_s: float  # on the server, the scorer's model and the reply's details
 
 
 @dataclass
@@ -110,7 +111,8 @@ class GroupRewards:
     replies: dict[str, ScorerReply]  # scorer name -> reply
 
 
-SPLIT = ("encode_s", "wire_s", "queue_s", "decode_s", "score_s")  # ScorerReply's split of a call's time
+# ScorerReply's split of a call's time
+SPLIT = ("encode_s", "wire_s", "queue_s", "decode_s", "prepare_s", "score_s")
 
 
 @dataclass
@@ -320,7 +322,8 @@ class RewardClient:
                 wire_s=round_trip - reply.handler_seconds,
                 queue_s=reply.handler_seconds - reply.score_seconds,
                 decode_s=reply.decode_seconds,
-                score_s=reply.score_seconds - reply.decode_seconds,
+                prepare_s=reply.prepare_seconds,
+                score_s=reply.score_seconds - reply.decode_seconds - reply.prepare_seconds,
             )
         return attempts
 

@@ -1,8 +1,10 @@
 """A gRPC reward server: one scorer, one whole group per Score call, batched through the model by the scorer.
 
-* :class:`RewardServer` is the ``grpc.aio`` server. Scoring runs on one worker thread, so the model sees one
-  group at a time (its batch is the group, split by ``rewards.<name>.batch_size``) while the event loop keeps
-  answering Health and Info and queueing further calls; requests are checked and decoded on other threads.
+* :class:`RewardServer` is the ``grpc.aio`` server. The model runs on one worker thread, so it sees one group at
+  a time (its batch is the group, split by ``rewards.<name>.batch_size``) while the event loop keeps answering
+  Health and Info and queueing further calls. Requests are checked, decoded and prepared for the model (the
+  scorer's ``prepare``: image checks, resizing to the model's input) on a pool of other threads, several groups
+  at once, so the next group is ready when the model is and a group's per-image work does not hold the model.
 * :class:`ServerThread` runs a RewardServer on its own event loop in a background thread (Ray actors, tests).
 * :class:`RewardServerActor` is the Ray actor class hosting one server on its node's address
   (``rewards/pool.py`` starts and scales them); ``python -m rewards.serve`` hosts one without Ray.
@@ -13,8 +15,9 @@ scorer's ScorerInputError), RESOURCE_EXHAUSTED (over ``rewards.max_message_mb``,
 UNAUTHENTICATED (``rewards.token`` set and the call lacks it), INTERNAL (the scorer raised, or returned a wrong
 count or a non-finite score).
 
-A reply states where the server's time went (``decode_seconds``, ``score_seconds``, ``handler_seconds``), from
-which the client splits each call into encode, wire, queue, decode and score time.
+A reply states where the server's time went (``decode_seconds``, ``prepare_seconds``, ``score_seconds``,
+``handler_seconds``), from which the client splits each call into encode, wire, queue, decode, prepare and score
+time.
 """
 
 from __future__ import annotations
@@ -27,10 +30,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import grpc
-import numpy as np
 
 from core.records import PromptRecord
 from protos import reward_pb2, reward_pb2_grpc
@@ -59,39 +61,60 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
         self.served = 0
         self.failed = 0
         # One scoring thread: the model takes one group at a time; the event loop stays free for other calls.
-        # Requests are checked and their PNGs decoded on other threads, so the next group is ready when the
-        # model is.
+        # Images are decoded and prepared for the model on other threads (a group's images, and several groups',
+        # at once), so the next group is ready when the model is.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"score-{scorer.name}")
+        self._decoder_threads = min(4, os.cpu_count() or 1)
         self._decoder = ThreadPoolExecutor(
-            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix=f"decode-{scorer.name}"
+            max_workers=self._decoder_threads, thread_name_prefix=f"decode-{scorer.name}"
         )
 
-    @staticmethod
-    def _decode(request: reward_pb2.ScoreRequest) -> tuple[PromptRecord, list[np.ndarray], float]:
-        start = time.perf_counter()
+    def _check(self, request: reward_pb2.ScoreRequest) -> tuple[PromptRecord, int]:
+        """The request's record and image count, checked (microseconds: runs on the event loop)."""
         try:
-            return wire.record_from_proto(request), wire.images_from_proto(request), time.perf_counter() - start
+            return wire.record_from_proto(request), wire.checked_image_count(request)
         except wire.BadRequest as e:
             raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
 
-    def _score(
-        self, rid: str, record: PromptRecord, images: list[np.ndarray]
-    ) -> tuple[list[reward_pb2.ImageResult], float]:
-        start = time.perf_counter()
-        name = self.scorer.name
+    def _images(
+        self, request: reward_pb2.ScoreRequest, record: PromptRecord, indices: range
+    ) -> list[tuple[Any, float, float]]:
+        """Images ``indices`` decoded and prepared for the model: (what the scorer prepared, decode s, prepare s)
+        for each."""
+        out = []
+        for i in indices:
+            start = time.perf_counter()
+            try:
+                image = wire.image_from_proto(request, i)
+            except wire.BadRequest as e:
+                raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+            decoded = time.perf_counter()
+            prepared = self._scorer_call(request.request_id, i, self.scorer.prepare_image, record, image)
+            out.append((prepared, decoded - start, time.perf_counter() - decoded))
+        return out
+
+    def _scorer_call(self, rid: str, image: Optional[int], method: Callable[[PromptRecord, Any], Any], record, arg):
+        """``method(record, arg)``: the scorer's prepare_image on image ``image``, or its score_prepared on the
+        group (``image`` None); its failures as gRPC statuses."""
+        name, on = self.scorer.name, "" if image is None else f" on image {image}"
         try:
-            scores = self.scorer.score(record, images)
+            return method(record, arg)
         except ScorerInputError as e:
             raise _Failure(
-                grpc.StatusCode.INVALID_ARGUMENT, f"request {rid!r}: scorer {name!r} rejected the input: {e}"
+                grpc.StatusCode.INVALID_ARGUMENT, f"request {rid!r}: scorer {name!r} rejected the input{on}: {e}"
             ) from None
         except Exception as e:
-            log.exception("scorer %s failed on request %s", name, rid)
+            log.exception("scorer %s failed on request %s%s", name, rid, on)
             raise _Failure(
-                grpc.StatusCode.INTERNAL, f"request {rid!r}: scorer {name!r} failed: {type(e).__name__}: {e}"
+                grpc.StatusCode.INTERNAL, f"request {rid!r}: scorer {name!r} failed{on}: {type(e).__name__}: {e}"
             ) from None
+
+    def _score(self, rid: str, record: PromptRecord, prepared: list[Any]) -> tuple[list[reward_pb2.ImageResult], float]:
+        start = time.perf_counter()
+        name = self.scorer.name
+        scores = self._scorer_call(rid, None, self.scorer.score_prepared, record, prepared)
         try:
-            wire.check_scores(scores, len(images), name)
+            wire.check_scores(scores, len(prepared), name)
             results = [
                 reward_pb2.ImageResult(score=float(s.score), details=wire.details_to_proto(s.details)) for s in scores
             ]
@@ -99,13 +122,42 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
             raise _Failure(grpc.StatusCode.INTERNAL, f"request {rid!r}: {e}") from None
         return results, time.perf_counter() - start
 
+    async def _prepared(
+        self, request: reward_pb2.ScoreRequest, record: PromptRecord, n: int
+    ) -> tuple[list[Any], float, float]:
+        """Every image of the request decoded and prepared on the decoder threads, in as many slices as there are
+        threads (a lone group uses them all; many groups in flight pay few hand-offs): (prepared images in order,
+        decode s, prepare s). The two times share the stage's wall time in proportion to the threads' time in
+        each, and add up to at most that thread time (the rest was waiting: queue time)."""
+        loop = asyncio.get_running_loop()
+        tasks = min(n, self._decoder_threads)
+        bounds = [n * k // tasks for k in range(tasks + 1)]
+        start = time.perf_counter()
+        slices = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._decoder, self._images, request, record, range(a, b))
+                for a, b in zip(bounds, bounds[1:])
+            ),
+            return_exceptions=True,  # every slice finishes; the first slice's failure is the answer
+        )
+        wall = time.perf_counter() - start
+        for s in slices:
+            if isinstance(s, BaseException):
+                raise s
+        parts = [p for s in slices for p in s]
+        decode, prepare = sum(p[1] for p in parts), sum(p[2] for p in parts)
+        busy = decode + prepare
+        share = min(wall, busy) / busy if busy > 0 else 0.0
+        return [p[0] for p in parts], decode * share, prepare * share
+
     async def Score(self, request, context):
         arrived = time.perf_counter()
         loop = asyncio.get_running_loop()
         self.in_flight += 1
         try:
-            record, images, decode_s = await loop.run_in_executor(self._decoder, self._decode, request)
-            results, score_s = await loop.run_in_executor(self._pool, self._score, request.request_id, record, images)
+            record, n_images = self._check(request)
+            prepared, decode_s, prepare_s = await self._prepared(request, record, n_images)
+            results, score_s = await loop.run_in_executor(self._pool, self._score, request.request_id, record, prepared)
         except _Failure as f:
             self.failed += 1
             await context.abort(f.code, f.args[0])
@@ -117,9 +169,10 @@ class _Servicer(reward_pb2_grpc.RewardServiceServicer):
             scorer=self.scorer.name,
             version=str(self.scorer.version),
             results=results,
-            score_seconds=decode_s + score_s,
+            score_seconds=decode_s + prepare_s + score_s,
             replica=self.replica,
             decode_seconds=decode_s,
+            prepare_seconds=prepare_s,
             handler_seconds=time.perf_counter() - arrived,
         )
 

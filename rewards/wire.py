@@ -233,9 +233,9 @@ def pixels_from_raw(raw: reward_pb2.RawImage) -> np.ndarray:
     return np.frombuffer(rgb, np.uint8).reshape(h, w, 3)
 
 
-def images_from_proto(req: reward_pb2.ScoreRequest) -> list[np.ndarray]:
-    """The group's images as uint8 RGB arrays (raw pixels checked against their shape, PNGs decoded); the count
-    must match ``num_images`` when it is set."""
+def checked_image_count(req: reward_pb2.ScoreRequest) -> int:
+    """How many images the request carries, checked: at least one, all sent one way, as many as ``num_images``
+    says when it is set."""
     where = f"request {req.request_id!r}"
     if req.images and req.raw_images:
         raise BadRequest(
@@ -247,22 +247,28 @@ def images_from_proto(req: reward_pb2.ScoreRequest) -> list[np.ndarray]:
         raise BadRequest(f"{where}: empty group (no images); send the G images of one prompt")
     if req.HasField("num_images") and req.num_images != n:
         raise BadRequest(f"{where}: num_images says {req.num_images} but the request carries {n} images")
+    return n
+
+
+def image_from_proto(req: reward_pb2.ScoreRequest, i: int) -> np.ndarray:
+    """Image ``i`` of a request whose count was checked, as a uint8 RGB array: raw pixels checked against their
+    shape, or a PNG decoded."""
     if req.raw_images:
-        out = []
-        for i, raw in enumerate(req.raw_images):
-            try:
-                out.append(pixels_from_raw(raw))
-            except BadRequest as e:
-                raise BadRequest(f"{where}: raw image {i}: {e}") from None
-        return out
-    out = []
-    for i, data in enumerate(req.images):
         try:
-            check_pixel_count(*png_size(data))
-            out.append(decode_png(data))
-        except ValueError as e:  # BadRequest, or decode_png's "corrupt PNG: ..."
-            raise BadRequest(f"{where}: image {i} ({len(data)} bytes): {e}") from None
-    return out
+            return pixels_from_raw(req.raw_images[i])
+        except BadRequest as e:
+            raise BadRequest(f"request {req.request_id!r}: raw image {i}: {e}") from None
+    data = req.images[i]
+    try:
+        check_pixel_count(*png_size(data))
+        return decode_png(data)
+    except ValueError as e:  # BadRequest, or decode_png's "corrupt PNG: ..."
+        raise BadRequest(f"request {req.request_id!r}: image {i} ({len(data)} bytes): {e}") from None
+
+
+def images_from_proto(req: reward_pb2.ScoreRequest) -> list[np.ndarray]:
+    """The group's images as uint8 RGB arrays (:func:`checked_image_count`, then :func:`image_from_proto`)."""
+    return [image_from_proto(req, i) for i in range(checked_image_count(req))]
 
 
 # ------------------------------------------------------------------------------------------ reply

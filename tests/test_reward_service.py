@@ -24,7 +24,7 @@ from core.ports import free_ports
 from core.records import PromptRecord
 from protos import reward_pb2, reward_pb2_grpc
 from rewards import wire
-from rewards.base import TASK_TYPES, ImageScore, Scorer
+from rewards.base import TASK_TYPES, ImageScore, PreparedScorer, Scorer, ScorerInputError
 from rewards.client import SPLIT, RewardClient, RewardServiceError
 from rewards.config import RewardsConfig
 from rewards.registry import build_scorer
@@ -72,6 +72,33 @@ class HangingScorerForTests(Scorer):
         self.entered.set()
         self.release.wait(60)
         return [ImageScore(0.5) for _ in images]
+
+
+class PreparingScorerForTests(PreparedScorer):
+    """Scores each image by its mean pixel value, computed in ``prepare_image``, and records the threads each part
+    ran on. The two images whose means are in ``meet`` wait for each other in ``prepare_image``: a server that
+    prepared them one after the other would never get past the first (the barrier times out, the call fails).
+    An image whose pixels are all 7 is refused."""
+
+    name, version = "color", "prepares"
+
+    def __init__(self, meet: tuple[float, float]):
+        self.meet = meet
+        self.barrier = threading.Barrier(2, timeout=30)
+        self.threads: dict[str, set[str]] = {"prepare": set(), "score": set()}
+
+    def prepare_image(self, prompt, image):
+        self.threads["prepare"].add(threading.current_thread().name)
+        if (image == 7).all():
+            raise ScorerInputError("all pixels are 7")
+        mean = float(image.mean())
+        if mean in self.meet:
+            self.barrier.wait()
+        return mean
+
+    def score_prepared(self, prompt, prepared):
+        self.threads["score"].add(threading.current_thread().name)
+        return [ImageScore(m) for m in prepared]
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -155,7 +182,32 @@ def test_group_scores_equal_the_in_process_scorer(color, color_server, transport
         r = g.replies["color"]
         # Without retries, the server-side parts and the wire make up the call, which the client timed around it.
         assert r.wire_s > 0 and r.decode_s > 0 and r.score_s > 0 and r.encode_s > 0
-        assert r.wire_s + r.queue_s + r.decode_s + r.score_s <= r.latency_s
+        assert r.wire_s + r.queue_s + r.decode_s + r.prepare_s + r.score_s <= r.latency_s
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the server prepares on min(4, cores) threads")
+@pytest.mark.parametrize("transport", ["raw", "png"])
+def test_images_are_prepared_in_parallel_off_the_model_thread_and_scored_in_order(transport):
+    """A PreparedScorer's per-image step runs on the server's decoder threads, a group's first and last images at
+    the same time (they wait for each other), and its model step on the one scoring thread, with the prepared
+    images in the group's order; a refused image is INVALID_ARGUMENT naming it."""
+    values = [200, 10, 120, 30, 90, 60, 250]  # solid images: each image's mean is its value
+    group = [np.full((8 + i, 12, 3), v, np.uint8) for i, v in enumerate(values)]
+    scorer = PreparingScorerForTests(meet=(float(values[0]), float(values[-1])))
+    server = start(scorer)
+    try:
+        with RewardClient(RewardsConfig(retries=0, transport=transport), {"color": [server.address]}) as c:
+            reply = c.score([RED_CAR], [group]).groups[0].replies["color"]
+            assert reply.scores == values
+            assert reply.prepare_s > 0 and reply.decode_s > 0
+            assert reply.wire_s + reply.queue_s + reply.decode_s + reply.prepare_s + reply.score_s <= reply.latency_s
+            assert len(scorer.threads["prepare"]) >= 2
+            assert all(t.startswith("decode-color") for t in scorer.threads["prepare"]), scorer.threads
+            assert [t.split("_")[0] for t in scorer.threads["score"]] == ["score-color"], scorer.threads
+            refused = [group[1], group[2], np.full((4, 4, 3), 7, np.uint8)]
+            call_fails(c, RED_CAR, refused, "INVALID_ARGUMENT", "rejected the input on image 2: all pixels are 7")
+    finally:
+        server.stop(0)
 
 
 def test_time_split_puts_model_time_in_score_and_waiting_in_queue():

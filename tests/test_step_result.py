@@ -41,6 +41,7 @@ def _result() -> StepResult:
         wire_s=0.02 * attempts,
         queue_s=0.0,
         decode_s=0.03,
+        prepare_s=0.02,
         score_s=0.1,
     )
     batch = RewardBatch(

@@ -2,8 +2,9 @@
 
 Loads a transformers ``CLIPModel`` from a local HF-format directory (e.g. ``openai/clip-vit-base-patch32``,
 which T2I-CompBench uses). HPS v2.1 is the same computation on a fine-tuned ViT-H-14 (rewards/scorers/hps.py).
-The prompt is encoded once per group; images go through the vision tower ``batch_size`` at a time, preprocessed
-as a batch (rewards/scorers/pixel_values.py: the image processor's pixel values, bit for bit).
+The prompt is encoded once per group; images go through the vision tower ``batch_size`` at a time. Their pixel
+values (rewards/scorers/pixel_values.py: the image processor's, bit for bit) are the scorer's per-image
+``prepare_image`` step, which a server runs off its model thread.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import torch
 from transformers import CLIPImageProcessorPil, CLIPModel
 
 from core.records import PromptRecord
-from rewards.base import ImageScore
-from rewards.scorers.common import batches, check_images
+from rewards.base import ImageScore, PreparedScorer, check_image
+from rewards.scorers.common import batches
 from rewards.scorers.pixel_values import PixelValues
 from rewards.scorers.pretrained import PretrainedScorer
 
@@ -25,7 +26,7 @@ CLIP_HOW_TO_GET = (
 )
 
 
-class CLIPScorer(PretrainedScorer):
+class CLIPScorer(PretrainedScorer, PreparedScorer):
     name = "clip"
     version = "1"
     model_class = CLIPModel
@@ -46,15 +47,18 @@ class CLIPScorer(PretrainedScorer):
         return torch.nn.functional.normalize(out.pooler_output.float(), dim=-1)[0]
 
     @torch.no_grad()
-    def image_features(self, images: list[np.ndarray]) -> torch.Tensor:
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         feats = []
-        for chunk in batches(images, self.batch_size):
-            pix = self.pixel_values(chunk).to(self.device, self.model.dtype)
-            out = self.model.get_image_features(pixel_values=pix)
+        for chunk in batches(pixel_values, self.batch_size):
+            out = self.model.get_image_features(pixel_values=chunk.to(self.device, self.model.dtype))
             feats.append(torch.nn.functional.normalize(out.pooler_output.float(), dim=-1))
         return torch.cat(feats)
 
-    def score(self, prompt: PromptRecord, images: list[np.ndarray]) -> list[ImageScore]:
-        check_images(images)
-        cos = self.image_features(images) @ self.text_features(prompt.prompt)
+    def prepare_image(self, prompt: PromptRecord, image: np.ndarray) -> np.ndarray:
+        """The image's pixel values, [3, h, w]."""
+        check_image(image)
+        return self.pixel_values.image(image)
+
+    def score_prepared(self, prompt: PromptRecord, prepared: list[np.ndarray]) -> list[ImageScore]:
+        cos = self.image_features(torch.from_numpy(np.stack(prepared))) @ self.text_features(prompt.prompt)
         return [ImageScore(float(c)) for c in cos.cpu()]

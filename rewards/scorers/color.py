@@ -35,8 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from core.records import PromptRecord
-from rewards.base import ImageScore, Scorer
-from rewards.scorers.common import check_images
+from rewards.base import ImageScore, Scorer, check_images
 
 # Prototype sRGB values: a focal example of each basic colour term (the pure primaries for red, green and blue,
 # close to the CSS named colours otherwise). A name covers a region around its prototype (see ColorScorer.radius).

@@ -1,5 +1,5 @@
-"""Helpers every scorer shares: checking the group's images, splitting a group into model batches, and
-checking a local weights directory before loading it."""
+"""Helpers every scorer shares: splitting a group into model batches, and checking a local weights directory
+before loading it."""
 
 from __future__ import annotations
 
@@ -13,31 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rewards.base import ScorerInputError
-
 T = TypeVar("T")
 
 
 class ModelDirError(FileNotFoundError):
     """A scorer's weights directory is missing or incomplete. The message names the directory, the files
     expected in it and how to obtain them."""
-
-
-def check_images(images: Sequence[np.ndarray]) -> None:
-    """Every image must be a non-empty uint8 H x W x 3 RGB array (what the rollout produces)."""
-    if len(images) == 0:
-        raise ScorerInputError("empty group: a group needs at least one image")
-    for i, im in enumerate(images):
-        if (
-            not isinstance(im, np.ndarray)
-            or im.dtype != np.uint8
-            or im.ndim != 3
-            or im.shape[2] != 3
-            or im.shape[0] == 0
-            or im.shape[1] == 0
-        ):
-            desc = f"{im.dtype} {im.shape}" if isinstance(im, np.ndarray) else type(im).__name__
-            raise ScorerInputError(f"image {i}: expected a uint8 H x W x 3 RGB array, got {desc}")
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

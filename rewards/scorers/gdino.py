@@ -21,10 +21,10 @@ import torch
 from transformers import GroundingDinoForObjectDetection, GroundingDinoImageProcessorPil
 
 from core.records import PromptRecord
-from rewards.base import ImageScore, ScorerInputError
+from rewards.base import ImageScore, ScorerInputError, check_images
 from rewards.config import GdinoScorerConfig
 from rewards.detection_rules import PhraseBoxes, RuleParams, detection_score, detector_phrases
-from rewards.scorers.common import batches, check_images, scorer_device, to_pil
+from rewards.scorers.common import batches, scorer_device, to_pil
 from rewards.scorers.pretrained import PretrainedScorer
 
 GDINO_HOW_TO_GET = (

@@ -5,17 +5,21 @@ Input ids are ``[CLS] + tokens(question)`` as in T2I-R1. A group is scored in ba
 within a batch every question is asked of every image in one forward: GIT tiles the image features over the text
 rows (row r reads image r mod n_images), so each image goes through the vision tower once, and the questions
 are right-padded (text attention in GIT is causal, so a row's last real token never sees the padding after it).
+The images' pixel values are the scorer's per-image ``prepare_image`` step, which a server runs off its model
+thread.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 import torch
 from transformers import CLIPImageProcessorPil, GitForCausalLM
 
 from core.records import PromptRecord
-from rewards.base import ImageScore
-from rewards.scorers.common import batches, check_images
+from rewards.base import ImageScore, PreparedScorer, check_image
+from rewards.scorers.common import batches
 from rewards.scorers.pixel_values import PixelValues
 from rewards.scorers.pretrained import PretrainedScorer
 from rewards.vqa_rules import vqa_phrases, vqa_question, vqa_score, yes_ratio_from_logits
@@ -26,7 +30,7 @@ GIT_HOW_TO_GET = (
 )
 
 
-class GitVQAScorer(PretrainedScorer):
+class GitVQAScorer(PretrainedScorer, PreparedScorer):
     name = "git"
     version = "1"
     model_class = GitForCausalLM
@@ -53,14 +57,13 @@ class GitVQAScorer(PretrainedScorer):
         return ids, lengths
 
     @torch.no_grad()
-    def yes_ratios(self, images: list[np.ndarray], phrases: list[str]) -> torch.Tensor:
+    def yes_ratios(self, pixel_values: torch.Tensor, phrases: list[str]) -> torch.Tensor:
         """[n_images, n_phrases] p(yes) / (p(yes) + p(no))."""
         ids, lengths = self.question_ids(phrases)
         q, width = ids.shape
         out = []
-        for chunk in batches(images, self.batch_size):
-            b = len(chunk)
-            pix = self.pixel_values(chunk)
+        for pix in batches(pixel_values, self.batch_size):
+            b = len(pix)
             rows = ids.repeat_interleave(b, dim=0)  # question-major: row r = question r // b, image r % b
             mask = (torch.arange(width)[None, :] < lengths.repeat_interleave(b)[:, None]).long()
             logits = self.model(
@@ -73,15 +76,18 @@ class GitVQAScorer(PretrainedScorer):
             out.append(yes_ratio_from_logits(last, self.yes_id, self.no_id).cpu().view(q, b).T)
         return torch.cat(out)
 
-    def score(self, prompt: PromptRecord, images: list[np.ndarray]) -> list[ImageScore]:
-        check_images(images)
+    def prepare_image(self, prompt: PromptRecord, image: np.ndarray) -> Optional[np.ndarray]:
+        """The image's pixel values [3, h, w]; None when the task type is not scored by VQA."""
+        check_image(image)
+        return None if vqa_phrases(prompt.metadata()) is None else self.pixel_values.image(image)
+
+    def score_prepared(self, prompt: PromptRecord, prepared: list[Optional[np.ndarray]]) -> list[ImageScore]:
         phrases = vqa_phrases(prompt.metadata())
         if phrases is None:
-            return [
-                ImageScore(0.0, {"skipped": f"task_type {prompt.task_type!r} is not scored by VQA"}) for _ in images
-            ]
+            skipped = f"task_type {prompt.task_type!r} is not scored by VQA"
+            return [ImageScore(0.0, {"skipped": skipped}) for _ in prepared]
         questions = [vqa_question(p) for p in phrases]
         return [
             ImageScore(vqa_score(r.tolist()), {"questions": questions, "yes_ratio": [round(float(x), 6) for x in r]})
-            for r in self.yes_ratios(images, phrases)
+            for r in self.yes_ratios(torch.from_numpy(np.stack(prepared)), phrases)
         ]

@@ -27,10 +27,10 @@ from PIL import Image
 from transformers import AutoModel, AutoTokenizer
 
 from core.records import PromptRecord
-from rewards.base import ImageScore, Scorer, ScorerInputError
+from rewards.base import ImageScore, Scorer, ScorerInputError, check_images
 from rewards.config import ObjectsScorerConfig
 from rewards.effnet_lite0 import load_efficientnet_lite0
-from rewards.scorers.common import batches, check_images, to_pil
+from rewards.scorers.common import batches, to_pil
 
 CLASSES_FILE = Path(__file__).resolve().parents[1] / "data" / "imagenet_classes.tsv"
 

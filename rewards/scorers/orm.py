@@ -22,9 +22,9 @@ import torch
 from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessorPil
 
 from core.records import PromptRecord
-from rewards.base import ImageScore
+from rewards.base import ImageScore, check_images
 from rewards.config import OrmScorerConfig
-from rewards.scorers.common import batches, check_images, scorer_device
+from rewards.scorers.common import batches, scorer_device
 from rewards.scorers.pretrained import PretrainedScorer
 from rewards.vqa_rules import yes_ratio_from_logits
 

@@ -1,29 +1,28 @@
 """The ``pixel_values`` of a transformers PIL-backend image processor (``CLIPImageProcessorPil``: CLIP, HPS, GIT)
-for a batch of uint8 RGB arrays, bit for bit what ``processor(images=[PIL images], return_tensors="pt")`` gives,
-at less per-image cost.
+for uint8 RGB arrays, image by image, bit for bit what ``processor(images=[PIL images], return_tensors="pt")``
+gives, at less per-image cost.
 
 The processor works image by image: PIL image -> numpy -> back to a PIL image for the resize -> numpy -> crop ->
 rescale in float64 -> normalise in float32. Here each image goes straight from its array to the processor's own
-``resize`` and ``center_crop`` (the PIL round trip before them only copied pixels), and the batch is rescaled and
-normalised in one table look-up: a uint8 pixel has 256 values per channel, so the processor's own ``rescale`` and
+``resize`` and ``center_crop`` (the PIL round trip before them only copied pixels), and is rescaled and
+normalised by a table look-up: a uint8 pixel has 256 values per channel, so the processor's own ``rescale`` and
 ``normalize`` run once on those 256 values and every pixel reads its result. For eight 384-px images that takes
 about 20 % off the processor's time at 32 px (the tiny test CLIP) and 40 % at 224 px (CLIP, HPS), in process on
 one thread. What is left is PIL's bicubic resize itself (0.8 ms per 384-px image to 32 px, 1.6 ms to 224 px),
-which a batch cannot share; torch's antialiased bicubic is not bit-exact with it, so it stays.
+which a batch cannot share (torch's antialiased bicubic is not bit-exact with it, so it stays); a reward server
+runs it on several threads at once instead (:meth:`PixelValues.image` is the scorers' ``prepare_image``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-import torch
 from transformers.image_processing_backends import PilBackend
 
 
 class PixelValues:
-    """``processor(images=[PIL.Image.fromarray(im) for im in images], return_tensors="pt").pixel_values`` for a
-    processor that runs PilBackend's resize -> center crop -> rescale -> normalise (no padding)."""
+    """Row ``i`` of ``processor(images=[PIL.Image.fromarray(im) for im in images], return_tensors="pt").pixel_values``
+    from ``images[i]`` alone, for a processor that runs PilBackend's resize -> center crop -> rescale -> normalise
+    (no padding)."""
 
     def __init__(self, processor: PilBackend):
         if not isinstance(processor, PilBackend) or type(processor)._preprocess is not PilBackend._preprocess:
@@ -57,10 +56,10 @@ class PixelValues:
             chw = p.center_crop(chw, p.crop_size)
         return chw
 
-    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """[N, 3, h, w] pixel values of uint8 H x W x 3 RGB arrays (checked by the caller)."""
-        batch = np.stack([self.resized(im) for im in images])
-        out = np.empty(batch.shape, self.table.dtype)
+    def image(self, image: np.ndarray) -> np.ndarray:
+        """[3, h, w] pixel values of one uint8 H x W x 3 RGB array (checked by the caller)."""
+        resized = self.resized(image)
+        out = np.empty(resized.shape, self.table.dtype)
         for c in range(3):
-            out[:, c] = self.table[c].take(batch[:, c])
-        return torch.from_numpy(out)
+            self.table[c].take(resized[c], out=out[c])
+        return out
