@@ -27,12 +27,12 @@ stay bit-identical with it, rewards/scorers/pixel_values.py) and the hop's 0.37 
 gRPC), so one core gives about 2.6x. What lifts it above 3x is that a group's per-image work runs beside other
 work: the server decodes and prepares the images (the scorer's ``prepare_image``: the resize) on its decoder
 threads, several groups and a group's images at once, while its model thread scores the group before
-(rewards/server.py); sequential one-image calls leave that parallelism unused. With 2 cores and a few groups in
-flight the model thread waits for the first group's images (2 groups: 2.8-3.1x while tuning); with a step's 16
-groups the pipeline stays full (3.1-3.7x). The server's start also sets glibc's allocator thresholds
-(``rewards.tune_allocator``, rewards/allocator.py), so the multi-megabyte requests reuse heap memory instead of
-fresh mmaps (client and server share this process, so the setting covers both ends here). At 16 px, I is small
-and the ratio is well above 3x.
+(rewards/server.py); sequential one-image calls leave that parallelism unused. Measured with this file while
+tuning (tiny CLIP, 384 px, raw): 16 groups 3.8-4.4x, 2 groups 3.5-3.7x; with the rounds' runs alternated
+without the untimed run before each (see :func:`_median_rounds`), 2.5-3.1x. The server's start also sets glibc's
+allocator thresholds (``rewards.tune_allocator``, rewards/allocator.py), so the multi-megabyte requests reuse
+heap memory instead of fresh mmaps (client and server share this process, so the setting covers both ends here).
+At 16 px, I is small and the ratio is well above 3x.
 
 Entries: ``reward_server_group_vs_per_image_<label>`` and ``reward_grpc_hop_vs_in_process_<label>`` are PNG (the
 names of the entries from before raw pixels, so that they stay comparable); ``..._<label>_raw`` the same for raw
@@ -101,14 +101,22 @@ def _median_rounds(
     fns: dict[str, Callable[[], object]],
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Median wall seconds, process-CPU seconds and minor page faults (of this process: client and server) of each
-    function over ROUNDS rounds, the functions alternating within a round."""
-    for fn in fns.values():  # warm-up: lazy initialisation, allocator, connections
-        fn()
+    function over ROUNDS rounds, the functions alternating within a round, each timed run right after an untimed
+    one of the same function.
+
+    The untimed run comes first because protobuf's Python runtime calls ``malloc_trim(0)`` after every 10,000
+    blocks its messages free (google/_upb/_message, ``upb_trim_allocfunc``), handing every free heap page of the
+    process back to the kernel. The one-image-per-call way frees hundreds of messages a round; timed right after
+    it, the whole-step group calls faulted their ~200 MB in flight back in (40,000-55,000 page faults, 50-80 ms,
+    in most rounds: 2.5-2.7x, against 3.9x with the trim disabled by an LD_PRELOAD shim while investigating).
+    After a run of its own, each way pays only for the trims its own calls set off, as a server that serves only
+    that way does, and the alternation still spreads slow spells of the machine over every way."""
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     faults: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(ROUNDS):
         for k, fn in fns.items():
+            fn()
             f, t, c = _minor_faults(), time.perf_counter(), time.process_time()
             fn()
             wall[k].append(time.perf_counter() - t)
