@@ -3,8 +3,9 @@
 * :class:`RewardServer` is the ``grpc.aio`` server. The model runs on one worker thread, so it sees one group at
   a time (its batch is the group, split by ``rewards.<name>.batch_size``) while the event loop keeps answering
   Health and Info and queueing further calls. Requests are checked, decoded and prepared for the model (the
-  scorer's ``prepare``: image checks, resizing to the model's input) on a pool of other threads, several groups
-  at once, so the next group is ready when the model is and a group's per-image work does not hold the model.
+  scorer's ``prepare_image``: image checks, resizing to the model's input) on a pool of other threads, a
+  group's images and several groups at once, so the next group is ready when the model is and a group's
+  per-image work does not hold the model.
 * :class:`ServerThread` runs a RewardServer on its own event loop in a background thread (Ray actors, tests).
 * :class:`RewardServerActor` is the Ray actor class hosting one server on its node's address
   (``rewards/pool.py`` starts and scales them); ``python -m rewards.serve`` hosts one without Ray.
