@@ -28,7 +28,7 @@ gRPC), so one core gives about 2.6x. What lifts it above 3x is that a group's pe
 work: the server decodes and prepares the images (the scorer's ``prepare_image``: the resize) on its decoder
 threads, several groups and a group's images at once, while its model thread scores the group before
 (rewards/server.py); sequential one-image calls leave that parallelism unused. Measured with this file while
-tuning (tiny CLIP, 384 px, raw): 16 groups 3.8-4.4x, 2 groups 3.5-3.7x; with the rounds' runs alternated
+tuning (tiny CLIP, 384 px, raw): 16 groups 3.4-4.4x (5 runs), 2 groups 3.5-3.7x (2); with the rounds' runs alternated
 without the untimed run before each (see :func:`_median_rounds`), 2.5-3.1x. The server's start also sets glibc's
 allocator thresholds (``rewards.tune_allocator``, rewards/allocator.py), so the multi-megabyte requests reuse
 heap memory instead of fresh mmaps (client and server share this process, so the setting covers both ends here).
