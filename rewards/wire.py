@@ -266,11 +266,6 @@ def image_from_proto(req: reward_pb2.ScoreRequest, i: int) -> np.ndarray:
         raise BadRequest(f"request {req.request_id!r}: image {i} ({len(data)} bytes): {e}") from None
 
 
-def images_from_proto(req: reward_pb2.ScoreRequest) -> list[np.ndarray]:
-    """The group's images as uint8 RGB arrays (:func:`checked_image_count`, then :func:`image_from_proto`)."""
-    return [image_from_proto(req, i) for i in range(checked_image_count(req))]
-
-
 # ------------------------------------------------------------------------------------------ reply
 
 

@@ -63,7 +63,8 @@ def test_images_round_trip_exactly(transport):
     msg = wire.request_to_proto("r", PromptRecord("a cat", "object", ["cat"]), imgs, transport)
     assert msg.num_images == wire.image_count(msg) == 3
     assert (len(msg.raw_images), len(msg.images)) == ((3, 0) if transport == "raw" else (0, 3))
-    back = wire.images_from_proto(reward_pb2.ScoreRequest.FromString(msg.SerializeToString()))
+    parsed = reward_pb2.ScoreRequest.FromString(msg.SerializeToString())
+    back = [wire.image_from_proto(parsed, i) for i in range(wire.checked_image_count(parsed))]  # the server's way
     for a, b in zip(imgs, back):
         assert b.dtype == np.uint8
         np.testing.assert_array_equal(a, b)
@@ -113,7 +114,7 @@ def test_decompression_bomb_is_refused_before_decoding():
     png[16:24] = (100_000).to_bytes(4, "big") + (100_000).to_bytes(4, "big")  # IHDR claims 10^10 pixels
     req = reward_pb2.ScoreRequest(request_id="bomb", images=[bytes(png)])
     with pytest.raises(wire.BadRequest, match=r"request 'bomb': image 0 .*100000x100000 pixels"):
-        wire.images_from_proto(req)
+        wire.image_from_proto(req, wire.checked_image_count(req) - 1)
 
 
 def test_details_typed_fields_and_extra_round_trip():
